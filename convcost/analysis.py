@@ -1,0 +1,213 @@
+"""Run the cost model, the variants and the latency estimates over a loaded model.
+
+The result is plain data; renderers (table, JSON, CSV, Markdown...) only format it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Literal, Protocol
+
+from convcost.cost import Cost, cost_of, total_cost
+from convcost.model import Conv, MatMul, Model
+from convcost.variants import VARIANTS, Plan, VariantOptions, plan_variant
+
+Bound = Literal["compute", "memory", "overhead"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A latency estimate and the roofline bound that decided it."""
+
+    ms: float
+    bound: Bound = "compute"
+
+
+class Device(Protocol):
+    """A device profile as the analysis needs it: a name and a latency estimate per op."""
+
+    name: str
+
+    def estimate(self, op: Conv | MatMul, dtype: str) -> Estimate: ...
+
+
+#: Weight-based approximation error of a variant (SVD, see `convcost.approx`), or None.
+ApproxFn = Callable[[str, Conv, VariantOptions], float | None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the user chose that changes numbers (recorded in reports)."""
+
+    dtype: str = "float32"
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    options: VariantOptions = field(default_factory=VariantOptions)
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+    def selects(self, name: str) -> bool:
+        """Whether a layer is to be factorized (--only / --skip globs)."""
+        if self.only and not any(fnmatchcase(name, g) for g in self.only):
+            return False
+        return not any(fnmatchcase(name, g) for g in self.skip)
+
+
+def ratio(original: int, variant: int) -> float:
+    """original / variant: 8.7 means 8.7 times fewer. A free variant is infinitely cheaper."""
+    return original / variant if variant else float("inf")
+
+
+@dataclass
+class VariantResult:
+    name: str
+    plan: Plan
+    cost: Cost | None = None
+    latency: dict[str, Estimate] = field(default_factory=dict)
+    approx_error: float | None = None
+    mac_ratio: float | None = None
+    param_ratio: float | None = None
+    stage_costs: list[Cost] = field(default_factory=list, repr=False)
+
+    @property
+    def applicable(self) -> bool:
+        return self.plan.applicable
+
+    @property
+    def intermediate_bytes(self) -> int:
+        """Activations written by one stage and read by the next."""
+        return sum(c.output_bytes for c in self.stage_costs[:-1])
+
+
+@dataclass
+class LayerResult:
+    conv: Conv
+    cost: Cost
+    latency: dict[str, Estimate]
+    variants: dict[str, VariantResult]
+    selected: bool
+
+
+@dataclass
+class Totals:
+    params: int
+    macs: int
+    latency: dict[str, float]
+
+
+@dataclass
+class Analysis:
+    model: Model
+    settings: Settings
+    devices: list[str]
+    layers: list[LayerResult]
+    totals: Totals
+    conv_cost: Cost
+    variant_totals: dict[str, Totals]
+
+    def variant_ratios(self, name: str) -> tuple[float, float]:
+        vt = self.variant_totals[name]
+        return ratio(self.totals.macs, vt.macs), ratio(self.totals.params, vt.params)
+
+
+def _latency(op: Conv | MatMul, dtype: str, devices: Sequence[Device]) -> dict[str, Estimate]:
+    return {d.name: d.estimate(op, dtype) for d in devices}
+
+
+def _variant(
+    name: str, layer: Conv, original: Cost, settings: Settings, devices: Sequence[Device],
+    approx: ApproxFn | None,
+) -> VariantResult:
+    plan = plan_variant(name, layer, settings.options)
+    if not plan.applicable:
+        return VariantResult(name, plan)
+    stages = [cost_of(c, settings.dtype) for c in plan.layers]
+    cost = sum(stages, Cost())
+    latency: dict[str, Estimate] = {}
+    for d in devices:
+        parts = [d.estimate(c, settings.dtype) for c in plan.layers]
+        bound = max(parts, key=lambda e: e.ms).bound
+        latency[d.name] = Estimate(sum(p.ms for p in parts), bound)
+    return VariantResult(
+        name, plan, cost, latency,
+        approx_error=approx(name, layer, settings.options) if approx and layer.weight else None,
+        mac_ratio=ratio(original.macs, cost.macs),
+        param_ratio=ratio(original.params, cost.params),
+        stage_costs=stages,
+    )
+
+
+def analyze(
+    model: Model,
+    settings: Settings | None = None,
+    devices: Sequence[Device] = (),
+    approx: ApproxFn | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Analysis:
+    """Cost every conv and each selected variant of it; sum model and variant totals."""
+    settings = settings or Settings()
+    dtype = settings.dtype
+    layers: list[LayerResult] = []
+    for i, conv in enumerate(model.convs):
+        cost = cost_of(conv, dtype)
+        selected = settings.selects(conv.name)
+        variants: dict[str, VariantResult] = {}
+        for name in settings.variants:
+            if selected:
+                variants[name] = _variant(name, conv, cost, settings, devices, approx)
+            else:
+                variants[name] = VariantResult(name, Plan.na("excluded by --only/--skip"))
+        layers.append(LayerResult(conv, cost, _latency(conv, dtype, devices), variants, selected))
+        if progress:
+            progress(i + 1, len(model.convs))
+
+    rest = total_cost(model.matmuls, dtype)
+    rest_latency = {d.name: sum(d.estimate(m, dtype).ms for m in model.matmuls) for d in devices}
+    conv_cost = sum((layer.cost for layer in layers), Cost())
+
+    def totals(pick: Callable[[LayerResult], tuple[Cost, dict[str, Estimate]]]) -> Totals:
+        params, macs = rest.params + model.other_params, rest.macs
+        latency = dict(rest_latency)
+        for layer in layers:
+            cost, lat = pick(layer)
+            params += cost.params
+            macs += cost.macs
+            for dev, est in lat.items():
+                latency[dev] += est.ms
+        return Totals(params, macs, latency)
+
+    def with_variant(name: str) -> Callable[[LayerResult], tuple[Cost, dict[str, Estimate]]]:
+        def pick(layer: LayerResult) -> tuple[Cost, dict[str, Estimate]]:
+            v = layer.variants[name]
+            if v.cost is not None:
+                return v.cost, v.latency
+            return layer.cost, layer.latency
+
+        return pick
+
+    return Analysis(
+        model=model,
+        settings=settings,
+        devices=[d.name for d in devices],
+        layers=layers,
+        totals=totals(lambda layer: (layer.cost, layer.latency)),
+        conv_cost=conv_cost,
+        variant_totals={name: totals(with_variant(name)) for name in settings.variants},
+    )
+
+
+SORT_KEYS: dict[str, Callable[[LayerResult], object]] = {
+    "order": lambda layer: 0,
+    "name": lambda layer: layer.conv.name,
+    "macs": lambda layer: -layer.cost.macs,
+    "params": lambda layer: -layer.cost.params,
+    "bytes": lambda layer: -layer.cost.traffic_bytes,
+    "latency": lambda layer: -max((e.ms for e in layer.latency.values()), default=0.0),
+}
+
+
+def shown_layers(analysis: Analysis, sort: str = "order", top: int | None = None) -> list[LayerResult]:
+    """Layers to display: sorted (stable, model order breaks ties) and cut to the top N."""
+    rows = sorted(analysis.layers, key=SORT_KEYS[sort]) if sort != "order" else list(analysis.layers)
+    return rows[:top] if top else rows

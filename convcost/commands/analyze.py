@@ -1,0 +1,49 @@
+"""`convcost analyze`: the per-conv table (or JSON, CSV, Markdown)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from convcost.cli import app
+from convcost.commands import options as o
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+@app.command()
+def analyze(
+    model: Annotated[str, typer.Argument(help="Model: .onnx, TorchScript archive (.pt), or YAML layer spec.")],
+    input: o.Inputs = None,
+    variants: o.Variants = None,
+    dtype: o.Dtype = "float32",
+    only: o.Only = None,
+    skip: o.Skip = None,
+    rank: o.Rank = None,
+    depth_multiplier: o.DepthMultiplier = 1,
+    groups: o.Groups = 4,
+    top: o.Top = None,
+    sort: o.Sort = "order",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")] = "table",
+    output: o.Output = None,
+) -> None:
+    """Count params, MACs and memory of every conv and of its factorized variants.
+
+    \b
+    Examples:
+      convcost analyze configs/models/mobilenet_v1.yaml
+      convcost analyze model.onnx -i 1x3x224x224 --sort macs --top 10
+      convcost analyze configs/models/conv_mobilenet.yaml -V depthwise --skip conv1
+      convcost analyze model.onnx -f json -o costs.json
+    """
+    from convcost.commands.common import command_line, emit, make_request, make_view
+    from convcost.errors import UsageError
+    from convcost.pipeline import run
+    from convcost.render import renderer
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    view = make_view(sort, top, output, command_line())
+    request = make_request(model, input, variants, None, dtype, only, skip, rank, depth_multiplier, groups)
+    emit(renderer(fmt)(run(request), view), output)

@@ -1,0 +1,74 @@
+"""Glue the analysis commands share: options -> Request, and text -> stdout or file."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Sequence
+
+from convcost.analysis import SORT_KEYS, Settings
+from convcost.cost import DTYPE_BYTES
+from convcost.errors import UsageError
+from convcost.pipeline import Request, parse_inputs, parse_variants
+from convcost.render import View
+from convcost.variants import VARIANTS, VariantOptions
+
+
+def make_request(
+    model: str,
+    inputs: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
+    dtype: str = "float32",
+    only: Sequence[str] | None = None,
+    skip: Sequence[str] | None = None,
+    rank: str | None = None,
+    depth_multiplier: int = 1,
+    groups: int = 4,
+) -> Request:
+    """Validate and parse the shared options into a `Request`."""
+    if dtype not in DTYPE_BYTES:
+        raise UsageError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPE_BYTES)}")
+    rank_value: int | None = None
+    if rank is not None:
+        try:
+            rank_value = int(rank)
+        except ValueError:
+            raise UsageError(f"--rank {rank!r}: expected a positive integer") from None
+        if rank_value < 1:
+            raise UsageError(f"--rank {rank!r}: expected a positive integer")
+    settings = Settings(
+        dtype=dtype,
+        variants=parse_variants(variants) if variants else tuple(VARIANTS),
+        options=VariantOptions(rank=rank_value, depth_multiplier=depth_multiplier, groups=groups),
+        only=tuple(only or ()),
+        skip=tuple(skip or ()),
+    )
+    return Request(model=model, inputs=parse_inputs(inputs or []), settings=settings)
+
+
+def make_view(sort: str, top: int | None, output: str | None, command: str | None = None) -> View:
+    if sort not in SORT_KEYS:
+        raise UsageError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
+    tty = output is None and sys.stdout.isatty()
+    return View(sort=sort, top=top, command=command, color=tty,
+                width=shutil.get_terminal_size().columns if tty else None)
+
+
+def emit(text: str, output: str | None) -> None:
+    """Print to stdout, or write `output` whole (atomically)."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from convcost.outfile import write_atomic
+
+    write_atomic(output, text)
+    print(f"wrote {output}", file=sys.stderr)
+
+
+def command_line() -> str:
+    """The command as typed, for reports that say how to reproduce them."""
+    import shlex
+
+    return "convcost " + " ".join(shlex.quote(a) for a in sys.argv[1:])

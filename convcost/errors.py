@@ -1,0 +1,27 @@
+"""Typed errors: the CLI turns each into one line on stderr and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ConvcostError(Exception):
+    """Bad input or usage (exit 2). `source` names the file (or option) the problem is in."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, source: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = str(source) if source is not None else None
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+
+class InputError(ConvcostError):
+    """A model, spec, profile or budget file that cannot be used as given."""
+
+
+class UsageError(ConvcostError):
+    """A command-line option that is wrong on its own or in combination."""

@@ -1,0 +1,76 @@
+"""Loaders turn a file into a `Model`. Each registers how it recognises its format by content.
+
+Loaders import their heavy dependencies (onnx, torch) inside `load`, so the CLI and the YAML
+path start fast and never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from convcost.errors import InputError
+from convcost.model import Model, Shape
+
+SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Loader:
+    """A model format: `sniff(path, head)` says whether a file is one; `module:function` loads it."""
+
+    name: str
+    sniff: Callable[[Path, bytes], bool]
+    target: str  # "package.module:function(path, inputs) -> Model"
+
+    def load(self, path: Path, inputs: dict[str, Shape] | None) -> Model:
+        module, func = self.target.split(":")
+        loaded: Model = getattr(importlib.import_module(module), func)(path, inputs)
+        return loaded
+
+
+LOADERS: list[Loader] = []
+
+
+def register_loader(loader: Loader) -> None:
+    LOADERS.append(loader)
+
+
+def _looks_like_yaml(path: Path, head: bytes) -> bool:
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return True
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return "layers:" in text and ("input:" in text or "name:" in text)
+
+
+register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
+
+
+def detect(path: Path) -> Loader:
+    """Recognise a model file by content (extension as a hint), or say what it is not."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except IsADirectoryError:
+        raise InputError("is a directory, not a model file", path) from None
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    if not head:
+        raise InputError("file is empty", path)
+    for loader in LOADERS:
+        if loader.sniff(path, head):
+            return loader
+    known = ", ".join(loader.name for loader in LOADERS)
+    raise InputError(f"not a model convcost can read (recognised formats: {known})", path)
+
+
+def load_model(model: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+    path = Path(model)
+    return detect(path).load(path, inputs)

@@ -1,0 +1,336 @@
+"""YAML layer specs (PRODUCT.md): a model written by hand, with shapes propagated layer by layer.
+
+```yaml
+name: tiny
+input: [1, 3, 224, 224]
+defaults: {bias: false}                  # merged into every conv / conv_transpose / linear
+layers:
+  - {name: conv1, type: conv, out: 32, kernel: 3, stride: 2, padding: 1}
+  - {type: repeat, name: blocks, times: 2, layers: [...]}
+  - {type: add, inputs: [a, b]}
+```
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from convcost.errors import InputError
+from convcost.model import Conv, MatMul, Model, Shape
+from convcost.shapes import ShapeError, conv_out_size, make_conv, same_pads
+
+MAX_REPEAT = 10_000
+MAX_LAYERS = 200_000
+MAX_DEPTH = 32
+MAX_DIM = 2**31 - 1
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+COMMON = {"name", "type", "from"}
+KEYS: dict[str, set[str]] = {
+    "conv": COMMON | {"out", "kernel", "stride", "padding", "dilation", "groups", "bias", "dtype"},
+    "conv_transpose": COMMON
+    | {"out", "kernel", "stride", "padding", "dilation", "groups", "bias", "output_padding", "dtype"},
+    "pool": COMMON | {"kernel", "stride", "padding", "mode"},
+    "global_pool": COMMON | {"mode"},
+    "flatten": COMMON,
+    "linear": COMMON | {"out", "bias"},
+    "add": {"name", "type", "inputs", "from"},
+    "concat": {"name", "type", "inputs", "from", "axis"},
+    "repeat": {"name", "type", "times", "layers"},
+}
+DEFAULTABLE = {"bias", "dtype", "groups", "dilation", "padding", "stride"}
+
+
+class SpecError(InputError):
+    """A spec problem, located at a layer."""
+
+
+@dataclass
+class _State:
+    path: str
+    defaults: dict[str, Any]
+    shapes: dict[str, Shape] = field(default_factory=dict)
+    convs: list[Conv] = field(default_factory=list)
+    matmuls: list[MatMul] = field(default_factory=list)
+    count: int = 0
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _where(name: str) -> str:
+    return f"layer '{name}'"
+
+
+def _ints(value: Any, rank: int, key: str, where: str, low: int, allow_double: bool = False) -> tuple[int, ...]:
+    """An int or a per-axis list (or, for padding, begin... end... of 2*rank values)."""
+    if _is_int(value):
+        values: list[Any] = [value] * rank
+    elif isinstance(value, list) and (len(value) == rank or (allow_double and len(value) == 2 * rank)):
+        values = value
+    else:
+        shape = f"an int or a list of {rank}" + (f" or {2 * rank}" if allow_double else "")
+        raise SpecError(f"{where}: {key} must be {shape} values for {rank} spatial axes, got {value!r}")
+    for v in values:
+        if not _is_int(v) or v < low or v > MAX_DIM:
+            raise SpecError(f"{where}: {key} values must be integers >= {low}, got {value!r}")
+    return tuple(values)
+
+
+def _padding(
+    value: Any, spatial: Shape, kernel: Shape, stride: Shape, dilation: Shape, where: str
+) -> tuple[int, ...]:
+    rank = len(kernel)
+    if value in (None, "valid"):
+        return (0,) * (2 * rank)
+    if value == "same":
+        return same_pads(spatial, kernel, stride, dilation)
+    pads = _ints(value, rank, "padding", where, 0, allow_double=True)
+    return pads * 2 if len(pads) == rank else pads
+
+
+def _need(layer: dict[str, Any], key: str, where: str) -> Any:
+    if key not in layer:
+        raise SpecError(f"{where}: missing required key '{key}'")
+    return layer[key]
+
+
+def _positive(value: Any, key: str, where: str) -> int:
+    if not _is_int(value) or value < 1 or value > MAX_DIM:
+        raise SpecError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _spatial(shape: Shape, where: str, what: str) -> int:
+    rank = len(shape) - 2
+    if rank < 1 or rank > 3:
+        raise SpecError(f"{where}: {what} needs an input of shape (N, C, 1-3 spatial dims), got {list(shape)}")
+    return rank
+
+
+def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
+    where = _where(name)
+    op = "ConvTranspose" if layer["type"] == "conv_transpose" else "Conv"
+    rank = _spatial(shape, where, layer["type"])
+    out = _positive(_need(layer, "out", where), "out", where)
+    kernel = _ints(_need(layer, "kernel", where), rank, "kernel", where, 1)
+    stride = _ints(layer.get("stride", 1), rank, "stride", where, 1)
+    dilation = _ints(layer.get("dilation", 1), rank, "dilation", where, 1)
+    groups = _positive(layer.get("groups", 1), "groups", where)
+    bias = layer.get("bias", True)
+    if not isinstance(bias, bool):
+        raise SpecError(f"{where}: bias must be true or false, got {bias!r}")
+    dtype = layer.get("dtype")
+    if dtype is not None and dtype not in ("float32", "float16", "bfloat16", "int8"):
+        raise SpecError(f"{where}: dtype must be float32, float16, bfloat16 or int8, got {dtype!r}")
+    out_pad = _ints(layer.get("output_padding", 0), rank, "output_padding", where, 0)
+    pads: tuple[int, ...]
+    if op == "ConvTranspose" and layer.get("padding") == "same":
+        # 'same' for a transposed conv: output = input x stride.
+        begins, ends = [], []
+        for i in range(rank):
+            total = max(dilation[i] * (kernel[i] - 1) + out_pad[i] + 1 - stride[i], 0)
+            begins.append(total // 2)
+            ends.append(total - total // 2)
+        pads = tuple(begins + ends)
+    else:
+        pads = _padding(layer.get("padding"), shape[2:], kernel, stride, dilation, where)
+    try:
+        conv = make_conv(
+            name, op, shape, out, kernel, stride, pads, dilation, groups, bias,
+            out_pad if op == "ConvTranspose" else None, dtype,
+        )
+    except ShapeError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    st.convs.append(conv)
+    return conv.output_shape
+
+
+def _pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
+    where = _where(name)
+    rank = _spatial(shape, where, "pool")
+    kernel = _ints(_need(layer, "kernel", where), rank, "kernel", where, 1)
+    stride = _ints(layer.get("stride", list(kernel)), rank, "stride", where, 1)
+    mode = layer.get("mode", "max")
+    if mode not in ("max", "avg"):
+        raise SpecError(f"{where}: mode must be 'max' or 'avg', got {mode!r}")
+    pads = _padding(layer.get("padding"), shape[2:], kernel, stride, (1,) * rank, where)
+    out = [conv_out_size(shape[2 + i], kernel[i], stride[i], pads[i], pads[rank + i], 1) for i in range(rank)]
+    if any(o < 1 for o in out):
+        raise SpecError(f"{where}: pool kernel {list(kernel)} is larger than the padded input {list(shape[2:])}")
+    return (shape[0], shape[1], *out)
+
+
+def _global_pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
+    rank = _spatial(shape, _where(name), "global_pool")
+    return (shape[0], shape[1], *([1] * rank))
+
+
+def _flatten(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
+    return (shape[0], math.prod(shape[1:]))
+
+
+def _linear(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
+    where = _where(name)
+    out = _positive(_need(layer, "out", where), "out", where)
+    bias = layer.get("bias", True)
+    if not isinstance(bias, bool):
+        raise SpecError(f"{where}: bias must be true or false, got {bias!r}")
+    features = shape[-1]
+    st.matmuls.append(
+        MatMul(name, "Linear", batch=math.prod(shape[:-1]), m=1, k=features, n=out,
+               params=features * out + (out if bias else 0))
+    )
+    return (*shape[:-1], out)
+
+
+SHAPE_OPS: dict[str, Callable[[dict[str, Any], Shape, str, _State], Shape]] = {
+    "conv": _conv,
+    "conv_transpose": _conv,
+    "pool": _pool,
+    "global_pool": _global_pool,
+    "flatten": _flatten,
+    "linear": _linear,
+}
+
+
+def _lookup(ref: Any, scopes: list[str], st: _State, where: str) -> Shape:
+    if not isinstance(ref, str):
+        raise SpecError(f"{where}: a layer reference must be a layer name, got {ref!r}")
+    for scope in scopes:
+        if scope + ref in st.shapes:
+            return st.shapes[scope + ref]
+    known = ", ".join(sorted(st.shapes)[:12])
+    raise SpecError(f"{where}: unknown layer '{ref}' in from/inputs (known: {known})")
+
+
+def _merge(layer: dict[str, Any], shapes: list[Shape], where: str) -> Shape:
+    if len(shapes) < 2:
+        raise SpecError(f"{where}: {layer['type']} needs at least two inputs")
+    if layer["type"] == "add":
+        if any(s != shapes[0] for s in shapes):
+            raise SpecError(f"{where}: add of mismatched shapes {[list(s) for s in shapes]}")
+        return shapes[0]
+    axis = layer.get("axis", 1)
+    rank = len(shapes[0])
+    if not _is_int(axis) or not -rank <= axis < rank:
+        raise SpecError(f"{where}: concat axis must be an integer in [-{rank}, {rank}), got {axis!r}")
+    axis %= rank
+    for s in shapes:
+        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != axis):
+            raise SpecError(
+                f"{where}: concat on axis {axis} of mismatched shapes {[list(s) for s in shapes]}"
+            )
+    merged = list(shapes[0])
+    merged[axis] = sum(s[axis] for s in shapes)
+    return tuple(merged)
+
+
+def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, where: str) -> Shape:
+    if not isinstance(layers, list) or not layers:
+        raise SpecError(f"{where}: 'layers' must be a non-empty list")
+    if depth > MAX_DEPTH:
+        raise SpecError(f"{where}: repeats nested deeper than {MAX_DEPTH} levels")
+    prefix = scopes[0]
+    for index, layer in enumerate(layers):
+        at = f"layer {index}" + (f" of '{prefix[:-1]}'" if prefix else "")
+        if not isinstance(layer, dict):
+            raise SpecError(f"{at}: expected a mapping like {{type: conv, ...}}, got {layer!r}")
+        kind = layer.get("type")
+        if kind not in KEYS:
+            raise SpecError(f"{at}: unknown layer type {kind!r} (known: {', '.join(KEYS)})")
+        own = layer.get("name", f"{kind}_{index}")
+        if not isinstance(own, str) or not own:
+            raise SpecError(f"{at}: name must be a non-empty string, got {own!r}")
+        name = prefix + own
+        where_l = _where(name)
+        unknown = set(layer) - KEYS[kind]
+        if unknown:
+            raise SpecError(f"{where_l}: unknown key(s) {', '.join(sorted(unknown))} for type {kind}")
+        if name in st.shapes:
+            raise SpecError(f"{where_l}: duplicate layer name")
+        if kind == "repeat":
+            times = layer.get("times")
+            if not _is_int(times) or not 1 <= times <= MAX_REPEAT:
+                raise SpecError(f"{where_l}: times must be an integer from 1 to {MAX_REPEAT}, got {times!r}")
+            for r in range(times):
+                inner = f"{name}.{r}."
+                shape = _walk(layer.get("layers"), shape, [inner, *scopes], st, depth + 1, where_l)
+        elif kind in ("add", "concat"):
+            refs = layer.get("inputs", layer.get("from"))
+            if not isinstance(refs, list):
+                raise SpecError(f"{where_l}: {kind} needs 'inputs': a list of layer names")
+            shape = _merge(layer, [_lookup(r, scopes, st, where_l) for r in refs], where_l)
+        else:
+            source = _lookup(layer["from"], scopes, st, where_l) if "from" in layer else shape
+            if kind in ("conv", "conv_transpose", "linear"):
+                layer = {**{k: v for k, v in st.defaults.items() if k in KEYS[kind]}, **layer}
+            shape = SHAPE_OPS[kind](layer, source, name, st)
+        st.shapes[name] = shape
+        st.count += 1
+        if st.count > MAX_LAYERS:
+            raise SpecError(f"{where_l}: more than {MAX_LAYERS} layers after expanding repeats")
+    return shape
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else (
+        f"YAML syntax error: {problem}"
+    )
+
+
+def parse_shape(value: Any, where: str) -> Shape:
+    if not isinstance(value, list) or not 3 <= len(value) <= 5:
+        raise SpecError(f"{where} must be a list [N, C, spatial...] of 3 to 5 integers, got {value!r}")
+    return tuple(_positive(v, "input dims", where) for v in value)
+
+
+def load_spec(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+    """Load a YAML layer spec into a `Model`; `inputs` (from `-i`) overrides the spec's input."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(f"spec is larger than {MAX_FILE_BYTES // 2**20} MiB", path)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read spec: {exc}", path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(_yaml_error(exc), path) from None
+    return model_from_spec(data, path, inputs)
+
+
+def model_from_spec(data: Any, path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+    source = str(path)
+    if not isinstance(data, dict):
+        raise InputError("a spec must be a mapping with 'input' and 'layers'", source)
+    unknown = set(data) - {"name", "input", "layers", "defaults", "description"}
+    if unknown:
+        raise InputError(f"unknown top-level key(s): {', '.join(sorted(unknown))}", source)
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict) or set(defaults) - DEFAULTABLE:
+        raise InputError(f"defaults may set only {', '.join(sorted(DEFAULTABLE))}", source)
+    try:
+        if inputs:
+            if len(inputs) != 1:
+                raise SpecError("a spec has a single input; give one -i SHAPE")
+            shape = next(iter(inputs.values()))
+        else:
+            shape = parse_shape(data.get("input"), "'input'")
+        st = _State(source, defaults, {"input": shape})
+        _walk(data.get("layers"), shape, [""], st, 0, "spec")
+    except SpecError as exc:
+        raise InputError(exc.message, source) from None
+    name = data.get("name") if isinstance(data.get("name"), str) else Path(source).stem
+    return Model(name=name, format="spec", source=source, inputs={"input": shape},
+                 convs=st.convs, matmuls=st.matmuls)

@@ -1,0 +1,20 @@
+"""`-f csv`: one row per conv with raw numbers, for spreadsheets and pandas."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from convcost.analysis import Analysis, shown_layers
+from convcost.render import View
+from convcost.render.rows import columns
+
+
+def render_csv(analysis: Analysis, view: View) -> str:
+    cols = columns(analysis, raw=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([c.header.replace(" x", " mac_ratio").replace(" ", "_") for c in cols])
+    for layer in shown_layers(analysis, view.sort, view.top):
+        writer.writerow(["" if (v := c.value(layer)) is None else v for c in cols])
+    return buffer.getvalue()

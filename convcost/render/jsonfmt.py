@@ -1,0 +1,133 @@
+"""`-f json`: the shape PRODUCT.md fixes for scripts (extra keys only ever added)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from convcost import __version__
+from convcost.analysis import Analysis, LayerResult, Totals, VariantResult, ratio, shown_layers
+from convcost.cost import MACS_CONVENTION, Cost, bytes_per_element, cost_of
+from convcost.model import Conv
+from convcost.render import View
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or math.isinf(x) or math.isnan(x) else round(x, 6)
+
+
+def conv_dict(conv: Conv, cost: Cost) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": conv.name,
+        "op": conv.op,
+        "in_channels": conv.in_channels,
+        "out_channels": conv.out_channels,
+        "kernel": list(conv.kernel),
+        "stride": list(conv.stride),
+        "padding": list(conv.padding),
+        "dilation": list(conv.dilation),
+        "groups": conv.groups,
+        "bias": conv.bias,
+        "input_shape": list(conv.input_shape),
+        "output_shape": list(conv.output_shape),
+        "params": cost.params,
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "memory": cost.memory(),
+    }
+    if conv.op == "ConvTranspose":
+        d["output_padding"] = list(conv.output_padding)
+    if conv.dtype:
+        d["dtype"] = conv.dtype
+    return d
+
+
+def _variant(v: VariantResult, dtype: str) -> dict[str, Any]:
+    if v.cost is None:
+        return {"applicable": False, "reason": v.plan.reason, "layers": [], "params": None, "macs": None,
+                "memory": None, "latency_ms": {}, "mac_ratio": None, "param_ratio": None,
+                "approx_error": None}
+    return {
+        "applicable": True,
+        "reason": None,
+        "layers": [conv_dict(c, cost_of(c, dtype)) for c in v.plan.layers],
+        "params": v.cost.params,
+        "macs": v.cost.macs,
+        "flops": v.cost.flops,
+        "memory": {**v.cost.memory(), "intermediate_bytes": v.intermediate_bytes},
+        "latency_ms": {dev: _num(e.ms) for dev, e in v.latency.items()},
+        "latency_bound": {dev: e.bound for dev, e in v.latency.items()},
+        "mac_ratio": _num(v.mac_ratio),
+        "param_ratio": _num(v.param_ratio),
+        "approx_error": _num(v.approx_error),
+    }
+
+
+def layer_dict(layer: LayerResult, dtype: str) -> dict[str, Any]:
+    return {
+        **conv_dict(layer.conv, layer.cost),
+        "latency_ms": {dev: _num(e.ms) for dev, e in layer.latency.items()},
+        "latency_bound": {dev: e.bound for dev, e in layer.latency.items()},
+        "factorized": layer.selected,
+        "variants": {name: _variant(v, dtype) for name, v in layer.variants.items()},
+    }
+
+
+def _latency(t: Totals) -> dict[str, float | None]:
+    return {dev: _num(value) for dev, value in t.latency.items()}
+
+
+def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
+    """The whole analysis as JSON-ready data; other renderers and `check` build on it."""
+    model, s = analysis.model, analysis.settings
+    layers = shown_layers(analysis, view.sort, view.top)
+    return {
+        "convcost_version": __version__,
+        "model": {
+            "name": model.name,
+            "format": model.format,
+            "source": model.source,
+            "inputs": {k: list(v) for k, v in model.inputs.items()},
+        },
+        "conventions": {"macs": MACS_CONVENTION, "dtype": s.dtype, "bytes_per_element": bytes_per_element(s.dtype)},
+        "settings": {
+            "variants": list(s.variants),
+            "rank": s.options.rank,
+            "depth_multiplier": s.options.depth_multiplier,
+            "groups": s.options.groups,
+            "only": list(s.only),
+            "skip": list(s.skip),
+            "devices": analysis.devices,
+            "sort": view.sort,
+            "top": view.top,
+        },
+        "layers": [layer_dict(layer, s.dtype) for layer in layers],
+        "totals": {
+            "params": analysis.totals.params,
+            "macs": analysis.totals.macs,
+            "flops": 2 * analysis.totals.macs,
+            "conv_params": analysis.conv_cost.params,
+            "conv_macs": analysis.conv_cost.macs,
+            "conv_layers": len(analysis.layers),
+            "matmul_macs": sum(cost_of(m, s.dtype).macs for m in model.matmuls),
+            "latency_ms": _latency(analysis.totals),
+            "uncosted_ops": dict(model.uncosted),
+        },
+        "variant_totals": {
+            name: {
+                "params": t.params,
+                "macs": t.macs,
+                "latency_ms": _latency(t),
+                "mac_ratio": _num(ratio(analysis.totals.macs, t.macs)),
+                "param_ratio": _num(ratio(analysis.totals.params, t.params)),
+                "applicable_layers": sum(1 for layer in analysis.layers if layer.variants[name].applicable),
+            }
+            for name, t in analysis.variant_totals.items()
+        },
+        "warnings": list(model.warnings),
+    }
+
+
+def render_json(analysis: Analysis, view: View) -> str:
+    return json.dumps(analysis_dict(analysis, view), indent=2) + "\n"

@@ -1,0 +1,36 @@
+"""Number formatting shared by the human-readable renderers."""
+
+from __future__ import annotations
+
+import math
+
+
+def si(n: float, digits: int = 4) -> str:
+    """12_345_678 -> '12.35M'. Plain below 1000."""
+    if n is None:
+        return "n/a"
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= factor:
+            value = n / factor
+            decimals = max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)
+            return f"{value:.{decimals}f}{suffix}"
+    return f"{n:g}" if isinstance(n, float) else str(n)
+
+
+def times(r: float | None) -> str:
+    """A savings ratio: 8.69 -> '8.69x'; below 1 means the variant costs more."""
+    if r is None:
+        return "n/a"
+    if math.isinf(r):
+        return "inf"
+    return f"{r:.3g}x" if r < 100 else f"{r:.0f}x"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def dims(values: tuple[int, ...] | list[int]) -> str:
+    return "x".join(str(v) for v in values)

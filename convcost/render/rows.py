@@ -1,0 +1,149 @@
+"""The per-layer columns that the table, Markdown and CSV renderers share.
+
+Each column has a raw value (CSV) and a human format (table, Markdown), so the three outputs
+can never disagree about what a cell means.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from convcost.analysis import Analysis, LayerResult, ratio
+from convcost.cost import MACS_CONVENTION, cost_of
+from convcost.render.numbers import dims, ms, si, times
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[LayerResult], Any]
+    fmt: Callable[[Any], str] = str
+    numeric: bool = True
+
+
+def kernel_label(layer: LayerResult) -> str:
+    c = layer.conv
+    parts = [dims(c.kernel)]
+    if any(s != 1 for s in c.stride):
+        parts.append(f"s{dims(c.stride)}")
+    if any(d != 1 for d in c.dilation):
+        parts.append(f"d{dims(c.dilation)}")
+    if c.groups != 1:
+        parts.append("dw" if c.is_depthwise else f"g{c.groups}")
+    return "/".join(parts)
+
+
+def op_label(layer: LayerResult) -> str:
+    c = layer.conv
+    return f"{'ConvT' if c.op == 'ConvTranspose' else 'Conv'}{c.rank}d"
+
+
+def _variant_value(name: str, field: str) -> Callable[[LayerResult], Any]:
+    def get(layer: LayerResult) -> Any:
+        v = layer.variants[name]
+        return getattr(v, field) if v.cost is not None else None
+
+    return get
+
+
+def _variant_macs(name: str) -> Callable[[LayerResult], Any]:
+    def get(layer: LayerResult) -> Any:
+        v = layer.variants[name]
+        return v.cost.macs if v.cost is not None else None
+
+    return get
+
+
+def _lat(device: str) -> Callable[[LayerResult], Any]:
+    return lambda layer: layer.latency[device].ms
+
+
+def _variant_lat(name: str, device: str) -> Callable[[LayerResult], Any]:
+    def get(layer: LayerResult) -> Any:
+        v = layer.variants[name]
+        return v.latency[device].ms if v.cost is not None else None
+
+    return get
+
+
+def columns(analysis: Analysis, raw: bool = False) -> list[Column]:
+    """Columns for one row per conv. `raw` adds the machine-readable ones CSV wants."""
+    cols = [
+        Column("layer", lambda r: r.conv.name, numeric=False),
+        Column("op", op_label, numeric=False),
+        Column("input", lambda r: dims(r.conv.input_shape[1:]), numeric=False),
+        Column("output", lambda r: dims(r.conv.output_shape[1:]), numeric=False),
+        Column("kernel", kernel_label, numeric=False),
+        Column("params", lambda r: r.cost.params, si),
+        Column("MACs", lambda r: r.cost.macs, si),
+    ]
+    if raw:
+        cols += [Column("flops", lambda r: r.cost.flops), Column("weight_bytes", lambda r: r.cost.weight_bytes),
+                 Column("input_bytes", lambda r: r.cost.input_bytes),
+                 Column("output_bytes", lambda r: r.cost.output_bytes)]
+    cols += [Column(f"{d} ms", _lat(d), ms) for d in analysis.devices]
+    for name in analysis.settings.variants:
+        cols.append(Column(f"{name} MACs", _variant_macs(name), si))
+        cols.append(Column(f"{name} x", _variant_value(name, "mac_ratio"), times))
+        if raw:
+            cols.append(Column(f"{name} params", _variant_value(name, "param_ratio")))
+            cols.append(Column(f"{name} approx_error", _variant_value(name, "approx_error")))
+            cols.append(Column(f"{name} reason", lambda r, n=name: r.variants[n].plan.reason or "", numeric=False))
+        cols += [Column(f"{name} {d} ms", _variant_lat(name, d), ms) for d in analysis.devices]
+    return cols
+
+
+def totals_row(analysis: Analysis, cols: list[Column]) -> list[str]:
+    """The 'all convs' row: conv-only sums, variants summed with n/a layers at original cost."""
+    conv = analysis.conv_cost
+    rest = sum(cost_of(m, analysis.settings.dtype).macs for m in analysis.model.matmuls)
+    cells: dict[str, str] = {
+        "layer": f"all {len(analysis.layers)} convs",
+        "params": si(conv.params),
+        "MACs": si(conv.macs),
+    }
+    for d in analysis.devices:
+        cells[f"{d} ms"] = ms(sum(layer.latency[d].ms for layer in analysis.layers))
+    for name, t in analysis.variant_totals.items():
+        macs = t.macs - rest
+        cells[f"{name} MACs"] = si(macs)
+        cells[f"{name} x"] = times(ratio(conv.macs, macs))
+        for d in analysis.devices:
+            cells[f"{name} {d} ms"] = ms(
+                sum((v.latency[d].ms if (v := layer.variants[name]).cost else layer.latency[d].ms)
+                    for layer in analysis.layers)
+            )
+    return [cells.get(c.header, "") for c in cols]
+
+
+def summary_lines(analysis: Analysis) -> list[str]:
+    """Model totals, per-variant model savings, conventions and what was not costed."""
+    t, model = analysis.totals, analysis.model
+    inputs = ", ".join(f"{k} {dims(v)}" for k, v in model.inputs.items())
+    lines = [
+        f"Model {model.name} ({model.format}; input {inputs}): {si(t.params)} params, {si(t.macs)} MACs "
+        f"({si(2 * t.macs)} FLOPs), of which convs {si(analysis.conv_cost.macs)} MACs in {len(analysis.layers)} layers"
+        + "".join(f"; {d} {ms(v)} ms" for d, v in t.latency.items()),
+    ]
+    for name, vt in analysis.variant_totals.items():
+        mr, pr = analysis.variant_ratios(name)
+        lines.append(
+            f"With {name} everywhere it applies: {si(vt.params)} params ({times(pr)} fewer), "
+            f"{si(vt.macs)} MACs ({times(mr)} fewer)" + "".join(f"; {d} {ms(v)} ms" for d, v in vt.latency.items())
+        )
+    for name in analysis.settings.variants:
+        reasons = Counter(
+            layer.variants[name].plan.reason for layer in analysis.layers if not layer.variants[name].applicable
+        )
+        if reasons:
+            listed = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(4))
+            lines.append(f"{name} n/a: {listed}")
+    if model.uncosted:
+        ops = ", ".join(f"{op} x{n}" for op, n in sorted(model.uncosted.items()))
+        lines.append(f"Not costed (no MACs counted): {ops}")
+    lines.append(f"dtype {analysis.settings.dtype}. {MACS_CONVENTION}.")
+    lines.extend(f"warning: {w}" for w in model.warnings)
+    return lines

@@ -1,0 +1,39 @@
+"""The default terminal output: a rich table, one row per conv, then model totals."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from convcost.analysis import Analysis, shown_layers
+from convcost.render import View
+from convcost.render.rows import columns, summary_lines, totals_row
+
+
+def render_table(analysis: Analysis, view: View) -> str:
+    cols = columns(analysis)
+    layers = shown_layers(analysis, view.sort, view.top)
+    title = f"convcost: {analysis.model.name}"
+    if view.top and view.top < len(analysis.layers):
+        title += f" (top {view.top} of {len(analysis.layers)} convs by {view.sort})"
+    table = Table(title=title, show_footer=False, header_style="bold", title_justify="left")
+    for c in cols:
+        table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.header == "layer")
+    for layer in layers:
+        cells = []
+        for c in cols:
+            value = c.value(layer)
+            cells.append(Text("n/a", style="dim") if value is None else Text(c.fmt(value)))
+        table.add_row(*cells)
+    table.add_section()
+    table.add_row(*(Text(cell, style="bold") for cell in totals_row(analysis, cols)))
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=view.color, no_color=not view.color,
+                      width=view.width or 250, highlight=False)
+    console.print(table)
+    for line in summary_lines(analysis):
+        console.print(Text(line, style="dim" if line.startswith("dtype") else ""))
+    return buffer.getvalue()
