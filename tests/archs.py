@@ -1,0 +1,321 @@
+"""Reference architectures for tests, written out because torchvision does not load with the CPU
+torch 2.13 wheel. Layer shapes follow torchvision's definitions, so counts can be compared with
+torchvision's published `_ops` figures; weights are random (no download).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: bool = True,
+            dilation: int = 1) -> nn.Sequential:
+    pad = (k - 1) // 2 * dilation
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, pad, dilation=dilation, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+# --- ResNet (torchvision.models.resnet) -------------------------------------------------------
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, groups: int = 1, width_per_group: int = 64,
+                 dilation: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idt = self.downsample(x) if self.downsample is not None else x
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + idt)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, groups: int = 1, width_per_group: int = 64,
+                 dilation: int = 1) -> None:
+        super().__init__()
+        width = int(planes * (width_per_group / 64.0)) * groups
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, dilation, dilation=dilation, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idt = self.downsample(x) if self.downsample is not None else x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + idt)
+
+
+class ResNet(nn.Module):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
+                 groups: int = 1, width_per_group: int = 64) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        stages = []
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+            blocks = []
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(self.inplanes, planes, stride, groups, width_per_group))
+                self.inplanes = planes * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18() -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2])
+
+
+def resnet50() -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3])
+
+
+def resnext50_32x4d() -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4)
+
+
+# --- MobileNet v2 (torchvision.models.mobilenetv2) ------------------------------------------
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(conv_bn(cin, hidden, 1))
+        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, cout, 1, bias=False),
+                   nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1))
+
+    def __init__(self, num_classes: int = 1000, width: float = 1.0) -> None:
+        super().__init__()
+        cin = int(32 * width)
+        features: list[nn.Module] = [conv_bn(3, cin, 3, 2)]
+        for t, c, n, s in self.SETTINGS:
+            cout = int(c * width)
+            for i in range(n):
+                features.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                cin = cout
+        features.append(conv_bn(cin, 1280, 1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+def mobilenet_v2() -> MobileNetV2:
+    return MobileNetV2()
+
+
+# --- ShuffleNet v2 (torchvision.models.shufflenetv2, x1.0) ----------------------------------
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ShuffleBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        branch = cout // 2
+        self.branch1 = nn.Sequential()
+        if stride > 1:
+            self.branch1 = nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin, act=False), conv_bn(cin, branch, 1))
+        bin_ = cin if stride > 1 else branch
+        self.branch2 = nn.Sequential(conv_bn(bin_, branch, 1), conv_bn(branch, branch, 3, stride, groups=branch,
+                                                                        act=False), conv_bn(branch, branch, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, repeats: tuple[int, ...] = (4, 8, 4), channels: tuple[int, ...] = (24, 116, 232, 464, 1024),
+                 num_classes: int = 1000) -> None:
+        super().__init__()
+        self.conv1 = conv_bn(3, channels[0], 3, 2)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = channels[0]
+        stages = []
+        for n, cout in zip(repeats, channels[1:4], strict=True):
+            blocks = [ShuffleBlock(cin, cout, 2)] + [ShuffleBlock(cout, cout, 1) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            cin = cout
+        self.stage2, self.stage3, self.stage4 = stages
+        self.conv5 = conv_bn(cin, channels[-1], 1)
+        self.fc = nn.Linear(channels[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.conv1(x))
+        x = self.conv5(self.stage4(self.stage3(self.stage2(x))))
+        return self.fc(x.mean([2, 3]))
+
+
+def shufflenet_v2_x1_0() -> ShuffleNetV2:
+    return ShuffleNetV2()
+
+
+# --- VGG-16 (torchvision.models.vgg16, no BN) ------------------------------------------------
+
+class VGG16(nn.Module):
+    CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in self.CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                assert isinstance(v, int)
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(7)
+        self.classifier = nn.Sequential(nn.Linear(512 * 49, 4096), nn.ReLU(True), nn.Linear(4096, 4096),
+                                        nn.ReLU(True), nn.Linear(4096, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+# --- Small models with unusual convs -----------------------------------------------------------
+
+class Audio1d(nn.Module):
+    """1-D convs (a small keyword-spotting / wav2letter-style net), grouped and dilated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(40, 64, 5, stride=2, padding=2)
+        self.conv2 = nn.Conv1d(64, 64, 3, padding=2, dilation=2, groups=4)
+        self.conv3 = nn.Conv1d(64, 128, 1)
+        self.fc = nn.Linear(128, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x))))))
+        return self.fc(x.mean(-1))
+
+
+class Video3d(nn.Module):
+    """3-D convs, R(2+1)D style: a (1,3,3) spatial conv then a (3,1,1) temporal conv, plus a full 3x3x3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv3d(3, 16, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
+        self.spatial = nn.Conv3d(16, 32, (1, 3, 3), padding=(0, 1, 1), bias=False)
+        self.temporal = nn.Conv3d(32, 32, (3, 1, 1), padding=(1, 0, 0), bias=False)
+        self.full = nn.Conv3d(32, 32, 3, stride=2, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.full(torch.relu(self.temporal(self.spatial(torch.relu(self.stem(x))))))
+        return self.fc(x.mean((2, 3, 4)))
+
+
+class Decoder(nn.Module):
+    """ConvTranspose upsampling (1-D, 2-D), grouped and with output_padding, as in segmentation decoders."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.up3 = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, dilation=2, bias=False)
+        self.head = nn.Conv2d(8, 3, 3, padding=2, dilation=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.up3(torch.relu(self.up2(torch.relu(self.up1(x))))))
+
+
+#: name -> (factory, input shape) for parametrized tests; ImageNet-size models use 224.
+MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
+    "resnet18": (resnet18, (1, 3, 224, 224)),
+    "resnet50": (resnet50, (1, 3, 224, 224)),
+    "resnext50_32x4d": (resnext50_32x4d, (1, 3, 224, 224)),
+    "mobilenet_v2": (mobilenet_v2, (1, 3, 224, 224)),
+    "shufflenet_v2_x1_0": (shufflenet_v2_x1_0, (1, 3, 224, 224)),
+    "vgg16": (VGG16, (1, 3, 224, 224)),
+    "audio1d": (Audio1d, (2, 40, 101)),
+    "video3d": (Video3d, (1, 3, 8, 56, 56)),
+    "decoder": (Decoder, (1, 64, 14, 14)),
+}
+
+
+def conv_hook_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """Per-conv MACs counted independently with forward hooks (torchvision's `_ops` method).
+
+    Conv: out.numel() * C_in/g * prod(k). ConvTranspose: in.numel() * C_out/g * prod(k).
+    A module called twice has its MACs summed.
+    """
+    counts: dict[str, int] = {}
+    handles = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor, name: str = name) -> None:
+                assert isinstance(m, nn.modules.conv._ConvNd)
+                k = 1
+                for v in m.kernel_size:
+                    k *= v
+                if m.transposed:
+                    macs = inp[0].numel() * (m.out_channels // m.groups) * k
+                else:
+                    macs = out.numel() * (m.in_channels // m.groups) * k
+                counts[name] = counts.get(name, 0) + macs
+            handles.append(mod.register_forward_hook(hook))
+    with torch.no_grad():
+        model.eval()(x)
+    for h in handles:
+        h.remove()
+    return counts
