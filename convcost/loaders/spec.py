@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from convcost.errors import InputError
-from convcost.model import Conv, MatMul, Model, Shape
+from convcost.model import Conv, ConvOp, MatMul, Model, Shape
 from convcost.shapes import ShapeError, conv_out_size, make_conv, same_pads
 
 MAX_REPEAT = 10_000
@@ -117,7 +117,7 @@ def _spatial(shape: Shape, where: str, what: str) -> int:
 
 def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     where = _where(name)
-    op = "ConvTranspose" if layer["type"] == "conv_transpose" else "Conv"
+    op: ConvOp = "ConvTranspose" if layer["type"] == "conv_transpose" else "Conv"
     rank = _spatial(shape, where, layer["type"])
     out = _positive(_need(layer, "out", where), "out", where)
     kernel = _ints(_need(layer, "kernel", where), rank, "kernel", where, 1)
@@ -224,7 +224,7 @@ def _merge(layer: dict[str, Any], shapes: list[Shape], where: str) -> Shape:
         raise SpecError(f"{where}: concat axis must be an integer in [-{rank}, {rank}), got {axis!r}")
     axis %= rank
     for s in shapes:
-        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != axis):
+        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0], strict=False)) if i != axis):
             raise SpecError(
                 f"{where}: concat on axis {axis} of mismatched shapes {[list(s) for s in shapes]}"
             )
@@ -258,7 +258,7 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
             raise SpecError(f"{where_l}: duplicate layer name")
         if kind == "repeat":
             times = layer.get("times")
-            if not _is_int(times) or not 1 <= times <= MAX_REPEAT:
+            if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
                 raise SpecError(f"{where_l}: times must be an integer from 1 to {MAX_REPEAT}, got {times!r}")
             for r in range(times):
                 inner = f"{name}.{r}."
@@ -331,6 +331,6 @@ def model_from_spec(data: Any, path: str | Path, inputs: dict[str, Shape] | None
         _walk(data.get("layers"), shape, [""], st, 0, "spec")
     except SpecError as exc:
         raise InputError(exc.message, source) from None
-    name = data.get("name") if isinstance(data.get("name"), str) else Path(source).stem
+    name = data["name"] if isinstance(data.get("name"), str) else Path(source).stem
     return Model(name=name, format="spec", source=source, inputs={"input": shape},
                  convs=st.convs, matmuls=st.matmuls)
