@@ -56,8 +56,9 @@ def plan_variant(name: str, conv: Conv, options: VariantOptions) -> Plan:
         return Plan.na(f"replacement is not a valid conv: {exc}")
 
 
-def _axis_only(values: tuple[int, ...], axis: int, fill: int) -> tuple[int, ...]:
-    return tuple(v if i == axis else fill for i, v in enumerate(values))
+def _on_axes(values: tuple[int, ...], axes: set[int], fill: int) -> tuple[int, ...]:
+    """Keep `values` on `axes`, `fill` elsewhere."""
+    return tuple(v if i in axes else fill for i, v in enumerate(values))
 
 
 @register_variant("spatial")
@@ -81,21 +82,20 @@ def spatial(conv: Conv, options: VariantOptions) -> Plan:
     layers: list[Conv] = []
     shape = conv.input_shape
     for j, axis in enumerate(axes):
-        own = [axis] + (flat if j == 0 else [])
-        keep = lambda vals, fill, own=own: tuple(v if i in own else fill for i, v in enumerate(vals))  # noqa: E731
+        own = {axis, *(flat if j == 0 else ())}
         last = j == len(axes) - 1
         stage = make_conv(
             name=f"{conv.name}/spatial.{j}",
             op=conv.op,
             input_shape=shape,
             out_channels=conv.out_channels if last else rank,
-            kernel=_axis_only(conv.kernel, axis, 1),
-            stride=keep(conv.stride, 1),
-            padding=keep(conv.padding[:r], 0) + keep(conv.padding[r:], 0),
-            dilation=keep(conv.dilation, 1),
+            kernel=_on_axes(conv.kernel, own, 1),
+            stride=_on_axes(conv.stride, own, 1),
+            padding=_on_axes(conv.padding[:r], own, 0) + _on_axes(conv.padding[r:], own, 0),
+            dilation=_on_axes(conv.dilation, own, 1),
             groups=conv.groups,
             bias=conv.bias and last,
-            output_padding=keep(conv.output_padding, 0) if conv.op == "ConvTranspose" else None,
+            output_padding=_on_axes(conv.output_padding, own, 0) if conv.op == "ConvTranspose" else None,
             dtype=conv.dtype,
         )
         layers.append(stage)

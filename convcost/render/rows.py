@@ -140,7 +140,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
     for name, vt in analysis.variant_totals.items():
         mr, pr = analysis.variant_ratios(name)
         lines.append(
-            f"With {name} everywhere it applies: {si(vt.params)} params ({times(pr)} fewer), "
+            f"With {name} where it applies: {si(vt.params)} params ({times(pr)} fewer), "
             f"{si(vt.macs)} MACs ({times(mr)} fewer)" + "".join(f"; {d} {ms(v)} ms" for d, v in vt.latency.items())
         )
     for name in analysis.settings.variants:
