@@ -67,22 +67,30 @@ def _register() -> None:
     from convcost.commands import analyze  # noqa: F401  (each module registers its commands)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click/typer usage errors (bad option, missing argument) print their own usage message."""
+    return hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args  # accepted anywhere on the line, not only before the command
+    args = [a for a in args if a != "--debug"]
+    _state["debug"] = debug
     _register()
     try:
-        app(args=argv, standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = app(args=args, standalone_mode=False)
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if isinstance(exc, typer.Abort):
             sys.exit(fail(KeyboardInterrupt()))
-        if _state["debug"] or "--debug" in (argv if argv is not None else sys.argv):
+        if debug:
             raise
         sys.exit(fail(exc))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -41,3 +41,28 @@ def assert_one_line_error(result: Result, *fragments: str, code: int = 2) -> Non
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def invoke(*args: str) -> Result:
+    """Run the CLI in this process (fast, for fuzzing): exit code, stdout, stderr."""
+    import contextlib
+    import io
+
+    from convcost.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def assert_clean_outcome(result: Result) -> None:
+    """The fuzzing property: success, or exit 2 with exactly one 'convcost: error:' line."""
+    if result.code == 0:
+        assert "Traceback" not in result.err, result.err
+        return
+    assert_one_line_error(result)
