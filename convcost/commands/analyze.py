@@ -14,7 +14,7 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 @app.command()
 def analyze(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model: .onnx, TorchScript archive (.pt), or YAML layer spec.")],
+    model: o.ModelArg,
     input: o.Inputs = None,
     variants: o.Variants = None,
     dtype: o.Dtype = "float32",
