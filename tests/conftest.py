@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,6 +37,14 @@ def assert_one_line_error(result: Result, *fragments: str, code: int = 2) -> Non
     assert "Traceback" not in result.err
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+#: Fuzz cases per test: CI runs the default; benchmarks/fuzz.py sets CONVCOST_FUZZ_SCALE for long runs.
+FUZZ_SCALE = float(os.environ.get("CONVCOST_FUZZ_SCALE", "1"))
+
+
+def fuzz_examples(n: int) -> int:
+    return max(1, int(n * FUZZ_SCALE))
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import MODELS, assert_clean_outcome, invoke
+from tests.conftest import MODELS, assert_clean_outcome, fuzz_examples, invoke
 
-FUZZ = settings(max_examples=400, deadline=5000, derandomize=True, database=None,
+FUZZ = settings(max_examples=fuzz_examples(400), deadline=5000, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 ints = st.one_of(st.integers(-3, 70), st.just(2**40), st.just(2**63), st.booleans(), st.none(),
@@ -91,7 +91,7 @@ def test_arbitrary_text_as_yaml(tmp_path_factory, text):
     check_spec(tmp_path_factory.mktemp("t"), text)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=fuzz_examples(300))
 @given(blob=st.binary(min_size=1, max_size=512), ext=st.sampled_from([".yaml", ".onnx", ".pt", ".bin", ""]))
 def test_random_bytes_with_every_extension(tmp_path_factory, blob, ext):
     path = tmp_path_factory.mktemp("b") / f"model{ext}"
