@@ -44,7 +44,12 @@ def make_request(
         only=tuple(only or ()),
         skip=tuple(skip or ()),
     )
-    return Request(model=model, inputs=parse_inputs(inputs or []), settings=settings)
+    request = Request(model=model, inputs=parse_inputs(inputs or []), settings=settings)
+    if devices:
+        from convcost.devices import resolve_devices
+
+        request.devices = resolve_devices(list(dict.fromkeys(devices)))
+    return request
 
 
 def make_view(sort: str, top: int | None, output: str | None, command: str | None = None) -> View:

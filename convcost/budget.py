@@ -1,0 +1,292 @@
+"""Budgets for `convcost check`: parse the budget YAML, evaluate it against an analysis.
+
+Numbers take SI suffixes (K = 1e3, M = 1e6, G = 1e9, T = 1e12, as MACs are published) or are
+plain; baseline increases are percentages ("2%"). Every problem with the file is an InputError
+naming it, so a malformed budget is exit 2 while a broken one is exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from convcost.analysis import Analysis, LayerResult
+from convcost.errors import InputError
+
+SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$")
+PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
+
+MODEL_METRICS = ("macs", "params", "flops", "conv_macs", "conv_params", "latency_ms")
+LAYER_METRICS = ("macs", "params", "flops", "bytes", "latency_ms")
+BASELINE_METRICS = ("macs", "params", "flops", "conv_macs", "conv_params", "latency_ms")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One evaluated limit: where, what, the value found and the limit."""
+
+    rule: str
+    scope: str
+    metric: str
+    value: float
+    limit: float
+    ok: bool
+
+
+@dataclass
+class Budget:
+    source: str
+    model: dict[str, Any] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    max_increase: dict[str, Any] = field(default_factory=dict)
+
+    def rule_names(self) -> list[str]:
+        """Every rule in file order, as `Check.rule` (model limits one per metric) names it."""
+        names = [f"model {m}" for m in self.model]
+        names += [f"layers: {r['match']}" for r in self.layers]
+        return names + (["baseline"] if self.max_increase else [])
+
+    def devices(self) -> list[str]:
+        """Devices whose latency the budget limits (they must be analyzed)."""
+        names = list(self.model.get("latency_ms", {}))
+        for rule in self.layers:
+            names += list(rule.get("latency_ms", {}))
+        names += list(self.max_increase.get("latency_ms", {}))
+        return list(dict.fromkeys(names))
+
+
+def parse_number(value: Any, where: str, source: str) -> float:
+    if isinstance(value, bool):
+        raise InputError(f"{where}: expected a number like 4.2G or 26M, got {value!r}", source)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        match = NUMBER.match(str(value)) if isinstance(value, str) else None
+        if not match:
+            raise InputError(f"{where}: expected a number like 4.2G or 26M (suffixes K, M, G, T), got {value!r}",
+                             source)
+        number = float(match.group(1)) * SUFFIX[match.group(2)]
+    if number < 0:
+        raise InputError(f"{where}: a limit cannot be negative, got {value!r}", source)
+    return number
+
+
+def parse_percent(value: Any, where: str, source: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        match = PERCENT.match(str(value)) if isinstance(value, str) else None
+        if not match:
+            raise InputError(f"{where}: expected a percentage like 2%, got {value!r}", source)
+        number = float(match.group(1))
+    if number < 0:
+        raise InputError(f"{where}: a percentage cannot be negative, got {value!r}", source)
+    return number
+
+
+def _limits(block: Any, allowed: tuple[str, ...], where: str, source: str, percent: bool = False,
+            ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(block, dict):
+        raise InputError(f"{where}: expected a mapping of metric: limit", source)
+    parse = parse_percent if percent else parse_number
+    out: dict[str, Any] = {}
+    for metric, value in block.items():
+        if metric in ignore:
+            continue
+        if metric not in allowed:
+            raise InputError(f"{where}: unknown metric {metric!r} (known: {', '.join(allowed)})", source)
+        if metric == "latency_ms":
+            if not isinstance(value, dict) or not value:
+                raise InputError(f"{where}.latency_ms: expected a mapping of device: limit", source)
+            out[metric] = {str(d): parse(v, f"{where}.latency_ms.{d}", source) for d, v in value.items()}
+        else:
+            out[metric] = parse(value, f"{where}.{metric}", source)
+    return out
+
+
+def load_budget(path: str | Path) -> Budget:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such budget file", source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read budget: {exc}", source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"YAML syntax error{where}: {getattr(exc, 'problem', exc)}", source) from None
+    if not isinstance(data, dict) or not data:
+        raise InputError("a budget is a mapping with 'model', 'layers' and/or 'baseline'", source)
+    unknown = set(map(str, data)) - {"model", "layers", "baseline"}
+    if unknown:
+        raise InputError(f"unknown section(s) {', '.join(sorted(unknown))} (known: model, layers, baseline)", source)
+    budget = Budget(source)
+    if "model" in data:
+        budget.model = _limits(data["model"], MODEL_METRICS, "model", source)
+    rules = data.get("layers") or []
+    if not isinstance(rules, list):
+        raise InputError("layers: expected a list of {match: GLOB, metric: limit}", source)
+    for i, rule in enumerate(rules):
+        where = f"layers[{i}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("match"), str) or not rule["match"]:
+            raise InputError(f"{where}: each rule needs 'match': a glob such as 'layer4.*'", source)
+        _check_glob(rule["match"], where, source)
+        limits = _limits(rule, LAYER_METRICS, where, source, ignore=("match",))
+        if not limits:
+            raise InputError(f"{where}: rule '{rule['match']}' sets no limit", source)
+        budget.layers.append({"match": rule["match"], **limits})
+    if "baseline" in data:
+        block = data["baseline"]
+        if not isinstance(block, dict) or set(map(str, block)) != {"max_increase"}:
+            raise InputError("baseline: expected {max_increase: {metric: percent}}", source)
+        budget.max_increase = _limits(block["max_increase"], BASELINE_METRICS, "baseline.max_increase", source,
+                                      percent=True)
+    return budget
+
+
+def _check_glob(pattern: str, where: str, source: str) -> None:
+    """Reject globs that cannot mean what the user wants: unbalanced brackets."""
+    depth = 0
+    for ch in pattern:
+        if ch == "[":
+            depth += 1
+        elif ch == "]" and depth:
+            depth -= 1
+    if depth:
+        raise InputError(f"{where}: bad glob {pattern!r} (unclosed '[')", source)
+
+
+def _layer_value(layer: LayerResult, metric: str, device: str | None = None) -> float:
+    if metric == "latency_ms":
+        assert device is not None
+        return layer.latency[device].ms
+    return {"macs": layer.cost.macs, "params": layer.cost.params, "flops": layer.cost.flops,
+            "bytes": layer.cost.traffic_bytes}[metric]
+
+
+def model_values(analysis: Analysis) -> dict[str, Any]:
+    t = analysis.totals
+    return {"macs": t.macs, "params": t.params, "flops": 2 * t.macs, "conv_macs": analysis.conv_cost.macs,
+            "conv_params": analysis.conv_cost.params, "latency_ms": dict(t.latency)}
+
+
+def _compare(rule: str, scope: str, metric: str, value: float, limit: float) -> Check:
+    return Check(rule, scope, metric, value, limit, value <= limit)
+
+
+def evaluate(budget: Budget, analysis: Analysis, baseline: dict[str, Any] | None = None) -> list[Check]:
+    """Every limit of the budget, evaluated; a rule that matches no layer is reported as such."""
+    checks: list[Check] = []
+    values = model_values(analysis)
+    for metric, limit in budget.model.items():
+        if metric == "latency_ms":
+            for device, ms in limit.items():
+                checks.append(_compare("model", "model", f"latency_ms[{device}]", values[metric][device], ms))
+        else:
+            checks.append(_compare("model", "model", metric, values[metric], limit))
+    for layer in analysis.layers:
+        rule = next((r for r in budget.layers if fnmatchcase(layer.conv.name, r["match"])), None)
+        if rule is None:
+            continue
+        for metric, limit in rule.items():
+            if metric == "match":
+                continue
+            if metric == "latency_ms":
+                for device, ms in limit.items():
+                    checks.append(_compare(f"layers: {rule['match']}", layer.conv.name, f"latency_ms[{device}]",
+                                           _layer_value(layer, metric, device), ms))
+            else:
+                checks.append(_compare(f"layers: {rule['match']}", layer.conv.name, metric,
+                                       _layer_value(layer, metric), limit))
+    if baseline is not None:
+        old = baseline_values(baseline)
+        for metric, pct in budget.max_increase.items():
+            pairs = ([(f"latency_ms[{d}]", values[metric].get(d), old[metric].get(d), p) for d, p in pct.items()]
+                     if metric == "latency_ms" else [(metric, values[metric], old[metric], pct)])
+            for name, new, before, p in pairs:
+                if new is None or before is None:
+                    continue
+                checks.append(_compare("baseline", "model", f"{name} increase %",
+                                       _increase(new, before), p))
+    return checks
+
+
+def _increase(new: float, old: float) -> float:
+    if old == 0:
+        return 0.0 if new == 0 else float("inf")
+    return (new - old) / old * 100
+
+
+def baseline_values(data: dict[str, Any]) -> dict[str, Any]:
+    t = data["totals"]
+    return {"macs": t["macs"], "params": t["params"], "flops": t.get("flops", 2 * t["macs"]),
+            "conv_macs": t["conv_macs"], "conv_params": t["conv_params"], "latency_ms": t.get("latency_ms", {})}
+
+
+def load_baseline(path: str | Path, model_name: str) -> dict[str, Any]:
+    """An earlier `analyze -f json` of the same model."""
+    source = str(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such baseline file", source) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a convcost JSON baseline: {exc}", source) from None
+    try:
+        name = data["model"]["name"]
+        baseline_values(data)
+        [(layer["name"], layer["macs"]) for layer in data["layers"]]
+    except (KeyError, TypeError):
+        raise InputError("not a convcost JSON baseline (write one with `convcost analyze MODEL -f json`)",
+                         source) from None
+    if name != model_name:
+        raise InputError(f"baseline is of model {name!r}, not {model_name!r}", source)
+    if data.get("settings", {}).get("top"):
+        raise InputError("baseline was written with --top; it does not list every layer", source)
+    return data
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    name: str
+    change: str  # added, removed, changed
+    old_macs: int | None
+    new_macs: int | None
+
+    @property
+    def delta(self) -> int:
+        return (self.new_macs or 0) - (self.old_macs or 0)
+
+
+def diff_layers(analysis: Analysis, baseline: dict[str, Any]) -> list[LayerDiff]:
+    """Layers added, removed or changed in MACs since the baseline (matched by name and call order)."""
+    def keyed(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        seen: dict[str, int] = {}
+        out = {}
+        for name, macs in pairs:
+            seen[name] = seen.get(name, 0) + 1
+            out[(name, seen[name])] = macs
+        return out
+
+    old = keyed([(layer["name"], layer["macs"]) for layer in baseline["layers"]])
+    new = keyed([(layer.conv.name, layer.cost.macs) for layer in analysis.layers])
+    diffs = []
+    for key in [*new, *(k for k in old if k not in new)]:
+        before, after = old.get(key), new.get(key)
+        if before is None:
+            diffs.append(LayerDiff(key[0], "added", None, after))
+        elif after is None:
+            diffs.append(LayerDiff(key[0], "removed", before, None))
+        elif before != after:
+            diffs.append(LayerDiff(key[0], "changed", before, after))
+    return diffs

@@ -1,0 +1,134 @@
+"""Renderers for `convcost check`: table, JSON, GitHub annotations + job summary, JUnit XML."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import xml.etree.ElementTree as ET
+
+from convcost.budget import Check, LayerDiff
+from convcost.render.markdown import table_lines
+from convcost.render.numbers import si
+
+
+def fmt_value(metric: str, value: float) -> str:
+    if math.isinf(value):
+        return "inf"
+    if "%" in metric:
+        return f"{value:+.2f}%" if metric.endswith("increase %") and value else f"{value:.2f}%"
+    if metric.startswith("latency"):
+        return f"{value:.3g} ms"
+    return si(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def violation_line(c: Check) -> str:
+    where = "model" if c.scope == "model" else f"layer {c.scope}"
+    return f"{where}: {c.metric} {fmt_value(c.metric, c.value)} > limit {fmt_value(c.metric, c.limit)} ({c.rule})"
+
+
+def _diff_rows(diffs: list[LayerDiff]) -> list[list[str]]:
+    return [[d.name, d.change, si(d.old_macs) if d.old_macs is not None else "",
+             si(d.new_macs) if d.new_macs is not None else "", f"{d.delta:+,}"] for d in diffs]
+
+
+def render_table(checks: list[Check], diffs: list[LayerDiff] | None, model: str) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"convcost check: {model}", title_justify="left")
+    for col in ("rule", "scope", "metric", "value", "limit", "result"):
+        table.add_column(col, justify="right" if col in ("value", "limit") else "left")
+    for c in checks:
+        table.add_row(c.rule, c.scope, c.metric, fmt_value(c.metric, c.value), fmt_value(c.metric, c.limit),
+                      "pass" if c.ok else "[bold red]FAIL[/]")
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, no_color=True, highlight=False)
+    console.print(table)
+    if diffs is not None:
+        if diffs:
+            diff = Table(title="layers changed since the baseline", title_justify="left")
+            for col in ("layer", "change", "baseline MACs", "MACs", "delta MACs"):
+                diff.add_column(col)
+            for row in _diff_rows(diffs):
+                diff.add_row(*row)
+            console.print(diff)
+        else:
+            console.print("no layer changed since the baseline")
+    failed = [c for c in checks if not c.ok]
+    console.print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    for c in failed:
+        console.print(f"FAIL {violation_line(c)}")
+    return buffer.getvalue()
+
+
+def render_json(checks: list[Check], diffs: list[LayerDiff] | None, model: str) -> str:
+    def num(x: float) -> float | None:
+        return None if math.isinf(x) else x
+
+    return json.dumps({
+        "model": model,
+        "passed": all(c.ok for c in checks),
+        "checks": [{"rule": c.rule, "scope": c.scope, "metric": c.metric, "value": num(c.value),
+                    "limit": c.limit, "ok": c.ok} for c in checks],
+        "violations": [violation_line(c) for c in checks if not c.ok],
+        "layer_diff": None if diffs is None else [
+            {"name": d.name, "change": d.change, "old_macs": d.old_macs, "new_macs": d.new_macs, "delta": d.delta}
+            for d in diffs],
+    }, indent=2) + "\n"
+
+
+def _escape_annotation(text: str) -> str:
+    """GitHub workflow-command escaping for messages and properties."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(checks: list[Check], diffs: list[LayerDiff] | None, model: str, source: str) -> str:
+    lines = []
+    for c in checks:
+        if not c.ok:
+            title = f"convcost budget: {c.metric}"
+            lines.append(f"::error file={_escape_annotation(source)},title={_escape_annotation(title)}::"
+                         f"{violation_line(c).replace('%', '%25')}")
+    for d in diffs or []:
+        if d.change != "changed" or d.delta > 0:
+            lines.append(f"::warning title=convcost layer {d.change}::{d.name}: MACs {d.delta:+,} since the baseline")
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"convcost check {model}: {len(checks) - failed} passed, {failed} failed")
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(checks: list[Check], diffs: list[LayerDiff] | None, model: str) -> str:
+    failed = sum(not c.ok for c in checks)
+    head = f"### convcost check: `{model}` — {'❌' if failed else '✅'} {len(checks) - failed} passed, {failed} failed"
+    rows = [[c.rule, c.scope, c.metric, fmt_value(c.metric, c.value), fmt_value(c.metric, c.limit),
+             "pass" if c.ok else "**FAIL**"] for c in checks]
+    lines = [head, "", *table_lines(["rule", "scope", "metric", "value", "limit", "result"], rows,
+                                    [False, False, False, True, True, False])]
+    if diffs:
+        lines += ["", "#### Layers changed since the baseline", "",
+                  *table_lines(["layer", "change", "baseline MACs", "MACs", "delta MACs"], _diff_rows(diffs),
+                               [False, False, True, True, True])]
+    return "\n".join(lines) + "\n"
+
+
+def render_junit(checks: list[Check], model: str, rules: list[str]) -> str:
+    """One <testcase> per budget rule (in file order); each broken limit under it is a <failure>."""
+    by_rule: dict[str, list[Check]] = {rule: [] for rule in rules}
+    for c in checks:
+        key = c.rule if c.rule != "model" else f"model {c.metric}"
+        by_rule.setdefault(key, []).append(c)
+    failures = sum(1 for cs in by_rule.values() if any(not c.ok for c in cs))
+    suite = ET.Element("testsuite", name=f"convcost budget {model}", tests=str(len(by_rule)),
+                       failures=str(failures), errors="0", skipped="0")
+    for rule, cs in by_rule.items():
+        case = ET.SubElement(suite, "testcase", classname=f"convcost.{model}", name=rule)
+        bad = [c for c in cs if not c.ok]
+        if bad:
+            failure = ET.SubElement(case, "failure", message=f"{len(bad)} limit(s) exceeded", type="BudgetExceeded")
+            failure.text = "\n".join(violation_line(c) for c in bad)
+        elif not cs:
+            ET.SubElement(case, "system-out").text = "rule matched no layer"
+    root = ET.Element("testsuites", tests=str(len(by_rule)), failures=str(failures))
+    root.append(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
