@@ -28,6 +28,7 @@ RENDERERS: dict[str, str] = {
     "json": "convcost.render.jsonfmt:render_json",
     "csv": "convcost.render.csvfmt:render_csv",
     "markdown": "convcost.render.markdown:render_markdown",
+    "report": "convcost.render.report:render_report",
 }
 
 

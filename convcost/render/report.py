@@ -1,0 +1,128 @@
+"""`convcost report`: a self-contained GitHub-flavoured Markdown report with Mermaid charts.
+
+Charts are Mermaid `xychart-beta` blocks, which GitHub renders without images.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from convcost import __version__
+from convcost.analysis import Analysis, LayerResult, shown_layers
+from convcost.cost import MACS_CONVENTION, bytes_per_element
+from convcost.render import View
+from convcost.render.markdown import layer_table, table_lines
+from convcost.render.numbers import dims, ms, si, times
+
+TOP = 10
+
+
+def _quote(label: str) -> str:
+    return '"' + label.replace('"', "'") + '"'
+
+
+def _plain(v: float) -> str:
+    """Mermaid accepts plain decimals only (no exponent)."""
+    return f"{round(v, 3):f}".rstrip("0").rstrip(".") or "0"
+
+
+def xychart(title: str, labels: list[str], y_label: str, series: list[tuple[str, list[float]]]) -> list[str]:
+    """A Mermaid xychart-beta: the first series as bars, the others as lines."""
+    top = max((v for _, values in series for v in values), default=0.0)
+    lines = ["```mermaid", "xychart-beta", f"    title {_quote(title)}",
+             f"    x-axis [{', '.join(_quote(label) for label in labels)}]",
+             f"    y-axis {_quote(y_label)} 0 --> {_plain(top * 1.1 if top > 0 else 1)}"]
+    for i, (_, values) in enumerate(series):
+        kind = "bar" if i == 0 else "line"
+        lines.append(f"    {kind} [{', '.join(_plain(v) for v in values)}]")
+    lines.append("```")
+    if len(series) > 1:
+        lines.append("")
+        lines.append("Bars: " + series[0][0] + "; lines: " + ", ".join(name for name, _ in series[1:]) + ".")
+    return lines
+
+
+def _totals(analysis: Analysis) -> list[str]:
+    t = analysis.totals
+    header = ["", "params", "MACs", "FLOPs", *[f"{d} ms" for d in analysis.devices], "MACs saved", "params saved"]
+    rows = [["original", si(t.params), si(t.macs), si(2 * t.macs), *[ms(t.latency[d]) for d in analysis.devices],
+             "", ""]]
+    for name, vt in analysis.variant_totals.items():
+        mr, pr = analysis.variant_ratios(name)
+        rows.append([name, si(vt.params), si(vt.macs), si(2 * vt.macs), *[ms(vt.latency[d]) for d in analysis.devices],
+                     times(mr), times(pr)])
+    return table_lines(header, rows, [False] + [True] * (len(header) - 1))
+
+
+def _reasons(analysis: Analysis) -> list[str]:
+    rows = []
+    for name in analysis.settings.variants:
+        counts = Counter(layer.variants[name].plan.reason for layer in analysis.layers
+                         if not layer.variants[name].applicable)
+        rows += [[name, reason or "", str(n)] for reason, n in counts.most_common()]
+    if not rows:
+        return ["Every variant applies to every conv."]
+    return table_lines(["variant", "why not applicable", "convs"], rows, [False, False, True])
+
+
+def _approx(analysis: Analysis) -> list[str]:
+    with_weights = [layer for layer in analysis.layers
+                    if any(v.approx_error is not None for v in layer.variants.values())]
+    if not with_weights:
+        return ["The model carries no weights (or `--no-approx` was given): no approximation errors."]
+    names = list(analysis.settings.variants)
+    rows = [[layer.conv.name, *[("n/a" if (e := layer.variants[n].approx_error) is None else f"{e:.3f}")
+                                for n in names]] for layer in with_weights]
+    return ["Relative Frobenius error ‖W − Ŵ‖/‖W‖ of the best kernel each variant can express (SVD):", "",
+            *table_lines(["layer", *names], rows, [False] + [True] * len(names))]
+
+
+def _latency_chart(analysis: Analysis) -> list[str]:
+    if not analysis.devices:
+        return ["No device profiles given (`-d NAME`): no latency estimates."]
+    series = [("original", [analysis.totals.latency[d] for d in analysis.devices])]
+    series += [(name, [vt.latency[d] for d in analysis.devices]) for name, vt in analysis.variant_totals.items()]
+    return xychart("Model latency per device (ms)", analysis.devices, "ms", series)
+
+
+def _top_by(analysis: Analysis, key: str, view: View) -> list[str]:
+    top = view.top or TOP
+    sub = View(sort=key, top=top)
+    return layer_table(analysis, sub)
+
+
+def render_report(analysis: Analysis, view: View) -> str:
+    model, s = analysis.model, analysis.settings
+    top = view.top or TOP
+    biggest: list[LayerResult] = shown_layers(analysis, "macs", top)
+    inputs = ", ".join(f"`{k}` {dims(v)}" for k, v in model.inputs.items())
+    lines = [
+        f"# convcost report: `{model.name}`", "",
+        f"- Model: `{model.source}` ({model.format}), input {inputs}",
+        f"- {len(analysis.layers)} convolutions, {len(model.matmuls)} matrix multiplies",
+        f"- Variants: {', '.join(s.variants) or 'none'} (rank {s.options.rank or 'C_out'}, "
+        f"depth multiplier {s.options.depth_multiplier}, groups {s.options.groups})"
+        + (f"; not factorized: {', '.join(s.skip)}" if s.skip else "")
+        + (f"; factorized only: {', '.join(s.only)}" if s.only else ""),
+        f"- Devices: {', '.join(analysis.devices) or 'none'}",
+        f"- Conventions: {MACS_CONVENTION}. Bytes: {s.dtype} ({bytes_per_element(s.dtype)} bytes per element).",
+    ]
+    if model.uncosted:
+        lines.append("- Not costed: " + ", ".join(f"{op} ×{n}" for op, n in sorted(model.uncosted.items())))
+    lines += ["", "## Totals", "", *_totals(analysis), "",
+              f"## Top {len(biggest)} convolutions by MACs", "", *_top_by(analysis, "macs", view), "",
+              *xychart(f"MACs per layer, top {len(biggest)} (millions)", [layer.conv.name for layer in biggest],
+                       "MMACs", [("original", [layer.cost.macs / 1e6 for layer in biggest])]
+                       + [(name, [(v.cost.macs if (v := layer.variants[name]).cost else layer.cost.macs) / 1e6
+                                  for layer in biggest]) for name in s.variants]),
+              ""]
+    if analysis.devices:
+        lines += [f"## Top {top} convolutions by latency", "", *_top_by(analysis, "latency", view), ""]
+    lines += ["## Latency per device", "", *_latency_chart(analysis), "",
+              "## Why a variant does not apply", "", *_reasons(analysis), "",
+              "## Approximation error of each variant", "", *_approx(analysis), "",
+              "## Every convolution", "", *layer_table(analysis, View()), "",
+              "---", "",
+              f"Generated by convcost {__version__}. Reproduce with:", "", "```bash",
+              view.command or f"convcost report {model.source} -o report.md", "```"]
+    return "\n".join(lines) + "\n"
