@@ -48,6 +48,16 @@ def _looks_like_yaml(path: Path, head: bytes) -> bool:
     return "layers:" in text and ("input:" in text or "name:" in text)
 
 
+def _looks_like_onnx(path: Path, head: bytes) -> bool:
+    """A serialized ModelProto; a `.onnx` name is enough unless the bytes are a zip (TorchScript)."""
+    from convcost.loaders.onnx_wire import looks_like_onnx
+
+    if path.suffix.lower() == ".onnx" and not head.startswith(b"PK"):
+        return True
+    return looks_like_onnx(head)
+
+
+register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx_loader:load_onnx"))
 register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
 
 

@@ -1,0 +1,238 @@
+"""Read an ONNX file's structure without reading its weights: a small protobuf wire-format scanner.
+
+`onnx.load` parses every byte of a model, so a 100 MB resnet50 costs 100 MB of memory and most of
+the run time before a single shape is known. The scanner walks the file (memory-mapped) at the
+field level, copies the graph structure, and leaves the data of large tensors (initializers and
+`Constant` values) where they lie, recording where they are so a weight-based feature can read
+one tensor later. The result parses as an ordinary `ModelProto` whose big tensors have dims and
+dtype but no data. Nothing here imports `onnx`, so the content sniffer stays cheap.
+
+Wire format: each field is a varint key `(number << 3) | wire_type`; wire type 0 = varint,
+1 = 8 bytes, 2 = varint length + bytes, 5 = 4 bytes (3/4, groups, are not used by ONNX).
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+#: Tensors whose serialized message is larger than this have their data left in the file.
+#: Shape tensors that data propagation needs (Reshape targets, Slice starts) are far smaller.
+STRIP_BYTES = 1024
+#: The marker a stripped tensor carries: an `external_data` entry "start:length" of its original
+#: message in the file. onnx ignores `external_data` unless `data_location` is EXTERNAL.
+SPAN_KEY = "convcost.span"
+
+# Field numbers (onnx.proto).
+MODEL_GRAPH = 7
+GRAPH_NODE, GRAPH_INITIALIZER = 1, 5
+NODE_ATTRIBUTE = 5
+ATTR_T, ATTR_G, ATTR_TENSORS, ATTR_GRAPHS = 5, 6, 10, 11
+TENSOR_DATA_FIELDS = frozenset({4, 5, 6, 7, 9, 10, 11})  # float/int32/string/int64/raw/double/uint64
+TENSOR_EXTERNAL_DATA = 13
+#: ModelProto fields and their wire types, for sniffing.
+MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+
+
+class WireError(ValueError):
+    """The bytes are not a well-formed protobuf message (message says where)."""
+
+
+def _varint(buf: memoryview | bytes, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end:
+            raise WireError("truncated: a field runs past the end of its message")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise WireError("malformed varint")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _skip(buf: memoryview | bytes, wire: int, pos: int, end: int) -> tuple[int, int]:
+    """Skip one field's payload; return (payload start, position after the field)."""
+    if wire == 0:
+        _, after = _varint(buf, pos, end)
+        return pos, after
+    if wire == 2:
+        length, start = _varint(buf, pos, end)
+        after = start + length
+    elif wire == 1:
+        start, after = pos, pos + 8
+    elif wire == 5:
+        start, after = pos, pos + 4
+    else:
+        raise WireError(f"unsupported wire type {wire} at byte {pos}")
+    if after > end:
+        raise WireError("truncated: a field runs past the end of its message")
+    return start, after
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+class _Scanner:
+    """Rebuilds a message, replacing selected length-delimited fields with rewritten copies."""
+
+    def __init__(self, buf: memoryview) -> None:
+        self.buf = buf
+        self.stripped = 0  # tensors whose data was left in the file
+        self.stripped_bytes = 0
+
+    def message(self, start: int, end: int, rewrite: dict[int, object]) -> bytes | None:
+        """Scan [start, end); return new bytes, or None when nothing changed."""
+        buf = self.buf
+        parts: list[bytes | memoryview] = []
+        keep = pos = start
+        while pos < end:
+            key_at = pos
+            key, pos = _varint(buf, pos, end)
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise WireError(f"invalid field number 0 at byte {key_at}")
+            body, pos = _skip(buf, wire, pos, end)
+            fn = rewrite.get(number)
+            if fn is None or wire != 2 or pos - body <= STRIP_BYTES:
+                continue
+            new = fn(body, pos)  # type: ignore[operator]
+            if new is None:
+                continue
+            parts.append(buf[keep:key_at])
+            parts.append(_field(number, new))
+            keep = pos
+        if not parts:
+            return None
+        parts.append(buf[keep:end])
+        return b"".join(parts)
+
+    def graph(self, start: int, end: int) -> bytes | None:
+        return self.message(start, end, {GRAPH_NODE: self.node, GRAPH_INITIALIZER: self.tensor})
+
+    def node(self, start: int, end: int) -> bytes | None:
+        return self.message(start, end, {NODE_ATTRIBUTE: self.attribute})
+
+    def attribute(self, start: int, end: int) -> bytes | None:
+        return self.message(start, end, {ATTR_T: self.tensor, ATTR_G: self.graph,
+                                         ATTR_TENSORS: self.tensor, ATTR_GRAPHS: self.graph})
+
+    def tensor(self, start: int, end: int) -> bytes | None:
+        """The tensor without its data fields, plus a marker saying where the original lies."""
+        buf = self.buf
+        parts: list[bytes | memoryview] = []
+        pos = start
+        dropped = False
+        while pos < end:
+            key_at = pos
+            key, pos = _varint(buf, pos, end)
+            if key >> 3 == 0:
+                raise WireError(f"invalid field number 0 at byte {key_at}")
+            _, pos = _skip(buf, key & 7, pos, end)
+            if key >> 3 in TENSOR_DATA_FIELDS:
+                dropped = True
+            else:
+                parts.append(buf[key_at:pos])
+        if not dropped:
+            return None
+        self.stripped += 1
+        self.stripped_bytes += end - start
+        marker = _field(1, SPAN_KEY.encode()) + _field(2, f"{start}:{end - start}".encode())
+        parts.append(_field(TENSOR_EXTERNAL_DATA, marker))
+        return b"".join(parts)
+
+
+class LeanModel:
+    """A model's bytes with large tensor data left out, and how much was left."""
+
+    def __init__(self, data: bytes, stripped: int, stripped_bytes: int) -> None:
+        self.data = data
+        self.stripped = stripped
+        self.stripped_bytes = stripped_bytes
+
+
+def read_lean(path: Path) -> LeanModel:
+    """Read `path` as a ModelProto's bytes without the data of its large tensors.
+
+    Raises WireError for bytes that are not a protobuf message (random bytes, truncation) and
+    OSError when the file cannot be read.
+    """
+    with path.open("rb") as fh:
+        try:
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # empty file
+            raise WireError("file is empty") from None
+    view = memoryview(mapped)
+    error: str | None = None
+    try:
+        scanner = _Scanner(view)
+        out = scanner.message(0, len(view), {MODEL_GRAPH: scanner.graph})
+        # Nothing to leave out: a copy is as cheap as the scan that found that out.
+        data: bytes = bytes(view) if out is None else out
+    except WireError as exc:
+        error = str(exc)  # the traceback's frames hold slices of the map; let them go first
+    if error is not None:
+        if not _exported(view):
+            mapped.close()
+        raise WireError(error)
+    view.release()
+    mapped.close()
+    return LeanModel(data, scanner.stripped, scanner.stripped_bytes)
+
+
+def _exported(view: memoryview) -> bool:
+    """Release the view; True when slices of it are still alive (the map then closes when they go)."""
+    try:
+        view.release()
+    except BufferError:
+        return True
+    return False
+
+
+def read_span(path: Path, span: str) -> bytes:
+    """The original bytes of a stripped tensor (its `SPAN_KEY` value "start:length")."""
+    start, _, length = span.partition(":")
+    with path.open("rb") as fh:
+        fh.seek(int(start))
+        data = fh.read(int(length))
+    if len(data) != int(length):
+        raise WireError("the model file changed since it was read")
+    return data
+
+
+def looks_like_onnx(head: bytes) -> bool:
+    """Whether `head` (a file's first bytes) starts like a serialized ModelProto.
+
+    Every field read must be a ModelProto field with its proper wire type; writers put
+    `ir_version` (field 1) first, so one valid field is strong evidence, two are conclusive.
+    """
+    buf = head
+    end, pos, seen = len(buf), 0, 0
+    if end == 0 or bytes(buf[:2]) == b"PK":  # zip archives (TorchScript) are another loader's
+        return False
+    while pos < end and seen < 4:
+        try:
+            key, pos = _varint(buf, pos, end)
+        except WireError:
+            return seen > 0 and pos >= end
+        number, wire = key >> 3, key & 7
+        if MODEL_FIELDS.get(number) != wire:
+            return False
+        seen += 1
+        try:
+            _, pos = _skip(buf, wire, pos, end)
+        except WireError:
+            return True  # a long field (the graph) continues past the head
+    return seen > 0
