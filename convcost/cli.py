@@ -93,4 +93,5 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         sys.exit(fail(exc))
-    sys.exit(code if isinstance(code, int) else 0)
+    if isinstance(code, int) and code:
+        sys.exit(code)

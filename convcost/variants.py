@@ -109,7 +109,7 @@ def depthwise(conv: Conv, options: VariantOptions) -> Plan:
     if conv.is_pointwise:
         return Plan.na("a 1x1 conv has no spatial kernel to make depthwise")
     if conv.is_depthwise:
-        return Plan.na(f"already depthwise (groups = C_in = {conv.in_channels})")
+        return Plan.na("already depthwise (groups = C_in)")
     m = options.depth_multiplier
     dw = make_conv(
         name=f"{conv.name}/depthwise",
@@ -142,7 +142,7 @@ def grouped(conv: Conv, options: VariantOptions) -> Plan:
     """The same conv with `groups = G`; G must be a multiple of the current groups."""
     g = options.groups
     if conv.is_depthwise:
-        return Plan.na(f"already depthwise (groups = C_in = {conv.in_channels})")
+        return Plan.na("already depthwise (groups = C_in)")
     if g == conv.groups:
         return Plan.na(f"already has groups={g}")
     if g % conv.groups:
