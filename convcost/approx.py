@@ -29,7 +29,7 @@ from convcost.model import Conv
 from convcost.variants import VariantOptions, plan_variant
 
 #: Above this smaller matrix side, squared singular values come from the Gram matrix's
-#: eigenvalues (4-8x faster than LAPACK's SVD here; absolute error ~1e-7 on the relative error).
+#: eigenvalues (about 3x faster than LAPACK's SVD here; absolute error ~1e-7 on the relative error).
 GRAM_ABOVE = 384
 
 #: Balanced k-means rounds seeding the grouped variant's channel permutation.
