@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from convcost.approx import Approximator
+from convcost.approxfn import Approximator
 from convcost.autorank import AutoRank
 from convcost.cost import cost_of
 from convcost.model import Conv

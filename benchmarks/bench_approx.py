@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from convcost.analysis import analyze
-from convcost.approx import Approximator
+from convcost.approxfn import Approximator
 from convcost.autorank import AutoRank
 from convcost.model import Conv, Model
 from convcost.variants import VariantOptions
@@ -49,12 +49,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     convs = resnet50_convs()
-    for conv in convs:  # read the weights once, so the loader's copy is not timed
-        conv.weight()  # type: ignore[misc]
     options = VariantOptions()
-    weights = sum(c.weight().size for c in convs)  # type: ignore[misc]
+    weights = sum(c.weight().size for c in convs if c.weight)
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "-")
     print(f"ResNet-50: {len(convs)} convs, {weights / 1e6:.1f} M conv weights; "
-          f"load average {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '-')}")
+          f"load average {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={threads}")
 
     def variant(name: str, permute: bool = True) -> Callable[[], None]:
         def go() -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from convcost.analysis import Approx
 from convcost.errors import InputError
 from convcost.model import Conv
-from convcost.variants import VariantOptions, plan_variant
+from convcost.variants import VariantOptions
 
 #: Above this smaller matrix side, squared singular values come from the Gram matrix's
 #: eigenvalues (about 3x faster than LAPACK's SVD here; absolute error ~1e-7 on the relative error).
@@ -348,39 +348,10 @@ def _grouped_error(s: LayerSpectra, options: VariantOptions, permute: bool) -> A
     return Approx(s.relative(lost), extra)
 
 
-class Approximator:
-    """The `ApproxFn` the CLI uses: loads a layer's weight once and shares its SVDs.
-
-    Only the latest layer is kept, since the analysis asks for every variant of one layer
-    before moving on; a ResNet-50's float64 weights are never all in memory at once.
-    """
-
-    def __init__(self, permute: bool = True) -> None:
-        self.permute = permute
-        self._key: tuple[int, str] | None = None
-        self._spectra: LayerSpectra | None = None
-
-    def spectra(self, conv: Conv) -> LayerSpectra | None:
-        if conv.weight is None:
-            return None
-        key = (id(conv), conv.name)
-        if self._key != key or self._spectra is None:
-            self._spectra = LayerSpectra(conv, group_major(conv, conv.weight()))
-            self._key = key
-        return self._spectra
-
-    def __call__(self, variant: str, conv: Conv, options: VariantOptions) -> Approx | None:
-        fn = ERRORS.get(variant)
-        if fn is None or conv.weight is None or not plan_variant(variant, conv, options).applicable:
-            return None
-        spectra = self.spectra(conv)
-        if spectra is None:
-            return None
-        return fn(spectra, options, self.permute)
-
-
 def approx_error(variant: str, conv: Conv, options: VariantOptions | None = None) -> float | None:
     """The optimal relative Frobenius error of one variant of one conv (None without weights)."""
+    from convcost.approxfn import Approximator
+
     result = Approximator()(variant, conv, options or VariantOptions())
     return result.error if result else None
 

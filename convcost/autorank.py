@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from convcost.approx import Approximator, LayerSpectra, active_axes
+from convcost.approx import LayerSpectra, active_axes
+from convcost.approxfn import Approximator
 from convcost.cost import cost_of
 from convcost.model import Conv
 from convcost.variants import VariantOptions, plan_variant

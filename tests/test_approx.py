@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from convcost.analysis import analyze
-from convcost.approx import Approximator, approx_error, block_labels, factorize
+from convcost.approx import approx_error, block_labels, factorize
+from convcost.approxfn import Approximator
 from convcost.autorank import AutoRank, break_even_rank
 from convcost.commands.common import make_request
 from convcost.cost import cost_of
@@ -424,10 +425,12 @@ def test_rank_option_errors(weighted_model):
         run(make_request("toy.yaml", rank="auto"), bare)
 
 
+NET_YAML = "name: net\ninput: [1, 3, 16, 16]\nlayers:\n  - {name: c1, type: conv, out: 8, kernel: 3}\n"
+
+
 def test_cli_rank_auto_without_weights_is_one_line_error(tmp_path):
     spec = tmp_path / "net.yaml"
-    spec.write_text("name: net\ninput: [1, 3, 16, 16]\n"
-                    "layers:\n  - {name: c1, type: conv, out: 8, kernel: 3}\n")
+    spec.write_text(NET_YAML)
     root = Path(__file__).resolve().parent.parent
     bad = subprocess.run([sys.executable, "-m", "convcost", "analyze", str(spec), "--rank", "auto"],
                          capture_output=True, text=True, cwd=root)
@@ -439,3 +442,15 @@ def test_cli_rank_auto_without_weights_is_one_line_error(tmp_path):
     assert ok.returncode == 0, ok.stderr
     variants = json.loads(ok.stdout)["layers"][0]["variants"]
     assert variants["spatial"]["approx_error"] is None and variants["depthwise"]["approx_error"] is None
+
+
+def test_weightless_path_imports_neither_numpy_nor_the_svd_code(tmp_path):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(NET_YAML)
+    probe = ("import sys; from convcost.cli import main\n"
+             "try:\n    main(['analyze', sys.argv[1], '-f', 'json'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('numpy', 'torch', 'convcost.approx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, str(spec)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -59,7 +59,7 @@ def make_request(
     )
     request = Request(model=model, inputs=parse_inputs(inputs or []), settings=settings)
     if approx:
-        from convcost.approx import Approximator
+        from convcost.approxfn import Approximator
 
         request.approx = Approximator()
         if auto:
