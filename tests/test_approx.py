@@ -454,3 +454,9 @@ def test_weightless_path_imports_neither_numpy_nor_the_svd_code(tmp_path):
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_plain_float_approx_hook_still_works(weighted_model):
+    analysis = analyze(weighted_model, approx=lambda name, conv, options: 0.25)
+    v = analysis.layers[1].variants["grouped"]
+    assert v.approx_error == 0.25 and v.extra == {}
