@@ -5,7 +5,7 @@ The result is plain data; renderers (table, JSON, CSV, Markdown...) only format 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal, Protocol
@@ -33,8 +33,22 @@ class Device(Protocol):
     def estimate(self, op: Conv | MatMul, dtype: str) -> Estimate: ...
 
 
-#: Weight-based approximation error of a variant (SVD, see `convcost.approx`), or None.
-ApproxFn = Callable[[str, Conv, VariantOptions], float | None]
+@dataclass(frozen=True)
+class Approx:
+    """An approximation error, with any further keys to report beside it (e.g. the grouped
+    variant's `approx_error_permuted`)."""
+
+    error: float | None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Weight-based approximation error of a variant (SVD, see `convcost.approx`): a float, an
+#: `Approx` carrying extra keys, or None.
+ApproxFn = Callable[[str, Conv, VariantOptions], float | Approx | None]
+
+#: Per-layer variant options (e.g. `--rank auto` picks the rank from the layer's weights) and the
+#: keys that explain the choice; called before the variant is planned.
+OptionsFn = Callable[[str, Conv, VariantOptions], tuple[VariantOptions, Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,8 @@ class VariantResult:
     mac_ratio: float | None = None
     param_ratio: float | None = None
     stage_costs: list[Cost] = field(default_factory=list, repr=False)
+    #: Further per-variant keys (approx_error_permuted, rank, break_even_rank...), JSON as is.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def applicable(self) -> bool:
@@ -117,9 +133,10 @@ def _latency(op: Conv | MatMul, dtype: str, devices: Sequence[Device]) -> dict[s
 
 def _variant(
     name: str, layer: Conv, original: Cost, settings: Settings, devices: Sequence[Device],
-    approx: ApproxFn | None,
+    approx: ApproxFn | None, options_for: OptionsFn | None = None,
 ) -> VariantResult:
-    plan = plan_variant(name, layer, settings.options)
+    options, extra = options_for(name, layer, settings.options) if options_for else (settings.options, {})
+    plan = plan_variant(name, layer, options)
     if not plan.applicable:
         return VariantResult(name, plan)
     stages = [cost_of(c, settings.dtype) for c in plan.layers]
@@ -129,12 +146,17 @@ def _variant(
         parts = [d.estimate(c, settings.dtype) for c in plan.layers]
         bound = max(parts, key=lambda e: e.ms).bound
         latency[d.name] = Estimate(sum(p.ms for p in parts), bound)
+    found = approx(name, layer, options) if approx and layer.weight else None
+    if isinstance(found, Approx):
+        extra = {**extra, **found.extra}
+        found = found.error
     return VariantResult(
         name, plan, cost, latency,
-        approx_error=approx(name, layer, settings.options) if approx and layer.weight else None,
+        approx_error=found,
         mac_ratio=ratio(original.macs, cost.macs),
         param_ratio=ratio(original.params, cost.params),
         stage_costs=stages,
+        extra=dict(extra),
     )
 
 
@@ -144,8 +166,13 @@ def analyze(
     devices: Sequence[Device] = (),
     approx: ApproxFn | None = None,
     progress: Callable[[int, int], None] | None = None,
+    options_for: OptionsFn | None = None,
 ) -> Analysis:
-    """Cost every conv and each selected variant of it; sum model and variant totals."""
+    """Cost every conv and each selected variant of it; sum model and variant totals.
+
+    `approx` adds each variant's weight-based error; `options_for` picks variant options per
+    layer (`--rank auto`), otherwise `settings.options` apply to every layer.
+    """
     settings = settings or Settings()
     dtype = settings.dtype
     layers: list[LayerResult] = []
@@ -155,7 +182,7 @@ def analyze(
         variants: dict[str, VariantResult] = {}
         for name in settings.variants:
             if selected:
-                variants[name] = _variant(name, conv, cost, settings, devices, approx)
+                variants[name] = _variant(name, conv, cost, settings, devices, approx, options_for)
             else:
                 variants[name] = VariantResult(name, Plan.na("excluded by --only/--skip"))
         layers.append(LayerResult(conv, cost, _latency(conv, dtype, devices), variants, selected))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from convcost.analysis import Analysis, ApproxFn, Device, Settings, analyze
+from convcost.analysis import Analysis, ApproxFn, Device, OptionsFn, Settings, analyze
 from convcost.errors import UsageError
 from convcost.loaders import load_model
 from convcost.model import Model, Shape
@@ -22,6 +22,8 @@ class Request:
     settings: Settings = field(default_factory=Settings)
     devices: Sequence[Device] = ()
     approx: ApproxFn | None = None
+    #: Per-layer variant options (`--rank auto`); None: `settings.options` for every layer.
+    options_for: OptionsFn | None = None
 
 
 def parse_shape(text: str) -> tuple[str | None, Shape]:
@@ -72,5 +74,8 @@ def load(request: Request) -> Model:
 
 def run(request: Request, model: Model | None = None) -> Analysis:
     model = model or load(request)
+    if request.options_for and not any(c.weight for c in model.convs):
+        raise UsageError("--rank auto needs weights (ONNX initializers or TorchScript parameters); "
+                         "this model has none", source=model.source)
     with progress(f"analyzing {len(model.convs)} convs") as tick:
-        return analyze(model, request.settings, request.devices, request.approx, tick)
+        return analyze(model, request.settings, request.devices, request.approx, tick, request.options_for)

@@ -16,11 +16,17 @@ from convcost.shapes import ShapeError, make_conv
 
 @dataclass(frozen=True)
 class VariantOptions:
-    """User knobs: `--rank` (None = C_out), `--depth-multiplier`, `--groups`."""
+    """User knobs: `--rank` (None = C_out), `--depth-multiplier`, `--groups`.
+
+    `tol` is set by `--rank auto --tol T`: the spatial rank and the depth multiplier are then
+    picked per layer from its weights (see `convcost.autorank`), and `rank` and
+    `depth_multiplier` here are only the fallbacks for layers without weights.
+    """
 
     rank: int | None = None
     depth_multiplier: int = 1
     groups: int = 4
+    tol: float | None = None
 
 
 @dataclass(frozen=True)

@@ -424,3 +424,32 @@ def conv_hook_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     for h in handles:
         h.remove()
     return counts
+
+
+def module_convs(model: nn.Module, x: torch.Tensor) -> list:
+    """The model's convs as convcost `Conv`s with weight loaders, shapes taken from a forward pass.
+
+    Stands in for the ONNX/TorchScript loaders where a test needs convs that carry weights.
+    """
+    from convcost.shapes import make_conv
+
+    found: list = []
+
+    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor, name: str) -> None:
+        assert isinstance(m, nn.modules.conv._ConvNd) and isinstance(m.padding, tuple)
+        weight = m.weight.detach().numpy().copy()
+        conv = make_conv(
+            name=name, op="ConvTranspose" if m.transposed else "Conv", input_shape=tuple(inp[0].shape),
+            out_channels=m.out_channels, kernel=m.kernel_size, stride=m.stride, padding=tuple(m.padding) * 2,
+            dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
+            output_padding=m.output_padding if m.transposed else None,
+        )
+        found.append(conv.with_changes(weight=lambda: weight))
+
+    handles = [mod.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name))
+               for name, mod in model.named_modules() if isinstance(mod, nn.modules.conv._ConvNd)]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in handles:
+        h.remove()
+    return found

@@ -23,6 +23,8 @@ def analyze(
     rank: o.Rank = None,
     depth_multiplier: o.DepthMultiplier = 1,
     groups: o.Groups = 4,
+    tol: o.Tol = 0.05,
+    no_approx: o.NoApprox = False,
     top: o.Top = None,
     sort: o.Sort = "order",
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")] = "table",
@@ -36,6 +38,7 @@ def analyze(
       convcost analyze model.onnx -i 1x3x224x224 --sort macs --top 10
       convcost analyze configs/models/conv_mobilenet.yaml -V depthwise --skip conv1
       convcost analyze model.onnx -f json -o costs.json
+      convcost analyze model.onnx --rank auto --tol 0.05
     """
     from convcost.commands.common import command_line, emit, make_request, make_view
     from convcost.errors import UsageError
@@ -45,5 +48,6 @@ def analyze(
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     view = make_view(sort, top, output, command_line())
-    request = make_request(model, input, variants, None, dtype, only, skip, rank, depth_multiplier, groups)
+    request = make_request(model, input, variants, None, dtype, only, skip, rank, depth_multiplier, groups,
+                           tol=tol, approx=not no_approx)
     emit(renderer(fmt)(run(request), view), output)

@@ -25,22 +25,35 @@ def make_request(
     rank: str | None = None,
     depth_multiplier: int = 1,
     groups: int = 4,
+    tol: float = 0.05,
+    approx: bool = True,
 ) -> Request:
-    """Validate and parse the shared options into a `Request`."""
+    """Validate and parse the shared options into a `Request`.
+
+    `approx` computes each variant's weight-based error where the model has weights;
+    `rank="auto"` picks the rank per layer from them (needs `approx`).
+    """
     if dtype not in DTYPE_BYTES:
         raise UsageError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPE_BYTES)}")
     rank_value: int | None = None
-    if rank is not None:
+    auto = rank is not None and rank.strip().lower() == "auto"
+    if auto:
+        if not approx:
+            raise UsageError("--rank auto picks ranks from the weights' errors; not with --no-approx")
+        if not 0 <= tol < 1:
+            raise UsageError(f"--tol {tol}: expected a relative error in [0, 1)")
+    elif rank is not None:
         try:
             rank_value = int(rank)
         except ValueError:
-            raise UsageError(f"--rank {rank!r}: expected a positive integer") from None
+            raise UsageError(f"--rank {rank!r}: expected a positive integer or auto") from None
         if rank_value < 1:
-            raise UsageError(f"--rank {rank!r}: expected a positive integer")
+            raise UsageError(f"--rank {rank!r}: expected a positive integer or auto")
     settings = Settings(
         dtype=dtype,
         variants=parse_variants(variants) if variants else tuple(VARIANTS),
-        options=VariantOptions(rank=rank_value, depth_multiplier=depth_multiplier, groups=groups),
+        options=VariantOptions(rank=rank_value, depth_multiplier=depth_multiplier, groups=groups,
+                               tol=tol if auto else None),
         only=tuple(only or ()),
         skip=tuple(skip or ()),
     )
@@ -49,6 +62,14 @@ def make_request(
         from convcost.devices import resolve_devices
 
         request.devices = resolve_devices(list(dict.fromkeys(devices)))
+    if approx:
+        from convcost.approxfn import Approximator
+
+        request.approx = Approximator()
+        if auto:
+            from convcost.autorank import AutoRank
+
+            request.options_for = AutoRank(request.approx, tol)
     return request
 
 

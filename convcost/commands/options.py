@@ -43,7 +43,18 @@ Skip = Annotated[
 ]
 Rank = Annotated[
     str | None,
-    typer.Option("--rank", metavar="R", help="Channels between the two stages of the spatial variant (default C_out)."),
+    typer.Option("--rank", metavar="R",
+                 help="Channels between the stages of the spatial variant (default C_out), or 'auto': "
+                      "per layer, the smallest spatial rank and depth multiplier whose weight error is "
+                      "within --tol."),
+]
+Tol = Annotated[
+    float,
+    typer.Option("--tol", metavar="T", help="With --rank auto: largest relative Frobenius error accepted."),
+]
+NoApprox = Annotated[
+    bool,
+    typer.Option("--no-approx", help="Skip the weight-based approximation errors (weights are not read)."),
 ]
 DepthMultiplier = Annotated[
     int, typer.Option("--depth-multiplier", min=1, help="Depth multiplier m of the depthwise variant's first stage.")

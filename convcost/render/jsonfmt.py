@@ -61,6 +61,7 @@ def _variant(v: VariantResult, dtype: str) -> dict[str, Any]:
         "mac_ratio": _num(v.mac_ratio),
         "param_ratio": _num(v.param_ratio),
         "approx_error": _num(v.approx_error),
+        **{key: _num(value) if isinstance(value, float) else value for key, value in v.extra.items()},
     }
 
 
@@ -93,7 +94,8 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
         "conventions": {"macs": MACS_CONVENTION, "dtype": s.dtype, "bytes_per_element": bytes_per_element(s.dtype)},
         "settings": {
             "variants": list(s.variants),
-            "rank": s.options.rank,
+            "rank": "auto" if s.options.tol is not None else s.options.rank,
+            **({"tol": s.options.tol} if s.options.tol is not None else {}),
             "depth_multiplier": s.options.depth_multiplier,
             "groups": s.options.groups,
             "only": list(s.only),

@@ -34,3 +34,13 @@ def ms(value: float | None) -> str:
 
 def dims(values: tuple[int, ...] | list[int]) -> str:
     return "x".join(str(v) for v in values)
+
+
+def err(value: float | None) -> str:
+    """A relative error: 0.0523 -> '0.052'; small ones keep a digit (3.1e-05); below 1e-6, the
+    precision of the computation, '0'."""
+    if value is None:
+        return "n/a"
+    if value < 1e-6:
+        return "0"
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"

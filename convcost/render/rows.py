@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convcost.analysis import Analysis, LayerResult, ratio
+from convcost.analysis import Analysis, LayerResult, VariantResult, ratio
 from convcost.cost import MACS_CONVENTION, cost_of
-from convcost.render.numbers import dims, ms, si, times
+from convcost.render.numbers import dims, err, ms, si, times
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,35 @@ def _variant_macs(name: str) -> Callable[[LayerResult], Any]:
     return get
 
 
+def _variant_extra(name: str, key: str) -> Callable[[LayerResult], Any]:
+    def get(layer: LayerResult) -> Any:
+        v = layer.variants[name]
+        return v.extra.get(key) if v.cost is not None else None
+
+    return get
+
+
+def _any(analysis: Analysis, name: str, test: Callable[[VariantResult], bool]) -> bool:
+    return any(test(layer.variants[name]) for layer in analysis.layers)
+
+
+def _has(key: str) -> Callable[[VariantResult], bool]:
+    return lambda v: v.extra.get(key) is not None
+
+
+def approx_columns(analysis: Analysis, name: str, raw: bool) -> list[Column]:
+    """Weight-based columns of one variant, present only when some layer has their values."""
+    cols: list[Column] = []
+    if not raw and _any(analysis, name, lambda v: v.approx_error is not None):
+        cols.append(Column(f"{name} err", _variant_value(name, "approx_error"), err))
+    for key, short, fmt in (("approx_error_permuted", "err perm", err),
+                            ("approx_error_lower_bound", "err >=", err),
+                            ("rank", "rank", str), ("break_even_rank", "break-even", str)):
+        if _any(analysis, name, _has(key)):
+            cols.append(Column(f"{name} {key if raw else short}", _variant_extra(name, key), fmt))
+    return cols
+
+
 def _lat(device: str) -> Callable[[LayerResult], Any]:
     return lambda layer: layer.latency[device].ms
 
@@ -97,6 +126,7 @@ def columns(analysis: Analysis, raw: bool = False) -> list[Column]:
     for name in analysis.settings.variants:
         cols.append(Column(f"{name} MACs", _variant_macs(name), si))
         cols.append(Column(f"{name} x", _variant_value(name, "mac_ratio"), times, key=f"{name}_mac_ratio"))
+        cols += approx_columns(analysis, name, raw)
         if raw:
             cols.append(Column(f"{name} param ratio", _variant_value(name, "param_ratio")))
             cols.append(Column(f"{name} approx_error", _variant_value(name, "approx_error")))
@@ -150,9 +180,38 @@ def summary_lines(analysis: Analysis) -> list[str]:
         if reasons:
             listed = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(4))
             lines.append(f"{name} n/a: {listed}")
+    lines += approx_lines(analysis)
     if model.uncosted:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(model.uncosted.items()))
         lines.append(f"Not costed (no MACs counted): {ops}")
     lines.append(f"dtype {analysis.settings.dtype}. {MACS_CONVENTION}.")
     lines.extend(f"warning: {w}" for w in model.warnings)
+    return lines
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def approx_lines(analysis: Analysis) -> list[str]:
+    """Median weight-based error per variant, and what --rank auto did (nothing without weights)."""
+    parts = []
+    for name in analysis.settings.variants:
+        found = [v for layer in analysis.layers if (v := layer.variants[name]).approx_error is not None]
+        if found:
+            text = f"{name} {err(_median([v.approx_error for v in found if v.approx_error is not None]))}"
+            permuted = [v.extra["approx_error_permuted"] for v in found if "approx_error_permuted" in v.extra]
+            if permuted:
+                text += f" (channels permuted {err(_median(permuted))})"
+            parts.append(f"{text} over {len(found)} layers")
+    if not parts:
+        return []
+    lines = ["Approximation error ||W - W'||/||W|| of the best kernel each variant can express (SVD), "
+             "median: " + "; ".join(parts)]
+    tol = analysis.settings.options.tol
+    if tol is not None:
+        lines.append(f"--rank auto --tol {tol:g}: spatial rank and depth multiplier are per layer the "
+                     "smallest with error <= tol; break-even = the largest rank that still saves MACs")
     return lines
