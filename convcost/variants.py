@@ -78,6 +78,8 @@ def spatial(conv: Conv, options: VariantOptions) -> Plan:
     axes = [i for i, k in enumerate(conv.kernel) if k > 1]
     if conv.rank == 1:
         return Plan.na("a 1-D conv has a single spatial axis; nothing to separate")
+    if not axes:
+        return Plan.na("a 1x1 conv has no spatial kernel to separate")
     if len(axes) < 2:
         return Plan.na(f"kernel {list(conv.kernel)} has extent > 1 on only one axis; already separable")
     rank = options.rank or conv.out_channels
