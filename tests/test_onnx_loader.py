@@ -372,6 +372,34 @@ def test_inline_weights_are_left_on_disk_until_asked_for(tmp_path: Path) -> None
     np.testing.assert_array_equal(conv.weight(), numpy_helper.to_array(w))
 
 
+@pytest.mark.parametrize("whole", [True, False])
+def test_lean_reading_keeps_everything_but_weight_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       whole: bool) -> None:
+    """Large files are read through a small window (monkeypatched threshold): same model either way."""
+    from convcost.loaders import onnx_wire
+
+    if not whole:
+        monkeypatch.setattr(onnx_wire, "WHOLE_READ_BYTES", 0)
+    inits = [weight(f"w{i}", [16, 16, 3, 3], i) for i in range(3)]
+    inits.append(helper.make_tensor("s", TensorProto.INT64, [2], [1, -1]))
+    nodes = [helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"x{i + 1}"], pads=[1, 1, 1, 1], name=f"c{i}")
+             for i in range(3)] + [helper.make_node("Reshape", ["x3", "s"], ["y"])]
+    path = save(build(nodes, {"x0": [1, 16, 6, 6]}, inits), tmp_path)
+    lean = onnx.ModelProto.FromString(onnx_wire.read_lean(path).data)
+    full = onnx.load(str(path))
+    for model in (lean, full):
+        for t in model.graph.initializer:
+            if t.dims != [2]:  # large tensors: data left out, marker added
+                t.ClearField("raw_data")
+                del t.external_data[:]
+    assert lean == full
+    assert [t.raw_data for t in lean.graph.initializer if t.name == "s"]  # small tensors stay inline
+    loaded = load_onnx(path)
+    for conv, init in zip(loaded.convs, inits, strict=False):
+        assert conv.weight is not None
+        np.testing.assert_array_equal(conv.weight(), numpy_helper.to_array(init))
+
+
 def test_constant_node_weights(tmp_path: Path) -> None:
     w = numpy_helper.to_array(weight("w", [4, 3, 1, 1]))
     nodes = [helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w)),
