@@ -43,8 +43,8 @@ ONNX_LOAD = "import sys, onnx\nonnx.load(sys.argv[1])"
 FLOOR = "`python -c 'import onnx'` (floor)"
 
 
-def run_once(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one run of `cmd`."""
+def run_once(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of one run of `cmd`."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -53,35 +53,45 @@ def run_once(cmd: list[str]) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def measure(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float, float]]:
-    """label -> (median s, min s, peak MB), commands interleaved round by round."""
-    times: dict[str, list[float]] = {k: [] for k in commands}
+#: label -> (median wall s, min wall s, peak RSS MB, median CPU s)
+Results = dict[str, tuple[float, float, float, float]]
+
+
+def measure(commands: dict[str, list[str]], runs: int) -> Results:
+    """Run the commands interleaved, round by round, after one warm-up run each."""
+    wall: dict[str, list[float]] = {k: [] for k in commands}
+    cpu: dict[str, list[float]] = {k: [] for k in commands}
     peak: dict[str, float] = {k: 0.0 for k in commands}
     for cmd in commands.values():
         run_once(cmd)  # warm-up: page cache, bytecode
     for _ in range(runs):
         for label, cmd in commands.items():
-            t, rss = run_once(cmd)
-            times[label].append(t)
+            t, c, rss = run_once(cmd)
+            wall[label].append(t)
+            cpu[label].append(c)
             peak[label] = max(peak[label], rss)
-    return {k: (statistics.median(v), min(v), peak[k]) for k, v in times.items()}
+    return {k: (statistics.median(v), min(v), peak[k], statistics.median(cpu[k])) for k, v in wall.items()}
 
 
 def convcost(model: Path, *extra: str) -> list[str]:
     return [PY, "-m", "convcost", "analyze", str(model), "-f", "json", *extra]
 
 
-def table(results: dict[str, tuple[float, float, float]], base: str | None = None, name: str = "") -> None:
-    """Markdown rows; with `base`, the ratio of medians (and of minima) to that command."""
-    head = "| command | median s | min s | peak RSS MB |"
-    print(head + (f" ratio to {name}: median (min) |" if base else ""))
-    print("|---|---:|---:|---:|" + ("---:|" if base else ""))
-    for label, (med, low, rss) in results.items():
-        ratio = f" {med / results[base][0]:.2f} ({low / results[base][1]:.2f}) |" if base else ""
-        print(f"| {label} | {med:.3f} | {low:.3f} | {rss:.0f} |{ratio}")
+def table(results: Results, base: str | None = None, name: str = "") -> None:
+    """Markdown rows; with `base`, ratios to that command of median wall time, minimum wall time
+    and median CPU time (the steadiest figure on a shared machine)."""
+    head = "| command | wall s: median | min | CPU s | peak RSS MB |"
+    print(head + (f" ratio to {name}: median, min, CPU |" if base else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|" if base else ""))
+    for label, (med, low, rss, cpu) in results.items():
+        ratio = ""
+        if base:
+            b = results[base]
+            ratio = f" {med / b[0]:.2f}, {low / b[1]:.2f}, {cpu / b[3]:.2f} |"
+        print(f"| {label} | {med:.3f} | {low:.3f} | {cpu:.3f} | {rss:.0f} |{ratio}")
     print()
 
 
@@ -210,7 +220,7 @@ def importtime(model: Path) -> None:
 
 def section_b(work: Path, runs: int, onnx_tool: bool, sizes: list[int]) -> None:
     print("### (b) a chain of N 3x3 convs, 64 channels, 56x56\n")
-    results: dict[int, dict[str, tuple[float, float, float]]] = {}
+    results: dict[int, Results] = {}
     for n in sizes:
         path = work / f"chain_{n}.onnx"
         build("chain", path, n)
@@ -224,13 +234,14 @@ def section_b(work: Path, runs: int, onnx_tool: bool, sizes: list[int]) -> None:
         print(f"**N = {n:,}**\n")
         table(results[n], "onnx-tool" if "onnx-tool" in results[n] else None, "onnx-tool")
     if len(sizes) > 1:
-        first, last = sizes[0], sizes[-1]
-        per = {n: results[n]["convcost -V none"][0] / n * 1e6 for n in sizes}
-        print("convcost -V none, microseconds per conv (whole process): "
-              + ", ".join(f"N={n:,}: {v:.0f}" for n, v in per.items())
-              + f"; time ratio N={last:,} / N={first:,}: "
-              f"{results[last]['convcost -V none'][0] / results[first]['convcost -V none'][0]:.1f} "
-              f"for {last // first}x the convs\n")
+        key = "convcost -V none"
+        steps = []
+        for small, big in zip(sizes, sizes[1:], strict=False):
+            wall = (results[big][key][0] - results[small][key][0]) / (big - small) * 1e6
+            cpu = (results[big][key][3] - results[small][key][3]) / (big - small) * 1e6
+            steps.append(f"N {small:,} -> {big:,}: {wall:.0f} us wall, {cpu:.0f} us CPU")
+        print(f"Marginal cost per conv of `{key}` (equal steps mean time linear in N): "
+              + "; ".join(steps) + "\n")
 
 
 def section_c(work: Path, runs: int) -> None:
