@@ -545,6 +545,19 @@ def test_computed_split_points_are_folded(tmp_path: Path) -> None:
     assert conv.input_shape == (1, 3, 8, 8)
 
 
+def test_convs_inside_model_local_functions_are_counted(tmp_path: Path) -> None:
+    block = helper.make_function("my.fn", "Block", ["x", "w"], ["y"],
+                                 [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                                  helper.make_node("Relu", ["c"], ["y"])],
+                                 opset_imports=[helper.make_opsetid("", 17)])
+    model = build([helper.make_node("Block", ["x", "w"], ["y"], domain="my.fn")], {"x": [1, 3, 8, 8]},
+                  [weight("w", [4, 3, 3, 3])], domains=("my.fn",))
+    model.functions.append(block)
+    loaded = load_onnx(save(model, tmp_path))
+    assert [macs(c) for c in loaded.convs] == [4 * 64 * 3 * 9]
+    assert not loaded.uncosted
+
+
 def test_control_flow_bodies_are_listed_as_not_costed(tmp_path: Path) -> None:
     w = weight("w", [3, 3, 1, 1])
     branch = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["t"])], "then", [],

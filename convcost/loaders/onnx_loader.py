@@ -114,6 +114,14 @@ def _parse(path: Path) -> ModelProto:
         raise InputError(f"not a valid ONNX model: protobuf decoding failed ({exc})", path) from None
     if not model.HasField("graph"):
         raise InputError("not an ONNX model: it has no graph", path)
+    if model.functions:  # model-local functions (torch's dynamo exporter can write them): inline
+        import onnx.inliner
+
+        try:
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as exc:  # the inliner raises what its C++ side throws
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"cannot inline the model's local functions: {first}", path) from None
     return model
 
 
