@@ -209,8 +209,8 @@ def importtime(model: Path) -> None:
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        _, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
-        if not name.startswith(" ") and cumulative.isdigit():
+        _, cumulative, name = line[len("import time:"):].split("|")
+        if cumulative.strip().isdigit() and not name.startswith("  "):  # nesting indents by two spaces
             top = name.strip().split(".")[0]
             tops[top] = tops.get(top, 0) + int(cumulative)
     ranked = sorted(tops.items(), key=lambda kv: -kv[1])[:8]

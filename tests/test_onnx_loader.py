@@ -347,6 +347,18 @@ def test_gemm_matmul_einsum(tmp_path: Path) -> None:
     assert not model.convs and not model.warnings
 
 
+def test_contrib_gemm_and_matmul(tmp_path: Path) -> None:
+    inits = [weight("B", [16, 32]), weight("W", [6, 5])]
+    nodes = [helper.make_node("FusedGemm", ["a", "B"], ["g"], domain="com.microsoft", transB=1,
+                              activation="Relu", name="fgemm"),  # (4,32) x (32,16)
+             helper.make_node("FusedMatMul", ["g2", "W"], ["m"], domain="com.microsoft", transA=1,
+                              name="fmm")]  # (2,6,3)^T -> (2,3,6) x (6,5)
+    model = build(nodes, {"a": [4, 32], "g2": [2, 6, 3]}, inits, outputs=["g", "m"], domains=("com.microsoft",))
+    loaded = load_onnx(save(model, tmp_path))
+    assert {mm.name: (macs(mm), mm.params) for mm in loaded.matmuls} == {
+        "fgemm": (4 * 32 * 16, 16 * 32), "fmm": (2 * 3 * 6 * 5, 30)}
+
+
 def test_other_params_are_normalization_scales_and_biases(tmp_path: Path) -> None:
     inits = [weight("w", [8, 3, 3, 3]), weight("s", [8]), weight("b", [8], 1), weight("mean", [8], 2),
              weight("var", [8], 3), weight("gamma", [8, 1, 1], 4), helper.make_tensor("two", F, [], [2.0])]

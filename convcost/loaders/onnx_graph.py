@@ -201,13 +201,17 @@ class Names:
 
     def __init__(self) -> None:
         self.used: set[str] = set()
+        self.next: dict[str, int] = {}  # base name -> the suffix to try next (no quadratic search)
 
     def take(self, node: NodeProto, index: int) -> str:
         base = node_label(node, index)
-        name, k = base, 2
-        while name in self.used:
+        name = base
+        if name in self.used:
+            k = self.next.get(base, 2)
+            while f"{base}_{k}" in self.used:
+                k += 1
             name = f"{base}_{k}"
-            k += 1
+            self.next[base] = k + 1
         self.used.add(name)
         return name
 

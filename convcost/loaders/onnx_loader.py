@@ -77,6 +77,7 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
                         "convcost sorted them")
     resolved = apply_inputs(model, inputs, source)
     model, shapes, types, _ = infer(model, table, RULES, source)
+    table.nodes = list(model.graph.node)  # the inferred copy: the original can go
     initializers = {t.name: t for t in model.graph.initializer}
     const, made_by = constants(table, set(initializers))
     producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
