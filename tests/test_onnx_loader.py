@@ -353,7 +353,8 @@ def test_contrib_gemm_and_matmul(tmp_path: Path) -> None:
                               activation="Relu", name="fgemm"),  # (4,32) x (32,16)
              helper.make_node("FusedMatMul", ["g2", "W"], ["m"], domain="com.microsoft", transA=1,
                               name="fmm")]  # (2,6,3)^T -> (2,3,6) x (6,5)
-    model = build(nodes, {"a": [4, 32], "g2": [2, 6, 3]}, inits, outputs=["g", "m"], domains=("com.microsoft",))
+    model = build(nodes, {"a": [4, 32], "g2": [2, 6, 3]}, inits, outputs=["g", "m"],
+                  domains=("com.microsoft",))
     loaded = load_onnx(save(model, tmp_path))
     assert {mm.name: (macs(mm), mm.params) for mm in loaded.matmuls} == {
         "fgemm": (4 * 32 * 16, 16 * 32), "fmm": (2 * 3 * 6 * 5, 30)}
