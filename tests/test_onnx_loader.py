@@ -347,6 +347,19 @@ def test_gemm_matmul_einsum(tmp_path: Path) -> None:
     assert not model.convs and not model.warnings
 
 
+def test_contrib_gemm_and_matmul(tmp_path: Path) -> None:
+    inits = [weight("B", [16, 32]), weight("W", [6, 5])]
+    nodes = [helper.make_node("FusedGemm", ["a", "B"], ["g"], domain="com.microsoft", transB=1,
+                              activation="Relu", name="fgemm"),  # (4,32) x (32,16)
+             helper.make_node("FusedMatMul", ["g2", "W"], ["m"], domain="com.microsoft", transA=1,
+                              name="fmm")]  # (2,6,3)^T -> (2,3,6) x (6,5)
+    model = build(nodes, {"a": [4, 32], "g2": [2, 6, 3]}, inits, outputs=["g", "m"],
+                  domains=("com.microsoft",))
+    loaded = load_onnx(save(model, tmp_path))
+    assert {mm.name: (macs(mm), mm.params) for mm in loaded.matmuls} == {
+        "fgemm": (4 * 32 * 16, 16 * 32), "fmm": (2 * 3 * 6 * 5, 30)}
+
+
 def test_other_params_are_normalization_scales_and_biases(tmp_path: Path) -> None:
     inits = [weight("w", [8, 3, 3, 3]), weight("s", [8]), weight("b", [8], 1), weight("mean", [8], 2),
              weight("var", [8], 3), weight("gamma", [8, 1, 1], 4), helper.make_tensor("two", F, [], [2.0])]
@@ -370,6 +383,34 @@ def test_inline_weights_are_left_on_disk_until_asked_for(tmp_path: Path) -> None
     (conv,) = load_onnx(path).convs
     assert conv.weight is not None
     np.testing.assert_array_equal(conv.weight(), numpy_helper.to_array(w))
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_lean_reading_keeps_everything_but_weight_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       whole: bool) -> None:
+    """Large files are read through a small window (monkeypatched threshold): same model either way."""
+    from convcost.loaders import onnx_wire
+
+    if not whole:
+        monkeypatch.setattr(onnx_wire, "WHOLE_READ_BYTES", 0)
+    inits = [weight(f"w{i}", [16, 16, 3, 3], i) for i in range(3)]
+    inits.append(helper.make_tensor("s", TensorProto.INT64, [2], [1, -1]))
+    nodes = [helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"x{i + 1}"], pads=[1, 1, 1, 1], name=f"c{i}")
+             for i in range(3)] + [helper.make_node("Reshape", ["x3", "s"], ["y"])]
+    path = save(build(nodes, {"x0": [1, 16, 6, 6]}, inits), tmp_path)
+    lean = onnx.ModelProto.FromString(onnx_wire.read_lean(path).data)
+    full = onnx.load(str(path))
+    for model in (lean, full):
+        for t in model.graph.initializer:
+            if t.dims != [2]:  # large tensors: data left out, marker added
+                t.ClearField("raw_data")
+                del t.external_data[:]
+    assert lean == full
+    assert [t.raw_data for t in lean.graph.initializer if t.name == "s"]  # small tensors stay inline
+    loaded = load_onnx(path)
+    for conv, init in zip(loaded.convs, inits, strict=False):
+        assert conv.weight is not None
+        np.testing.assert_array_equal(conv.weight(), numpy_helper.to_array(init))
 
 
 def test_constant_node_weights(tmp_path: Path) -> None:
@@ -515,6 +556,19 @@ def test_computed_split_points_are_folded(tmp_path: Path) -> None:
              helper.make_node("Conv", ["part", "w"], ["y"])]
     (conv,) = load_onnx(save(build(nodes, {"x": [1, 6, 8, 8]}, inits), tmp_path)).convs
     assert conv.input_shape == (1, 3, 8, 8)
+
+
+def test_convs_inside_model_local_functions_are_counted(tmp_path: Path) -> None:
+    block = helper.make_function("my.fn", "Block", ["x", "w"], ["y"],
+                                 [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                                  helper.make_node("Relu", ["c"], ["y"])],
+                                 opset_imports=[helper.make_opsetid("", 17)])
+    model = build([helper.make_node("Block", ["x", "w"], ["y"], domain="my.fn")], {"x": [1, 3, 8, 8]},
+                  [weight("w", [4, 3, 3, 3])], domains=("my.fn",))
+    model.functions.append(block)
+    loaded = load_onnx(save(model, tmp_path))
+    assert [macs(c) for c in loaded.convs] == [4 * 64 * 3 * 9]
+    assert not loaded.uncosted
 
 
 def test_control_flow_bodies_are_listed_as_not_costed(tmp_path: Path) -> None:

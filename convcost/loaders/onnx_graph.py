@@ -120,14 +120,17 @@ class Table:
         self.outputs: list[tuple[str, ...]] = []
         #: index -> outer-scope names its subgraphs read (control flow only)
         self.outer: dict[int, list[str]] = {}
+        ops, domains, inputs, outputs = self.ops, self.domains, self.inputs, self.outputs
         for i, node in enumerate(self.nodes):
-            op, domain = text(node.op_type), text(node.domain)
+            op, domain = node.op_type, node.domain
+            if op.__class__ is not str or domain.__class__ is not str:
+                op, domain = text(op), text(domain)
             if domain == "ai.onnx":
                 domain = ""
-            self.ops.append(op)
-            self.domains.append(domain)
-            self.inputs.append(tuple(node.input))
-            self.outputs.append(tuple(node.output))
+            ops.append(op)
+            domains.append(domain)
+            inputs.append(tuple(node.input))
+            outputs.append(tuple(node.output))
             if (op in CONTROL_FLOW or domain) and has_subgraph(node):
                 self.outer[i] = [n for sub in subgraphs(node) for n in outer_names(sub)]
 
@@ -198,13 +201,17 @@ class Names:
 
     def __init__(self) -> None:
         self.used: set[str] = set()
+        self.next: dict[str, int] = {}  # base name -> the suffix to try next (no quadratic search)
 
     def take(self, node: NodeProto, index: int) -> str:
         base = node_label(node, index)
-        name, k = base, 2
-        while name in self.used:
+        name = base
+        if name in self.used:
+            k = self.next.get(base, 2)
+            while f"{base}_{k}" in self.used:
+                k += 1
             name = f"{base}_{k}"
-            k += 1
+            self.next[base] = k + 1
         self.used.add(name)
         return name
 

@@ -59,9 +59,10 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
     model = _parse(path)
     warnings: list[str] = []
     graph = model.graph
+    table = Table(graph)
     try:
         available = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-        order = evaluation_order(Table(graph), available)
+        order = evaluation_order(table, available)
     except GraphError as exc:
         raise InputError(str(exc), source) from None
     if order is not None:
@@ -71,11 +72,12 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
             copy.CopyFrom(node)
         del graph.node[:]
         graph.node.extend(copies)
+        table = Table(graph)
         warnings.append("graph nodes were not in topological order (the ONNX spec requires it); "
                         "convcost sorted them")
     resolved = apply_inputs(model, inputs, source)
-    model, shapes, types, _ = infer(model, RULES, source)
-    table = Table(model.graph)
+    model, shapes, types, _ = infer(model, table, RULES, source)
+    table.nodes = list(model.graph.node)  # the inferred copy: the original can go
     initializers = {t.name: t for t in model.graph.initializer}
     const, made_by = constants(table, set(initializers))
     producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
@@ -113,6 +115,14 @@ def _parse(path: Path) -> ModelProto:
         raise InputError(f"not a valid ONNX model: protobuf decoding failed ({exc})", path) from None
     if not model.HasField("graph"):
         raise InputError("not an ONNX model: it has no graph", path)
+    if model.functions:  # model-local functions (torch's dynamo exporter can write them): inline
+        import onnx.inliner
+
+        try:
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as exc:  # the inliner raises what its C++ side throws
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"cannot inline the model's local functions: {first}", path) from None
     return model
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from convcost.errors import InputError
-from convcost.loaders.onnx_graph import op_key, quote, text
+from convcost.loaders.onnx_graph import Table, quote, text
 from convcost.model import Shape
 
 if TYPE_CHECKING:
@@ -145,12 +145,13 @@ def _declare_domains(model: ModelProto) -> None:
 
 
 def infer(
-    model: ModelProto, rules: Mapping[tuple[str, str], Rule], source: str
+    model: ModelProto, table: Table, rules: Mapping[tuple[str, str], Rule], source: str
 ) -> tuple[ModelProto, Shapes, dict[str, int], int]:
     """Run shape inference, and where it stops our shape rules and value folding, then again.
 
     Returns the inferred model, its shapes and element types, and how many tensors or inputs
-    our own propagation resolved."""
+    our own propagation resolved. `table` describes the model's nodes (inference keeps them as
+    they are; folding rewrites inputs in both)."""
     import onnx
     from onnx.shape_inference import infer_shapes
 
@@ -168,11 +169,12 @@ def infer(
             raise InputError(f"ONNX shape inference failed: {first}", source) from None
         shapes, types = read_shapes(model.graph)
         added = []
-        for node in model.graph.node:
-            if all(o in shapes for o in node.output if o):
+        for i, op in enumerate(table.ops):
+            rule = rules.get((table.domains[i], op))
+            if rule is None or all(o in shapes for o in table.outputs[i] if o):
                 continue
-            rule = rules.get(op_key(node))
-            got = rule(node, shapes, types) if rule else None
+            node = model.graph.node[i]
+            got = rule(node, shapes, types)
             if not got:
                 continue
             for out, (dims, elem) in zip(node.output, got, strict=False):
@@ -182,7 +184,7 @@ def infer(
                     if all(not isinstance(d, int) or 0 <= d <= INT64_MAX for d in dims):
                         added.append(_value_info(out, elem, dims))
         model.graph.value_info.extend(added)
-        folded = fold(model.graph, shapes, types)
+        folded = fold(model.graph, table, shapes, types)
         if not added and not folded:
             break
         ours += len(added) + folded

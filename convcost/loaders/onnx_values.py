@@ -14,7 +14,7 @@ import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from convcost.loaders.onnx_graph import attrs
+from convcost.loaders.onnx_graph import Table, attrs
 from convcost.loaders.onnx_shapes import Shapes, static
 
 if TYPE_CHECKING:
@@ -159,37 +159,40 @@ SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
 }
 
 
-def fold(graph: GraphProto, shapes: Shapes, types: dict[str, int]) -> int:
+def fold(graph: GraphProto, table: Table, shapes: Shapes, types: dict[str, int]) -> int:
     """Where an op's output shape is not static and a shape input is computed, replace that
     input with a constant holding its value. Returns how many inputs were folded."""
     from onnx import helper
 
     evaluator: Evaluator | None = None
-    inits = {t.name for t in graph.initializer}
+    inits: set[str] | None = None
     folded: dict[str, str] = {}
     count = 0
-    for node in graph.node:
-        positions = SHAPE_INPUTS.get(node.op_type)
-        if positions is None or all(static(shapes.get(o)) is not None for o in node.output if o):
+    for index, op in enumerate(table.ops):
+        positions = SHAPE_INPUTS.get(op)
+        if positions is None or all(static(shapes.get(o)) is not None for o in table.outputs[index] if o):
             continue
+        inputs = list(table.inputs[index])
         for i in positions:
-            if i >= len(node.input) or not node.input[i] or node.input[i] in inits:
+            if inits is None:
+                inits = {t.name for t in graph.initializer}
+            if i >= len(inputs) or not inputs[i] or inputs[i] in inits:
                 continue
-            name = node.input[i]
+            name = inputs[i]
             if name not in folded:
                 evaluator = evaluator or Evaluator(graph, shapes)
                 value = evaluator.value(name)
                 if value is None:
                     continue
                 dims, vals = value
-                elem = types.get(name, 7)
                 new = f"{name}__convcost_folded"
                 try:
-                    graph.initializer.append(helper.make_tensor(new, elem, list(dims), vals))
+                    graph.initializer.append(helper.make_tensor(new, types.get(name, 7), list(dims), vals))
                 except (ValueError, TypeError, OverflowError):  # values a tensor cannot hold
                     continue
                 inits.add(new)
                 folded[name] = new
-            node.input[i] = folded[name]
+            graph.node[index].input[i] = inputs[i] = folded[name]
             count += 1
+        table.inputs[index] = tuple(inputs)
     return count

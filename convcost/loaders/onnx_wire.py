@@ -1,7 +1,7 @@
 """Read an ONNX file's structure without reading its weights: a small protobuf wire-format scanner.
 
 `onnx.load` parses every byte of a model, so a 100 MB resnet50 costs 100 MB of memory and most of
-the run time before a single shape is known. The scanner walks the file (memory-mapped) at the
+the run time before a single shape is known. The scanner walks the file at the
 field level, copies the graph structure, and leaves the data of large tensors (initializers and
 `Constant` values) where they lie, recording where they are so a weight-based feature can read
 one tensor later. The result parses as an ordinary `ModelProto` whose big tensors have dims and
@@ -13,8 +13,9 @@ Wire format: each field is a varint key `(number << 3) | wire_type`; wire type 0
 
 from __future__ import annotations
 
-import mmap
+import os
 from pathlib import Path
+from typing import Any, BinaryIO
 
 #: Tensors whose serialized message is larger than this have their data left in the file.
 #: Shape tensors that data propagation needs (Reshape targets, Slice starts) are far smaller.
@@ -38,7 +39,7 @@ class WireError(ValueError):
     """The bytes are not a well-formed protobuf message (message says where)."""
 
 
-def _varint(buf: memoryview | bytes, pos: int, end: int) -> tuple[int, int]:
+def _varint(buf: Any, pos: int, end: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= end:
@@ -62,7 +63,7 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _skip(buf: memoryview | bytes, wire: int, pos: int, end: int) -> tuple[int, int]:
+def _skip(buf: Any, wire: int, pos: int, end: int) -> tuple[int, int]:
     """Skip one field's payload; return (payload start, position after the field)."""
     if wire == 0:
         _, after = _varint(buf, pos, end)
@@ -88,7 +89,7 @@ def _field(number: int, payload: bytes) -> bytes:
 class _Scanner:
     """Rebuilds a message, replacing selected length-delimited fields with rewritten copies."""
 
-    def __init__(self, buf: memoryview) -> None:
+    def __init__(self, buf: Any) -> None:
         self.buf = buf
         self.stripped = 0  # tensors whose data was left in the file
         self.stripped_bytes = 0
@@ -96,7 +97,7 @@ class _Scanner:
     def message(self, start: int, end: int, rewrite: dict[int, object]) -> bytes | None:
         """Scan [start, end); return new bytes, or None when nothing changed."""
         buf = self.buf
-        parts: list[bytes | memoryview] = []
+        parts: list[bytes] = []
         keep = pos = start
         while pos < end:
             key_at = pos
@@ -132,7 +133,7 @@ class _Scanner:
     def tensor(self, start: int, end: int) -> bytes | None:
         """The tensor without its data fields, plus a marker saying where the original lies."""
         buf = self.buf
-        parts: list[bytes | memoryview] = []
+        parts: list[bytes] = []
         pos = start
         dropped = False
         while pos < end:
@@ -163,6 +164,41 @@ class LeanModel:
         self.stripped_bytes = stripped_bytes
 
 
+#: Files up to this size are read whole; larger ones through a small window, weights unread.
+WHOLE_READ_BYTES = 32 * 2**20
+WINDOW_BYTES = 2**16
+
+
+class _Window:
+    """Random access to a file through one small read window.
+
+    Reading a field header of a memory-mapped file maps the page cache around it, and with large
+    folios that is 2 MB per header: peak RSS then grows with the file. Explicit reads touch only
+    what they return.
+    """
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh, self.size = fh, size
+        self.start, self.data = 0, b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, slice):
+            start, stop = key.start or 0, self.size if key.stop is None else key.stop
+            self.fh.seek(start)
+            return self.fh.read(max(stop - start, 0))
+        offset = key - self.start
+        if not 0 <= offset < len(self.data):
+            self.fh.seek(key)
+            self.start, self.data = key, self.fh.read(WINDOW_BYTES)
+            offset = 0
+            if not self.data:
+                raise IndexError(key)
+        return self.data[offset]
+
+
 def read_lean(path: Path) -> LeanModel:
     """Read `path` as a ModelProto's bytes without the data of its large tensors.
 
@@ -170,35 +206,15 @@ def read_lean(path: Path) -> LeanModel:
     OSError when the file cannot be read.
     """
     with path.open("rb") as fh:
-        try:
-            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # empty file
-            raise WireError("file is empty") from None
-    view = memoryview(mapped)
-    error: str | None = None
-    try:
-        scanner = _Scanner(view)
-        out = scanner.message(0, len(view), {MODEL_GRAPH: scanner.graph})
-        # Nothing to leave out: a copy is as cheap as the scan that found that out.
-        data: bytes = bytes(view) if out is None else out
-    except WireError as exc:
-        error = str(exc)  # the traceback's frames hold slices of the map; let them go first
-    if error is not None:
-        if not _exported(view):
-            mapped.close()
-        raise WireError(error)
-    view.release()
-    mapped.close()
-    return LeanModel(data, scanner.stripped, scanner.stripped_bytes)
-
-
-def _exported(view: memoryview) -> bool:
-    """Release the view; True when slices of it are still alive (the map then closes when they go)."""
-    try:
-        view.release()
-    except BufferError:
-        return True
-    return False
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise WireError("file is empty")
+        buf: Any = fh.read() if size <= WHOLE_READ_BYTES else _Window(fh, size)
+        scanner = _Scanner(buf)
+        out = scanner.message(0, len(buf), {MODEL_GRAPH: scanner.graph})
+        if out is None:  # nothing left out
+            out = buf if isinstance(buf, bytes) else buf[0:size]
+    return LeanModel(out, scanner.stripped, scanner.stripped_bytes)
 
 
 def read_span(path: Path, span: str) -> bytes:
