@@ -279,6 +279,39 @@ class Decoder(nn.Module):
         return self.head(self.up3(torch.relu(self.up2(torch.relu(self.up1(x))))))
 
 
+class GroupedDilated(nn.Module):
+    """Grouped (ResNeXt-style) and dilated (DeepLab-style atrous) 2-D convs, alone and combined."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 32, 3, 2)
+        self.grouped = conv_bn(32, 64, 3, groups=8)
+        self.atrous = conv_bn(64, 64, 3, dilation=2)
+        self.atrous_grouped = conv_bn(64, 64, 3, groups=4, dilation=3)
+        self.block = Bottleneck(64, 16, stride=2, groups=4, width_per_group=16, dilation=2)
+        self.head = nn.Conv2d(64, 10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.atrous_grouped(self.atrous(self.grouped(self.stem(x))))))
+
+
+class SharedConv(nn.Module):
+    """Weight sharing: one conv applied twice (as in recurrent refinement or siamese branches)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.block = nn.Sequential()
+        self.block.conv = nn.Conv2d(16, 16, 3, padding=1)
+        self.head = nn.Conv2d(16, 4, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.block.conv(x))
+        x = torch.relu(self.block.conv(x))
+        return self.head(x)
+
+
 #: name -> (factory, input shape) for parametrized tests; ImageNet-size models use 224.
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "resnet18": (resnet18, (1, 3, 224, 224)),
@@ -290,6 +323,8 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "audio1d": (Audio1d, (2, 40, 101)),
     "video3d": (Video3d, (1, 3, 8, 56, 56)),
     "decoder": (Decoder, (1, 64, 14, 14)),
+    "grouped_dilated": (GroupedDilated, (1, 3, 64, 64)),
+    "shared_conv": (SharedConv, (1, 3, 16, 16)),
 }
 
 
