@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,9 @@ def resolve_factory(spec: str) -> Any:
 
 def load_factory(spec: str, inputs: dict[str, Shape] | None) -> Model:
     """Build the model from `module:factory` and capture one forward pass on zeros."""
-    module = resolve_factory(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the user's import-time warnings; errors stay one line
+        module = resolve_factory(spec)
     from convcost.loaders.torch_capture import capture
 
     name = spec.rpartition(":")[2]

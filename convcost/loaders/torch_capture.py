@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from convcost.cost import cost_of
 from convcost.errors import InputError
 from convcost.model import Conv, MatMul, Model, Shape
 from convcost.shapes import ShapeError, make_conv
@@ -55,8 +57,6 @@ class Capture:
     matmuls: list[MatMul] = field(default_factory=list)
     uncosted: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
-    #: Elements of parameters used as op operands, once per call (what the cost model counts).
-    param_elements: int = 0
     #: The layer whose op raised, and its message (TorchScript loses it when re-raising).
     failed_at: str | None = None
     error: str | None = None
@@ -145,14 +145,12 @@ class _Recorder:
         return base if n == 0 else f"{base}#{n}"
 
     def used_params(self, *tensors: object) -> int:
-        elements = sum(found[1] for t in tensors if (found := self.params.lookup(t)))
-        self.out.param_elements += elements
-        return elements
+        """Elements of the parameters among an op's operands."""
+        return sum(found[1] for t in tensors if (found := self.params.lookup(t)))
 
     def conv(self, b: dict[str, Any], out_shape: Shape) -> None:
         w = b["weight"]
         name = self.name(self.base_name("conv", w))
-        self.used_params(w, b.get("bias"))
         try:
             conv = conv_from_args(name, b)
         except ShapeError as exc:  # torch ran it, so this would be a gap in convcost.shapes
@@ -296,7 +294,7 @@ class _CaptureMode(TorchDispatchMode):
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
-            out = func(*args, **kwargs)
+            out = self._run(func, args, kwargs, None)
             if _COSTLY.search(packet.__name__):
                 self.rec.out.uncosted[str(packet)] += 1
             return out
@@ -316,13 +314,16 @@ class _CaptureMode(TorchDispatchMode):
         handler(self.rec, bound, out)
         return out
 
-    def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], bound: dict[str, Any]) -> Any:
+    def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], bound: dict[str, Any] | None) -> Any:
+        """Run the op; if it raises, remember where and why (the innermost failure wins)."""
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            weight = bound.get("weight", bound.get("mat2"))
-            self.rec.out.failed_at = self.rec.base_name("conv" if "weight" in bound else "matmul", weight)
-            self.rec.out.error = summarize_error(exc)
+            if self.rec.out.error is None:
+                self.rec.out.error = summarize_error(exc)
+                if bound is not None:
+                    weight = bound.get("weight", bound.get("mat2"))
+                    self.rec.out.failed_at = self.rec.base_name("conv" if "weight" in bound else "matmul", weight)
             raise
 
 
@@ -401,7 +402,11 @@ def _run(module: nn.Module, rec: _Recorder, shapes: dict[str, Shape], sig: Signa
          dtype: torch.dtype, compute_convs: bool) -> Capture:
     tensors = {n: torch.zeros(s, dtype=dtype) for n, s in shapes.items()}
     positional = sig.variadic or list(sig.names[: len(tensors)]) == list(tensors)
-    with torch.inference_mode(), _CaptureMode(rec, compute_convs), rec.stack.tracking() if rec.stack else _nothing():
+    # The model's own warnings (deprecations, "padding='same' may copy") are not about its cost,
+    # and would break the one-line error contract.
+    with warnings.catch_warnings(), torch.inference_mode(), _CaptureMode(rec, compute_convs), \
+            rec.stack.tracking() if rec.stack else _nothing():
+        warnings.simplefilter("ignore")
         if positional:
             module(*tensors.values())
         else:
@@ -433,7 +438,7 @@ def capture(module: nn.Module, inputs: dict[str, Shape] | None, *, name: str, so
             cap = _run(module, rec, shapes, sig, _input_dtype(module), compute_convs)
         except (RuntimeError, TypeError) as exc:
             # Token ids, not pixels: an embedding wants integer input. Try that once.
-            if not re.search(r"indices|\bLong\b", str(exc)):
+            if not re.search(r"indices|\bLong\b", f"{exc} {rec.out.error}"):
                 raise
             rec = _Recorder(params, stack)
             cap = _run(module, rec, shapes, sig, torch.long, compute_convs)
@@ -450,15 +455,22 @@ def capture(module: nn.Module, inputs: dict[str, Shape] | None, *, name: str, so
 
 def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: str,
                 inputs: dict[str, Shape]) -> Model:
-    warnings = []
+    notes = []
     repeated = sorted(base for base, n in cap.calls.items() if n > 1 and base not in UNNAMED.values())
     if repeated:
         shown = ", ".join(f"{b} x{cap.calls[b]}" for b in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
-        warnings.append(f"layers called more than once (rows NAME, NAME#1, ...): {shown}; "
+        notes.append(f"layers called more than once (rows NAME, NAME#1, ...): {shown}; "
                         "shared weights count once in totals.params")
     if any(c.name.split("#")[0] == UNNAMED["conv"] for c in cap.convs):
-        warnings.append("some convs use weights that are not module parameters (computed or frozen); "
+        notes.append("some convs use weights that are not module parameters (computed or frozen); "
                         f"they are named {UNNAMED['conv']}#N")
+    # Make totals.params PyTorch's count, sum(p.numel() for p in model.parameters()): the cost model
+    # prices every call (shared weights again) and computed weights (weight norm) as the conv's own,
+    # so the rest is the difference. A model without parameters (frozen) keeps the per-layer sum.
+    priced = sum(cost_of(c).params for c in cap.convs) + sum(cost_of(m).params for m in cap.matmuls)
+    other_params = params.total - priced if params.total else 0
+    if not params.total and priced:
+        notes.append("the model has no parameters (frozen?); params are those of its convs and matmuls")
     return Model(
         name=name,
         format=fmt,  # type: ignore[arg-type]
@@ -466,8 +478,7 @@ def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: s
         inputs=inputs,
         convs=cap.convs,
         matmuls=cap.matmuls,
-        # Totals then equal PyTorch's count, sum(p.numel() for p in model.parameters()).
-        other_params=params.total - cap.param_elements,
+        other_params=other_params,
         uncosted=dict(cap.uncosted),
-        warnings=warnings,
+        warnings=notes,
     )

@@ -13,7 +13,9 @@ torch is imported only once a file is known to be TorchScript.
 from __future__ import annotations
 
 import pickletools
+import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -23,7 +25,9 @@ from convcost.model import Model, Shape
 
 ZIP_MAGIC = b"PK\x03\x04"
 TORCH_SUFFIXES = {".pt", ".pth", ".pt2", ".ptl", ".jit", ".torchscript"}
-_ZIP_MARKERS = (b"/data.pkl", b"/constants.pkl", b"/code/", b"/version", b"/byteorder", b"/archive_format")
+#: Entry names that show a zip is PyTorch's; the first entry is often a tensor (`top/data/0`).
+_ZIP_MARKERS = (b"/data.pkl", b"/constants.pkl", b"/code/", b"/data/0", b"/version", b"/byteorder",
+                b"/archive_format")
 #: `torch.jit.save(..., _extra_files={"input_shape": "1x3x224x224"})`: the archive's own -i.
 INPUT_SHAPE_EXTRA = "input_shape"
 
@@ -68,8 +72,8 @@ def _pickle_globals(stream: IO[bytes], pickles: int = 1) -> list[str]:
 def _describe_pickle(globals_: Iterable[str], what: str) -> str:
     objects = [g for g in globals_ if g.rpartition(".")[0] not in _TENSOR_GLOBAL_MODULES]
     if objects:
-        return (f"is {what} of a whole Python object (class {objects[0]}), not a TorchScript archive; "
-                f"convcost does not unpickle it, since unpickling can run arbitrary code: {_EXPORT_HINT}")
+        return (f"is {what} of a whole Python object (unpickling would import {objects[0]}), not a TorchScript "
+                f"archive; convcost does not unpickle it, since unpickling can run arbitrary code: {_EXPORT_HINT}")
     return (f"is {what} of tensors only (a state dict or checkpoint: weights without the architecture), "
             "not a TorchScript archive; give a module:factory that builds the model and loads these "
             "weights (e.g. mypkg.models:build_model), or export the model with torch.jit.trace / torch.onnx")
@@ -93,12 +97,13 @@ def check_archive(path: Path) -> str:
             for top in sorted(tops):
                 if any(n.startswith(f"{top}/code/") for n in names) and (
                         f"{top}/data.pkl" in names or f"{top}/constants.pkl" in names):
+                    _check_structure(zf, top)
                     return top
             pkl = next((n for n in names if n.endswith("/data.pkl")), None)
             if pkl is not None:
                 with zf.open(pkl) as data:
                     raise InputError(_describe_pickle(_pickle_globals(data), "a torch.save() archive"), path)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error) as exc:
         raise InputError(f"corrupt or truncated zip archive ({exc}); save it again with torch.jit.save",
                          path) from None
     except (OSError, EOFError, ValueError) as exc:
@@ -108,6 +113,16 @@ def check_archive(path: Path) -> str:
     shown = ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
     raise InputError(f"is a zip archive without TorchScript code (entries: {shown or 'none'}); {_EXPORT_HINT}",
                      path)
+
+
+def _check_structure(zf: zipfile.ZipFile, top: str) -> None:
+    """CRC-check the archive's code and pickles (not the tensor data): torch's reader does not,
+    and a damaged pickle makes it fail with an internal assertion instead of saying so."""
+    for info in zf.infolist():
+        if not info.filename.startswith(f"{top}/data/"):
+            with zf.open(info) as entry:
+                while entry.read(1 << 20):
+                    pass
 
 
 def _archived_inputs(path: Path, top: str) -> dict[str, Shape]:
@@ -144,7 +159,9 @@ def load_torchscript(path: Path, inputs: dict[str, Shape] | None) -> Model:
     from convcost.loaders.torch_capture import capture, summarize_error
 
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "torch.jit.load is deprecated"
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError and friends for bad archives
         text = summarize_error(exc)
         if "maximum supported version" in text:
