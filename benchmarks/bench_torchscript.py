@@ -6,7 +6,8 @@ Compares `python -m convcost analyze resnet50.pt -i 1x3x224x224 -f json` with a 
 the same archive and runs torch's `FlopCounterMode` (as given in its docs, and under
 `torch.no_grad()`), and with `python -c "import torch"`, the floor every torch-based tool pays.
 Runs are interleaved (one of each per round) so background load hits all commands alike; the
-table gives the median and the fastest run. The archive is the test suite's ResNet-50
+table gives the median and the fastest wall time, and the median CPU time (user + sys of the
+process), which a busy machine disturbs less. The archive is the test suite's ResNet-50
 (tests/archs.py, torchvision's layer shapes, random weights), traced and saved to a temp dir.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,16 +67,20 @@ def main() -> None:
         outputs = {label: subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
                    for label, cmd in commands.items()}  # warm-up, and the figures to compare
         times: dict[str, list[float]] = {label: [] for label in commands}
+        cpu: dict[str, list[float]] = {label: [] for label in commands}
         for _ in range(args.runs):
             for label, cmd in commands.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 subprocess.run(cmd, capture_output=True, check=True, cwd=ROOT)
                 times[label].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[label].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
 
-    print(f"| command | median (s), {args.runs} runs | fastest (s) |")
-    print("|---|---:|---:|")
+    print(f"| command | median wall (s), {args.runs} runs | fastest wall (s) | median CPU (s) |")
+    print("|---|---:|---:|---:|")
     for label, ts in times.items():
-        print(f"| `{label}` | {statistics.median(ts):.2f} | {min(ts):.2f} |")
+        print(f"| `{label}` | {statistics.median(ts):.2f} | {min(ts):.2f} | {statistics.median(cpu[label]):.2f} |")
     ours = json.loads(outputs["convcost analyze resnet50.pt -i 1x3x224x224 -f json"])["totals"]
     theirs = int(outputs["FlopCounterMode script"].strip())
     print(f"\nconvcost totals.macs = {ours['macs']:,}; FlopCounterMode flops / 2 = {theirs // 2:,}; "

@@ -51,7 +51,7 @@ def param_name_to_layer(qualified: str) -> str:
 
 @dataclass
 class Capture:
-    """What one forward pass ran: convs, matmuls, and the parameter elements they used."""
+    """What one forward pass ran: convs and matmuls in call order, calls per layer, any failure."""
 
     convs: list[Conv] = field(default_factory=list)
     matmuls: list[MatMul] = field(default_factory=list)
@@ -271,7 +271,10 @@ HANDLERS: dict[Any, Handler] = {
 
 
 class _CaptureMode(TorchDispatchMode):
-    """Records handled ops after running them; breaks composite ops (linear, einsum...) down."""
+    """Records convs and matmuls; breaks composite ops (linear, einsum, conv2d...) down to them.
+
+    Convs are priced from their arguments and (unless `compute_convs`) not run: see `predict_conv`.
+    """
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -290,10 +293,11 @@ class _CaptureMode(TorchDispatchMode):
         packet = func._overloadpacket
         handler = HANDLERS.get(packet)
         if handler is None and packet not in CONV_OPS:
-            with self:
-                decomposed = func.decompose(*args, **kwargs)
-            if decomposed is not NotImplemented:
-                return decomposed
+            if func is not torch.ops.prim.device.default:  # as FlopCounterMode: nothing to decompose
+                with self:
+                    decomposed = func.decompose(*args, **kwargs)
+                if decomposed is not NotImplemented:
+                    return decomposed
             out = self._run(func, args, kwargs, None)
             if _COSTLY.search(packet.__name__):
                 self.rec.out.uncosted[str(packet)] += 1
@@ -402,15 +406,23 @@ def _run(module: nn.Module, rec: _Recorder, shapes: dict[str, Shape], sig: Signa
          dtype: torch.dtype, compute_convs: bool) -> Capture:
     tensors = {n: torch.zeros(s, dtype=dtype) for n, s in shapes.items()}
     positional = sig.variadic or list(sig.names[: len(tensors)]) == list(tensors)
+    # With conv kernels skipped, what runs is cheap elementwise work, which one thread does faster
+    # than a pool that spins and, on a busy machine, waits for cores (5-10x here).
+    threads = torch.get_num_threads()
+    if not compute_convs:
+        torch.set_num_threads(1)
     # The model's own warnings (deprecations, "padding='same' may copy") are not about its cost,
     # and would break the one-line error contract.
-    with warnings.catch_warnings(), torch.inference_mode(), _CaptureMode(rec, compute_convs), \
-            rec.stack.tracking() if rec.stack else _nothing():
-        warnings.simplefilter("ignore")
-        if positional:
-            module(*tensors.values())
-        else:
-            module(**tensors)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(), _CaptureMode(rec, compute_convs), \
+                rec.stack.tracking() if rec.stack else _nothing():
+            warnings.simplefilter("ignore")
+            if positional:
+                module(*tensors.values())
+            else:
+                module(**tensors)
+    finally:
+        torch.set_num_threads(threads)
     return rec.out
 
 

@@ -70,7 +70,10 @@ def _pickle_globals(stream: IO[bytes], pickles: int = 1) -> list[str]:
 
 
 def _describe_pickle(globals_: Iterable[str], what: str) -> str:
-    objects = [g for g in globals_ if g.rpartition(".")[0] not in _TENSOR_GLOBAL_MODULES]
+    names = list(globals_)
+    objects = [g for g in names if g.rpartition(".")[0] not in _TENSOR_GLOBAL_MODULES]
+    if not any(g.startswith("torch") for g in names) and not objects:
+        return f"is {what} of plain Python data (no tensors, no model), not a TorchScript archive"
     if objects:
         return (f"is {what} of a whole Python object (unpickling would import {objects[0]}), not a TorchScript "
                 f"archive; convcost does not unpickle it, since unpickling can run arbitrary code: {_EXPORT_HINT}")
