@@ -265,20 +265,6 @@ class Video3d(nn.Module):
         return self.fc(x.mean((2, 3, 4)))
 
 
-class Decoder(nn.Module):
-    """ConvTranspose upsampling (1-D, 2-D), grouped and with output_padding, as in segmentation decoders."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.up1 = nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
-        self.up2 = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1, groups=2)
-        self.up3 = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, dilation=2, bias=False)
-        self.head = nn.Conv2d(8, 3, 3, padding=2, dilation=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.up3(torch.relu(self.up2(torch.relu(self.up1(x))))))
-
-
 class GroupedDilated(nn.Module):
     """Grouped (ResNeXt-style) and dilated (DeepLab-style atrous) 2-D convs, alone and combined."""
 
@@ -312,6 +298,20 @@ class SharedConv(nn.Module):
         return self.head(x)
 
 
+class Decoder(nn.Module):
+    """ConvTranspose upsampling (1-D, 2-D), grouped and with output_padding, as in segmentation decoders."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.up3 = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, dilation=2, bias=False)
+        self.head = nn.Conv2d(8, 3, 3, padding=2, dilation=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.up3(torch.relu(self.up2(torch.relu(self.up1(x))))))
+
+
 #: name -> (factory, input shape) for parametrized tests; ImageNet-size models use 224.
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "resnet18": (resnet18, (1, 3, 224, 224)),
@@ -323,8 +323,6 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "audio1d": (Audio1d, (2, 40, 101)),
     "video3d": (Video3d, (1, 3, 8, 56, 56)),
     "decoder": (Decoder, (1, 64, 14, 14)),
-    "grouped_dilated": (GroupedDilated, (1, 3, 64, 64)),
-    "shared_conv": (SharedConv, (1, 3, 16, 16)),
 }
 
 
