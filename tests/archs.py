@@ -265,6 +265,39 @@ class Video3d(nn.Module):
         return self.fc(x.mean((2, 3, 4)))
 
 
+class GroupedDilated(nn.Module):
+    """Grouped (ResNeXt-style) and dilated (DeepLab-style atrous) 2-D convs, alone and combined."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 32, 3, 2)
+        self.grouped = conv_bn(32, 64, 3, groups=8)
+        self.atrous = conv_bn(64, 64, 3, dilation=2)
+        self.atrous_grouped = conv_bn(64, 64, 3, groups=4, dilation=3)
+        self.block = Bottleneck(64, 16, stride=2, groups=4, width_per_group=16, dilation=2)
+        self.head = nn.Conv2d(64, 10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.atrous_grouped(self.atrous(self.grouped(self.stem(x))))))
+
+
+class SharedConv(nn.Module):
+    """Weight sharing: one conv applied twice (as in recurrent refinement or siamese branches)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.block = nn.Sequential()
+        self.block.conv = nn.Conv2d(16, 16, 3, padding=1)
+        self.head = nn.Conv2d(16, 4, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.block.conv(x))
+        x = torch.relu(self.block.conv(x))
+        return self.head(x)
+
+
 class Decoder(nn.Module):
     """ConvTranspose upsampling (1-D, 2-D), grouped and with output_padding, as in segmentation decoders."""
 

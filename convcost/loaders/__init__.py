@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convcost.errors import InputError
+from convcost.loaders.torchscript import looks_like_torch
 from convcost.model import Model, Shape
 
 SNIFF_BYTES = 4096
@@ -59,6 +60,7 @@ def _looks_like_onnx(path: Path, head: bytes) -> bool:
 
 register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx_loader:load_onnx"))
 register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
+register_loader(Loader("torchscript", looks_like_torch, "convcost.loaders.torchscript:load_torchscript"))
 
 
 def detect(path: Path) -> Loader:
@@ -82,5 +84,13 @@ def detect(path: Path) -> Loader:
 
 
 def load_model(model: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+    """Load a model file, or build a PyTorch model from `module:factory` (when no such file exists)."""
     path = Path(model)
+    if isinstance(model, str) and not path.exists():
+        from convcost.loaders.factory import split_factory_spec
+
+        if split_factory_spec(model):
+            from convcost.loaders.factory import load_factory
+
+            return load_factory(model, inputs)
     return detect(path).load(path, inputs)
