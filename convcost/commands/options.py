@@ -10,7 +10,7 @@ from convcost.analysis import SORT_KEYS
 
 ModelArg = Annotated[
     str,
-    typer.Argument(metavar="MODEL", help="Model: .onnx file, TorchScript archive (.pt), or YAML layer spec."),
+    typer.Argument(metavar="MODEL", help="Model: .onnx file, TorchScript archive (.pt), YAML layer spec, or package.module:factory."),
 ]
 Inputs = Annotated[
     list[str] | None,
