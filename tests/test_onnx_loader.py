@@ -571,6 +571,25 @@ def test_convs_inside_model_local_functions_are_counted(tmp_path: Path) -> None:
     assert not loaded.uncosted
 
 
+def test_computed_reshape_targets_are_folded(tmp_path: Path) -> None:
+    """x.view(n, c // 2, 2 * h, w) then a conv: the target goes Shape -> Gather -> Div/Mul ->
+    Unsqueeze -> Concat, and Div is where onnx's data propagation stops."""
+    i64 = TensorProto.INT64
+    inits = [helper.make_tensor(f"i{v}", i64, [], [v]) for v in range(4)]
+    inits += [helper.make_tensor("ax", i64, [1], [0]), weight("w", [5, 3, 3, 3])]
+    nodes = [helper.make_node("Shape", ["x"], ["s"])]
+    for i in range(4):
+        nodes.append(helper.make_node("Gather", ["s", f"i{i}"], [f"d{i}"], axis=0))
+    nodes += [helper.make_node("Div", ["d1", "i2"], ["half"]), helper.make_node("Mul", ["d2", "i2"], ["dbl"])]
+    for name in ("d0", "half", "dbl", "d3"):
+        nodes.append(helper.make_node("Unsqueeze", [name, "ax"], [f"u_{name}"]))
+    nodes += [helper.make_node("Concat", ["u_d0", "u_half", "u_dbl", "u_d3"], ["target"], axis=0),
+              helper.make_node("Reshape", ["x", "target"], ["r"]),
+              helper.make_node("Conv", ["r", "w"], ["y"])]
+    (conv,) = load_onnx(save(build(nodes, {"x": [1, 6, 4, 5]}, inits), tmp_path)).convs
+    assert conv.input_shape == (1, 3, 8, 5) and conv.output_shape == (1, 5, 6, 3)
+
+
 def test_control_flow_bodies_are_listed_as_not_costed(tmp_path: Path) -> None:
     w = weight("w", [3, 3, 1, 1])
     branch = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["t"])], "then", [],

@@ -10,7 +10,8 @@ from convcost.analysis import SORT_KEYS
 
 ModelArg = Annotated[
     str,
-    typer.Argument(metavar="MODEL", help="Model: .onnx file, TorchScript archive (.pt), YAML layer spec, or package.module:factory."),
+    typer.Argument(metavar="MODEL", help="Model: .onnx file, TorchScript archive (.pt), YAML layer spec, "
+                              "or package.module:factory."),
 ]
 Inputs = Annotated[
     list[str] | None,

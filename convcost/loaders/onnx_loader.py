@@ -76,7 +76,7 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
         warnings.append("graph nodes were not in topological order (the ONNX spec requires it); "
                         "convcost sorted them")
     resolved = apply_inputs(model, inputs, source)
-    model, shapes, types, _ = infer(model, table, RULES, source)
+    model, shapes, types, _ = infer(model, table, RULES, source, costed=HANDLERS.keys())
     table.nodes = list(model.graph.node)  # the inferred copy: the original can go
     initializers = {t.name: t for t in model.graph.initializer}
     const, made_by = constants(table, set(initializers))

@@ -9,7 +9,7 @@ resolves too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
 from convcost.errors import InputError
@@ -144,10 +144,25 @@ def _declare_domains(model: ModelProto) -> None:
             declared.add(node.domain)
 
 
+def _resolved(table: Table, shapes: Shapes, costed: Collection[tuple[str, str]]) -> bool:
+    """Whether every input of every op we cost has a static shape."""
+    for i, op in enumerate(table.ops):
+        if (table.domains[i], op) in costed:
+            for name in table.inputs[i]:
+                if name and static(shapes.get(name)) is None:
+                    return False
+    return True
+
+
 def infer(
-    model: ModelProto, table: Table, rules: Mapping[tuple[str, str], Rule], source: str
+    model: ModelProto, table: Table, rules: Mapping[tuple[str, str], Rule], source: str,
+    costed: Collection[tuple[str, str]] = (),
 ) -> tuple[ModelProto, Shapes, dict[str, int], int]:
     """Run shape inference, and where it stops our shape rules and value folding, then again.
+
+    The first pass runs without data propagation, which is several times faster (it would
+    compute every ConstantOfShape weight of the zoo's light models); if that resolves the inputs
+    of every `costed` op, it is the only pass.
 
     Returns the inferred model, its shapes and element types, and how many tensors or inputs
     our own propagation resolved. `table` describes the model's nodes (inference keeps them as
@@ -161,13 +176,19 @@ def infer(
     ours = 0
     shapes: Shapes = {}
     types: dict[str, int] = {}
+    original, data_prop = model, not costed
     for _ in range(MAX_PASSES):
         try:
-            model = infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+            model = infer_shapes(model, check_type=False, strict_mode=False, data_prop=data_prop)
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"ONNX shape inference failed: {first}", source) from None
         shapes, types = read_shapes(model.graph)
+        if not data_prop:
+            if _resolved(table, shapes, costed):
+                break
+            model, data_prop = original, True
+            continue
         added = []
         for i, op in enumerate(table.ops):
             rule = rules.get((table.domains[i], op))

@@ -128,12 +128,9 @@ class Evaluator:
             except IndexError:
                 return None
             return index[0], picked
-        if op in ("Unsqueeze", "Squeeze", "Reshape", "Flatten"):
-            size = len(vals)
-            if op == "Reshape" and len(args) > 1 and args[1] is not None and -1 not in args[1][1] \
-                    and 0 not in args[1][1]:
-                return tuple(int(v) for v in args[1][1]), vals
-            return ((size,) if size != 1 or dims else ()), vals
+        if op in ("Unsqueeze", "Squeeze", "Reshape"):
+            new_dims = _reshaped(op, dims, a, args[1] if len(args) > 1 else None)
+            return (new_dims, vals) if new_dims is not None and math.prod(new_dims) == len(vals) else None
         if op == "Slice" and len(dims) <= 1 and len(args) >= 3 and args[1] and args[2]:
             start, end = int(args[1][1][0]), int(args[2][1][0])
             step = int(args[4][1][0]) if len(args) > 4 and args[4] else 1
@@ -148,6 +145,36 @@ class Evaluator:
                 return None
             return tuple(shape), [fill[1][0] if fill else 0.0] * math.prod(shape)
         return None
+
+
+def _reshaped(op: str, dims: tuple[int, ...], a: dict[str, Any],
+              second: Value | None) -> tuple[int, ...] | None:
+    """Dims after Unsqueeze / Squeeze (axes from the attribute or the second input) or Reshape."""
+    if op == "Reshape":
+        if second is None:
+            return None
+        target = [int(v) for v in second[1]]
+        if not a.get("allowzero"):
+            target = [dims[i] if v == 0 and i < len(dims) else v for i, v in enumerate(target)]
+        if target.count(-1) == 1:
+            known = math.prod(v for v in target if v != -1)
+            if not known:
+                return None
+            target[target.index(-1)] = math.prod(dims) // known
+        return tuple(target) if all(v >= 0 for v in target) else None
+    axes = a.get("axes") if "axes" in a else ([int(v) for v in second[1]] if second else None)
+    if op == "Squeeze":
+        if axes is None:
+            return tuple(d for d in dims if d != 1)
+        drop = {ax % len(dims) for ax in axes} if dims else set()
+        return tuple(d for i, d in enumerate(dims) if i not in drop)
+    if axes is None:
+        return None
+    rank = len(dims) + len(axes)
+    out = list(dims)
+    for ax in sorted(ax % rank for ax in axes):
+        out.insert(ax, 1)
+    return tuple(out)
 
 
 #: Inputs that steer an op's output shape: (op type) -> input positions.
