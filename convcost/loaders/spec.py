@@ -224,7 +224,7 @@ def _merge(layer: dict[str, Any], shapes: list[Shape], where: str) -> Shape:
         raise SpecError(f"{where}: concat axis must be an integer in [-{rank}, {rank}), got {axis!r}")
     axis %= rank
     for s in shapes:
-        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != axis):
+        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0], strict=False)) if i != axis):
             raise SpecError(
                 f"{where}: concat on axis {axis} of mismatched shapes {[list(s) for s in shapes]}"
             )
