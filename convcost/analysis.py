@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from convcost.cost import Cost, cost_of, total_cost
 from convcost.model import Conv, MatMul, Model
@@ -197,7 +197,7 @@ def analyze(
     )
 
 
-SORT_KEYS: dict[str, Callable[[LayerResult], object]] = {
+SORT_KEYS: dict[str, Callable[[LayerResult], Any]] = {
     "order": lambda layer: 0,
     "name": lambda layer: layer.conv.name,
     "macs": lambda layer: -layer.cost.macs,

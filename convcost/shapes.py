@@ -75,11 +75,12 @@ def make_conv(
                          ("out_channels", out_channels), ("groups", groups)):
         if value < 1:
             raise ShapeError(f"{label} must be positive, got {value}")
-    for label, values, low in (("kernel", kernel, 1), ("stride", stride, 1), ("dilation", dilation, 1),
-                               ("padding", padding, 0), ("output_padding", output_padding, 0),
-                               ("input spatial size", input_shape[2:], 1)):
-        if any(v < low for v in values):
-            raise ShapeError(f"{label} must be >= {low}, got {list(values)}")
+    minimums: tuple[tuple[str, Sequence[int], int], ...] = (
+        ("kernel", kernel, 1), ("stride", stride, 1), ("dilation", dilation, 1), ("padding", padding, 0),
+        ("output_padding", output_padding, 0), ("input spatial size", input_shape[2:], 1))
+    for label, seq, low in minimums:
+        if any(v < low for v in seq):
+            raise ShapeError(f"{label} must be >= {low}, got {list(seq)}")
     if in_channels % groups or out_channels % groups:
         raise ShapeError(
             f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"

@@ -14,6 +14,7 @@ layers:
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 
 from convcost.errors import InputError
-from convcost.model import Conv, MatMul, Model, Shape
+from convcost.model import Conv, ConvOp, MatMul, Model, Shape
 from convcost.shapes import ShapeError, conv_out_size, make_conv, same_pads
 
 MAX_REPEAT = 10_000
@@ -30,6 +31,38 @@ MAX_LAYERS = 200_000
 MAX_DEPTH = 32
 MAX_DIM = 2**31 - 1
 MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_YAML_DEPTH = 64
+MAX_YAML_ALIASES = 10_000
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 2, 6, 6, 40, 40
+
+
+def short(value: Any) -> str:
+    """A bounded repr for error messages: a value from an alias bomb must not print for ever."""
+    return _repr.repr(value)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses alias bombs and pathological nesting before building anything."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise SpecError(f"more than {MAX_YAML_ALIASES} YAML aliases (an alias bomb?)")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise SpecError(f"YAML nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 COMMON = {"name", "type", "from"}
 KEYS: dict[str, set[str]] = {
@@ -77,10 +110,10 @@ def _ints(value: Any, rank: int, key: str, where: str, low: int, allow_double: b
         values = value
     else:
         shape = f"an int or a list of {rank}" + (f" or {2 * rank}" if allow_double else "")
-        raise SpecError(f"{where}: {key} must be {shape} values for {rank} spatial axes, got {value!r}")
+        raise SpecError(f"{where}: {key} must be {shape} values for {rank} spatial axes, got {short(value)}")
     for v in values:
         if not _is_int(v) or v < low or v > MAX_DIM:
-            raise SpecError(f"{where}: {key} values must be integers >= {low}, got {value!r}")
+            raise SpecError(f"{where}: {key} values must be integers >= {low}, got {short(value)}")
     return tuple(values)
 
 
@@ -104,7 +137,7 @@ def _need(layer: dict[str, Any], key: str, where: str) -> Any:
 
 def _positive(value: Any, key: str, where: str) -> int:
     if not _is_int(value) or value < 1 or value > MAX_DIM:
-        raise SpecError(f"{where}: {key} must be a positive integer, got {value!r}")
+        raise SpecError(f"{where}: {key} must be a positive integer, got {short(value)}")
     return int(value)
 
 
@@ -117,7 +150,7 @@ def _spatial(shape: Shape, where: str, what: str) -> int:
 
 def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     where = _where(name)
-    op = "ConvTranspose" if layer["type"] == "conv_transpose" else "Conv"
+    op: ConvOp = "ConvTranspose" if layer["type"] == "conv_transpose" else "Conv"
     rank = _spatial(shape, where, layer["type"])
     out = _positive(_need(layer, "out", where), "out", where)
     kernel = _ints(_need(layer, "kernel", where), rank, "kernel", where, 1)
@@ -126,10 +159,10 @@ def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     groups = _positive(layer.get("groups", 1), "groups", where)
     bias = layer.get("bias", True)
     if not isinstance(bias, bool):
-        raise SpecError(f"{where}: bias must be true or false, got {bias!r}")
+        raise SpecError(f"{where}: bias must be true or false, got {short(bias)}")
     dtype = layer.get("dtype")
     if dtype is not None and dtype not in ("float32", "float16", "bfloat16", "int8"):
-        raise SpecError(f"{where}: dtype must be float32, float16, bfloat16 or int8, got {dtype!r}")
+        raise SpecError(f"{where}: dtype must be float32, float16, bfloat16 or int8, got {short(dtype)}")
     out_pad = _ints(layer.get("output_padding", 0), rank, "output_padding", where, 0)
     pads: tuple[int, ...]
     if op == "ConvTranspose" and layer.get("padding") == "same":
@@ -160,7 +193,7 @@ def _pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     stride = _ints(layer.get("stride", list(kernel)), rank, "stride", where, 1)
     mode = layer.get("mode", "max")
     if mode not in ("max", "avg"):
-        raise SpecError(f"{where}: mode must be 'max' or 'avg', got {mode!r}")
+        raise SpecError(f"{where}: mode must be 'max' or 'avg', got {short(mode)}")
     pads = _padding(layer.get("padding"), shape[2:], kernel, stride, (1,) * rank, where)
     out = [conv_out_size(shape[2 + i], kernel[i], stride[i], pads[i], pads[rank + i], 1) for i in range(rank)]
     if any(o < 1 for o in out):
@@ -182,7 +215,7 @@ def _linear(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape
     out = _positive(_need(layer, "out", where), "out", where)
     bias = layer.get("bias", True)
     if not isinstance(bias, bool):
-        raise SpecError(f"{where}: bias must be true or false, got {bias!r}")
+        raise SpecError(f"{where}: bias must be true or false, got {short(bias)}")
     features = shape[-1]
     st.matmuls.append(
         MatMul(name, "Linear", batch=math.prod(shape[:-1]), m=1, k=features, n=out,
@@ -203,7 +236,7 @@ SHAPE_OPS: dict[str, Callable[[dict[str, Any], Shape, str, _State], Shape]] = {
 
 def _lookup(ref: Any, scopes: list[str], st: _State, where: str) -> Shape:
     if not isinstance(ref, str):
-        raise SpecError(f"{where}: a layer reference must be a layer name, got {ref!r}")
+        raise SpecError(f"{where}: a layer reference must be a layer name, got {short(ref)}")
     for scope in scopes:
         if scope + ref in st.shapes:
             return st.shapes[scope + ref]
@@ -221,7 +254,7 @@ def _merge(layer: dict[str, Any], shapes: list[Shape], where: str) -> Shape:
     axis = layer.get("axis", 1)
     rank = len(shapes[0])
     if not _is_int(axis) or not -rank <= axis < rank:
-        raise SpecError(f"{where}: concat axis must be an integer in [-{rank}, {rank}), got {axis!r}")
+        raise SpecError(f"{where}: concat axis must be an integer in [-{rank}, {rank}), got {short(axis)}")
     axis %= rank
     for s in shapes:
         if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0], strict=False)) if i != axis):
@@ -242,24 +275,24 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
     for index, layer in enumerate(layers):
         at = f"layer {index}" + (f" of '{prefix[:-1]}'" if prefix else "")
         if not isinstance(layer, dict):
-            raise SpecError(f"{at}: expected a mapping like {{type: conv, ...}}, got {layer!r}")
+            raise SpecError(f"{at}: expected a mapping like {{type: conv, ...}}, got {short(layer)}")
         kind = layer.get("type")
-        if kind not in KEYS:
-            raise SpecError(f"{at}: unknown layer type {kind!r} (known: {', '.join(KEYS)})")
+        if not isinstance(kind, str) or kind not in KEYS:
+            raise SpecError(f"{at}: unknown layer type {short(kind)} (known: {', '.join(KEYS)})")
         own = layer.get("name", f"{kind}_{index}")
         if not isinstance(own, str) or not own:
-            raise SpecError(f"{at}: name must be a non-empty string, got {own!r}")
+            raise SpecError(f"{at}: name must be a non-empty string, got {short(own)}")
         name = prefix + own
         where_l = _where(name)
         unknown = set(layer) - KEYS[kind]
         if unknown:
-            raise SpecError(f"{where_l}: unknown key(s) {', '.join(sorted(unknown))} for type {kind}")
+            raise SpecError(f"{where_l}: unknown key(s) {', '.join(sorted(map(str, unknown)))} for type {kind}")
         if name in st.shapes:
             raise SpecError(f"{where_l}: duplicate layer name")
         if kind == "repeat":
             times = layer.get("times")
-            if not _is_int(times) or not 1 <= times <= MAX_REPEAT:
-                raise SpecError(f"{where_l}: times must be an integer from 1 to {MAX_REPEAT}, got {times!r}")
+            if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
+                raise SpecError(f"{where_l}: times must be an integer from 1 to {MAX_REPEAT}, got {short(times)}")
             for r in range(times):
                 inner = f"{name}.{r}."
                 shape = _walk(layer.get("layers"), shape, [inner, *scopes], st, depth + 1, where_l)
@@ -290,7 +323,7 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
 
 def parse_shape(value: Any, where: str) -> Shape:
     if not isinstance(value, list) or not 3 <= len(value) <= 5:
-        raise SpecError(f"{where} must be a list [N, C, spatial...] of 3 to 5 integers, got {value!r}")
+        raise SpecError(f"{where} must be a list [N, C, spatial...] of 3 to 5 integers, got {short(value)}")
     return tuple(_positive(v, "input dims", where) for v in value)
 
 
@@ -303,10 +336,17 @@ def load_spec(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read spec: {exc}", path) from None
+    loader = None
     try:
-        data = yaml.safe_load(text)
+        loader = _BoundedLoader(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise InputError(_yaml_error(exc), path) from None
+    except SpecError as exc:
+        raise InputError(exc.message, path) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     return model_from_spec(data, path, inputs)
 
 
@@ -316,7 +356,7 @@ def model_from_spec(data: Any, path: str | Path, inputs: dict[str, Shape] | None
         raise InputError("a spec must be a mapping with 'input' and 'layers'", source)
     unknown = set(data) - {"name", "input", "layers", "defaults", "description"}
     if unknown:
-        raise InputError(f"unknown top-level key(s): {', '.join(sorted(unknown))}", source)
+        raise InputError(f"unknown top-level key(s): {', '.join(sorted(map(str, unknown)))}", source)
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict) or set(defaults) - DEFAULTABLE:
         raise InputError(f"defaults may set only {', '.join(sorted(DEFAULTABLE))}", source)
@@ -331,6 +371,6 @@ def model_from_spec(data: Any, path: str | Path, inputs: dict[str, Shape] | None
         _walk(data.get("layers"), shape, [""], st, 0, "spec")
     except SpecError as exc:
         raise InputError(exc.message, source) from None
-    name = data.get("name") if isinstance(data.get("name"), str) else Path(source).stem
+    name = data["name"] if isinstance(data.get("name"), str) else Path(source).stem
     return Model(name=name, format="spec", source=source, inputs={"input": shape},
                  convs=st.convs, matmuls=st.matmuls)

@@ -14,7 +14,7 @@ def render_csv(analysis: Analysis, view: View) -> str:
     cols = columns(analysis, raw=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c.header.replace(" x", " mac_ratio").replace(" ", "_") for c in cols])
+    writer.writerow([c.csv_key for c in cols])
     for layer in shown_layers(analysis, view.sort, view.top):
         writer.writerow(["" if (v := c.value(layer)) is None else v for c in cols])
     return buffer.getvalue()

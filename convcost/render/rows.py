@@ -22,6 +22,11 @@ class Column:
     value: Callable[[LayerResult], Any]
     fmt: Callable[[Any], str] = str
     numeric: bool = True
+    key: str | None = None  # machine name (CSV header); default: header with '_' for spaces
+
+    @property
+    def csv_key(self) -> str:
+        return self.key or self.header.replace(" ", "_")
 
 
 def kernel_label(layer: LayerResult) -> str:
@@ -47,6 +52,10 @@ def _variant_value(name: str, field: str) -> Callable[[LayerResult], Any]:
         return getattr(v, field) if v.cost is not None else None
 
     return get
+
+
+def _reason(name: str) -> Callable[[LayerResult], Any]:
+    return lambda layer: layer.variants[name].plan.reason or ""
 
 
 def _variant_macs(name: str) -> Callable[[LayerResult], Any]:
@@ -87,11 +96,11 @@ def columns(analysis: Analysis, raw: bool = False) -> list[Column]:
     cols += [Column(f"{d} ms", _lat(d), ms) for d in analysis.devices]
     for name in analysis.settings.variants:
         cols.append(Column(f"{name} MACs", _variant_macs(name), si))
-        cols.append(Column(f"{name} x", _variant_value(name, "mac_ratio"), times))
+        cols.append(Column(f"{name} x", _variant_value(name, "mac_ratio"), times, key=f"{name}_mac_ratio"))
         if raw:
-            cols.append(Column(f"{name} params", _variant_value(name, "param_ratio")))
+            cols.append(Column(f"{name} param ratio", _variant_value(name, "param_ratio")))
             cols.append(Column(f"{name} approx_error", _variant_value(name, "approx_error")))
-            cols.append(Column(f"{name} reason", lambda r, n=name: r.variants[n].plan.reason or "", numeric=False))
+            cols.append(Column(f"{name} reason", _reason(name), numeric=False))
         cols += [Column(f"{name} {d} ms", _variant_lat(name, d), ms) for d in analysis.devices]
     return cols
 
@@ -122,7 +131,7 @@ def totals_row(analysis: Analysis, cols: list[Column]) -> list[str]:
 def summary_lines(analysis: Analysis) -> list[str]:
     """Model totals, per-variant model savings, conventions and what was not costed."""
     t, model = analysis.totals, analysis.model
-    inputs = ", ".join(f"{k} {dims(v)}" for k, v in model.inputs.items())
+    inputs = ", ".join(dims(v) if len(model.inputs) == 1 else f"{k} {dims(v)}" for k, v in model.inputs.items())
     lines = [
         f"Model {model.name} ({model.format}; input {inputs}): {si(t.params)} params, {si(t.macs)} MACs "
         f"({si(2 * t.macs)} FLOPs), of which convs {si(analysis.conv_cost.macs)} MACs in {len(analysis.layers)} layers"
@@ -131,7 +140,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
     for name, vt in analysis.variant_totals.items():
         mr, pr = analysis.variant_ratios(name)
         lines.append(
-            f"With {name} everywhere it applies: {si(vt.params)} params ({times(pr)} fewer), "
+            f"With {name} where it applies: {si(vt.params)} params ({times(pr)} fewer), "
             f"{si(vt.macs)} MACs ({times(mr)} fewer)" + "".join(f"; {d} {ms(v)} ms" for d, v in vt.latency.items())
         )
     for name in analysis.settings.variants:
