@@ -64,7 +64,7 @@ def fail(exc: BaseException) -> int:
 
 
 def _register() -> None:
-    from convcost.commands import analyze  # noqa: F401  (each module registers its commands)
+    from convcost.commands import analyze, devices  # noqa: F401  (each module registers its commands)
 
 
 def main(argv: list[str] | None = None) -> None:

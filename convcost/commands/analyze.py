@@ -14,9 +14,10 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 @app.command()
 def analyze(
-    model: Annotated[str, typer.Argument(help="Model: .onnx, TorchScript archive (.pt), or YAML layer spec.")],
+    model: o.ModelArg,
     input: o.Inputs = None,
     variants: o.Variants = None,
+    device: o.Devices = None,
     dtype: o.Dtype = "float32",
     only: o.Only = None,
     skip: o.Skip = None,
@@ -36,6 +37,7 @@ def analyze(
       convcost analyze model.onnx -i 1x3x224x224 --sort macs --top 10
       convcost analyze configs/models/conv_mobilenet.yaml -V depthwise --skip conv1
       convcost analyze model.onnx -f json -o costs.json
+      convcost analyze configs/models/mobilenet_v1.yaml -d rpi4 -d t4
     """
     from convcost.commands.common import command_line, emit, make_request, make_view
     from convcost.errors import UsageError
@@ -45,5 +47,5 @@ def analyze(
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     view = make_view(sort, top, output, command_line())
-    request = make_request(model, input, variants, None, dtype, only, skip, rank, depth_multiplier, groups)
+    request = make_request(model, input, variants, device, dtype, only, skip, rank, depth_multiplier, groups)
     emit(renderer(fmt)(run(request), view), output)

@@ -37,6 +37,15 @@ def make_request(
             raise UsageError(f"--rank {rank!r}: expected a positive integer") from None
         if rank_value < 1:
             raise UsageError(f"--rank {rank!r}: expected a positive integer")
+    profiles = []
+    if devices:
+        from convcost.devices import resolve_devices
+
+        profiles = resolve_devices(devices)
+        for profile in profiles:
+            if dtype not in profile.roofline.peak_gflops:
+                have = ", ".join(profile.roofline.peak_gflops)
+                raise UsageError(f"--dtype {dtype}: device {profile.name} has no {dtype} peak (it has {have})")
     settings = Settings(
         dtype=dtype,
         variants=parse_variants(variants) if variants else tuple(VARIANTS),
@@ -44,7 +53,7 @@ def make_request(
         only=tuple(only or ()),
         skip=tuple(skip or ()),
     )
-    return Request(model=model, inputs=parse_inputs(inputs or []), settings=settings)
+    return Request(model=model, inputs=parse_inputs(inputs or []), settings=settings, devices=profiles)
 
 
 def make_view(sort: str, top: int | None, output: str | None, command: str | None = None) -> View:

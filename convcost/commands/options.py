@@ -8,6 +8,10 @@ import typer
 
 from convcost.analysis import SORT_KEYS
 
+ModelArg = Annotated[
+    str,
+    typer.Argument(metavar="MODEL", help="Model: .onnx file, TorchScript archive (.pt), or YAML layer spec."),
+]
 Inputs = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", metavar="SHAPE",

@@ -70,7 +70,8 @@ def layer_dict(layer: LayerResult, dtype: str) -> dict[str, Any]:
         "latency_ms": {dev: _num(e.ms) for dev, e in layer.latency.items()},
         "latency_bound": {dev: e.bound for dev, e in layer.latency.items()},
         "factorized": layer.selected,
-        "variants": {name: _variant(v, dtype) for name, v in layer.variants.items()},
+        "variants": {name: {**_variant(v, dtype), "slower": {dev: layer.slower(name, dev) for dev in v.latency}}
+                     for name, v in layer.variants.items()},
     }
 
 
@@ -122,6 +123,8 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
                 "mac_ratio": _num(ratio(analysis.totals.macs, t.macs)),
                 "param_ratio": _num(ratio(analysis.totals.params, t.params)),
                 "applicable_layers": sum(1 for layer in analysis.layers if layer.variants[name].applicable),
+                "slower_layers": {dev: sum(1 for layer in analysis.layers if layer.slower(name, dev))
+                                  for dev in analysis.devices},
             }
             for name, t in analysis.variant_totals.items()
         },
