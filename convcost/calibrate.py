@@ -198,7 +198,8 @@ def calibrated_profile(cal: Calibration, name: str = "calibrated", path: str = "
             f"{where}: no swept conv of this kind; starting value of the fit"
         sources[f"efficiency.{kind}"] = fit
         sources[f"overhead_us.{kind}"] = fit
-    for key in ("pixels", "out_channels", "reduction"):
+        sources[f"saturation.pixels.{kind}"] = fit
+    for key in ("out_channels", "reduction"):
         sources[f"saturation.{key}"] = f"{where}: least-squares fit to all {n} swept convs"
     calibration = {
         "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads, "clock": cal.clock,

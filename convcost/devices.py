@@ -11,8 +11,10 @@ efficiency:                        # share of peak reached, per op kind (convcos
   pointwise: ...                   # also depthwise, grouped, small_channel (required);
                                    # transposed and volumetric default to dense
 overhead_us: {value: 30, source: "..."}   # per op call; or one figure per kind
-saturation:                        # optional fill constants (calibrated profiles)
-  pixels: {value: 40, source: "..."}
+saturation:                        # optional fill constants (calibrated profiles): pixels per kind
+  pixels: {dense: {value: 50, source: "..."}, pointwise: ...}   # or one figure for every kind
+  out_channels: {value: 10, source: "..."}
+  reduction: {value: 6, source: "..."}
 ```
 
 Shipped profiles live in the package (convcost/profiles, also reachable as configs/devices), so
@@ -76,7 +78,10 @@ class DeviceProfile:
             yield f"efficiency.{kind}", v, self.sources.get(f"efficiency.{kind}", "")
         for kind, v in roof.overhead_us.items():
             yield f"overhead_us.{kind}", v, self.sources.get(f"overhead_us.{kind}", "")
-        for key in SATURATION_KEYS:
+        for kind, v in roof.saturation.pixels.items():
+            if v:
+                yield f"saturation.pixels.{kind}", v, self.sources.get(f"saturation.pixels.{kind}", "")
+        for key in SATURATION_KEYS[1:]:
             v = getattr(roof.saturation, key)
             if v:
                 yield f"saturation.{key}", v, self.sources.get(f"saturation.{key}", "")
@@ -172,14 +177,28 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
         source = r.sources.pop("overhead_us")
         overhead = dict.fromkeys(KINDS, one)
         r.sources.update({f"overhead_us.{k}": source for k in KINDS})
-    halves = {}
+    halves: dict[str, Any] = {}
     if data.get("saturation") is not None:
         sat = r.mapping(data["saturation"], "saturation")
         unknown = set(sat) - set(SATURATION_KEYS)
         if unknown:
             raise r.fail("saturation", f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
                                        f"(expected {', '.join(SATURATION_KEYS)})")
-        halves = {k: r.figure(v, f"saturation.{k}", positive=False) for k, v in sat.items()}
+        for key, node in sat.items():
+            if key != "pixels":
+                halves[key] = r.figure(node, f"saturation.{key}", positive=False)
+            elif isinstance(node, dict) and "value" not in node and "source" not in node:
+                unknown = set(node) - set(KINDS)
+                if unknown:
+                    raise r.fail("saturation.pixels", f"unknown kind(s) {', '.join(sorted(map(str, unknown)))} "
+                                                      f"(kinds: {', '.join(KINDS)})")
+                halves["pixels"] = {k: r.figure(v, f"saturation.pixels.{k}", positive=False)
+                                    for k, v in node.items()}
+            else:
+                one = r.figure(node, "saturation.pixels", positive=False)
+                source = r.sources.pop("saturation.pixels")
+                halves["pixels"] = dict.fromkeys(KINDS, one)
+                r.sources.update({f"saturation.pixels.{k}": source for k in KINDS})
     threads = data.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise r.fail("threads", f"expected a positive integer, got {threads!r:.60}")
@@ -270,9 +289,15 @@ def profile_document(profile: DeviceProfile) -> dict[str, Any]:
         "efficiency": {k: _figure(v, src[f"efficiency.{k}"]) for k, v in roof.efficiency.items()},
         "overhead_us": {k: _figure(v, src[f"overhead_us.{k}"]) for k, v in roof.overhead_us.items()},
     }
-    halves = {k: getattr(roof.saturation, k) for k in SATURATION_KEYS if getattr(roof.saturation, k)}
-    if halves:
-        doc["saturation"] = {k: _figure(v, src[f"saturation.{k}"]) for k, v in halves.items()}
+    sat: dict[str, Any] = {}
+    pixels = {k: v for k, v in roof.saturation.pixels.items() if v}
+    if pixels:
+        sat["pixels"] = {k: _figure(v, src[f"saturation.pixels.{k}"]) for k, v in pixels.items()}
+    for key in SATURATION_KEYS[1:]:
+        if getattr(roof.saturation, key):
+            sat[key] = _figure(getattr(roof.saturation, key), src[f"saturation.{key}"])
+    if sat:
+        doc["saturation"] = sat
     for key in ("threads", "clock", "machine"):
         if getattr(profile, key) is not None:
             doc[key] = getattr(profile, key)

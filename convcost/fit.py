@@ -31,7 +31,7 @@ class FitResult:
     roofline: Roofline
     #: Per kind: (points, median |error|, share of points within 25%) on the calibration sweep.
     quality: dict[str, tuple[int, float, float]]
-    #: MACs per millisecond of the "time is proportional to MACs" baseline fitted on the same sweep.
+    #: MACs per millisecond of the "time is proportional to MACs" baseline: the sweep's average throughput.
     macs_per_ms: float
 
 
@@ -50,15 +50,30 @@ def _arrays(samples: Sequence[Sample], dtype: str) -> dict[str, np.ndarray]:
 FILLS = ("pixels", "out_channels", "reduction")
 
 
+def _layout(fills: tuple[str, ...]) -> dict[str, slice]:
+    """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
+    log pixel half per kind, then one log half each for out_channels and reduction."""
+    nk, at, out = len(KINDS), 0, {}
+    for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
+                       ("out_channels", int("out_channels" in fills)), ("reduction", int("reduction" in fills))):
+        out[name] = slice(at, at + size)
+        at += size
+    return out
+
+
 def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: float,
              fills: tuple[str, ...] = FILLS) -> np.ndarray:
-    nk = len(KINDS)
-    eff = np.exp(p[:nk])[a["kind"]]
-    overhead = np.exp(p[nk:2 * nk])[a["kind"]]
+    at = _layout(fills)
+    kind = a["kind"]
+    eff = np.exp(p[at["eff"]])[kind]
+    overhead = np.exp(p[at["overhead"]])[kind]
     fill = np.ones_like(a["m"])
-    for j, name in enumerate(fills):
-        x = a[{"pixels": "m", "out_channels": "n", "reduction": "k"}[name]]
-        fill = fill * x / (x + np.exp(p[2 * nk + j]))
+    if "pixels" in fills:
+        half = np.exp(p[at["pixels"]])[kind]
+        fill = fill * a["m"] / (a["m"] + half)
+    for name, dim in (("out_channels", "n"), ("reduction", "k")):
+        if name in fills:
+            fill = fill * a[dim] / (a[dim] + np.exp(p[at[name]][0]))
     compute = a["flops"] / (peak * eff * fill)
     memory = a["bytes"] / bandwidth
     return 1e3 * (overhead + np.maximum(compute, memory))
@@ -98,7 +113,6 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
                  extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS) -> FitResult:
     """Fit efficiency and overhead per kind, and the fill constants, to `samples`."""
     a = _arrays(samples, dtype)
-    nk = len(KINDS)
     peak, bandwidth = peak_gflops * 1e9, bandwidth_gbs * 1e9
     valid = a["ms"] > 0
     a = {k: v[valid] for k, v in a.items()}
@@ -106,36 +120,43 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     def residual_from(start: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         def residual(p: np.ndarray) -> np.ndarray:
             # A weak pull of every parameter towards its start keeps kinds with few points sane.
-            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills) / a["ms"]), 0.05 * (p - start)])
+            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills) / a["ms"]), 0.01 * (p - start)])
 
         return residual
 
+    at = _layout(fills)
+    size = max(sl.stop for sl in at.values())
     best: np.ndarray | None = None
     best_cost = math.inf
     for eff0, ov0, half0 in ((0.5, 20e-6, 8.0), (0.2, 60e-6, 32.0), (1.0, 5e-6, 2.0)):
-        start = np.array([math.log(eff0)] * nk + [math.log(ov0)] * nk + [math.log(half0)] * len(fills))
+        start = np.full(size, math.log(half0))
+        start[at["eff"]], start[at["overhead"]] = math.log(eff0), math.log(ov0)
         residual = residual_from(start)
         p = _levenberg_marquardt(residual, start)
         r = residual(p)
         if float(r @ r) < best_cost:
             best, best_cost = p, float(r @ r)
     assert best is not None
-    eff = np.exp(best[:nk])
-    overhead = np.exp(best[nk:2 * nk])
-    halves = dict(zip(fills, (float(h) for h in np.exp(best[2 * nk:])), strict=True))
+    eff = np.exp(best[at["eff"]])
+    overhead = np.exp(best[at["overhead"]])
     err = _predict(best, a, peak, bandwidth, fills) / a["ms"] - 1
     quality = {}
     for i, kind in enumerate(KINDS):
         e = np.abs(err[a["kind"] == i])
         if e.size:
             quality[kind] = (int(e.size), float(np.median(e)), float(np.mean(e < 0.25)))
+    pixels = {k: float(h) for k, h in zip(KINDS, np.exp(best[at["pixels"]]), strict=False)}
+    saturation = Saturation(
+        pixels=pixels,
+        out_channels=float(np.exp(best[at["out_channels"]][0])) if "out_channels" in fills else 0.0,
+        reduction=float(np.exp(best[at["reduction"]][0])) if "reduction" in fills else 0.0)
     roof = Roofline(
         peak_gflops={dtype: peak_gflops, **(extra_peaks or {})},
         bandwidth_gbs=bandwidth_gbs,
         efficiency={k: float(eff[i]) for i, k in enumerate(KINDS)},
         overhead_us={k: float(overhead[i] * 1e6) for i, k in enumerate(KINDS)},
-        saturation=Saturation(**halves),
+        saturation=saturation,
     )
-    macs = a["flops"] / 2
-    macs_per_ms = float(np.exp(np.mean(np.log(macs[macs > 0] / a["ms"][macs > 0]))))
+    # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
+    macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))
     return FitResult(roof, quality, macs_per_ms)

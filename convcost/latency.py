@@ -1,14 +1,14 @@
 """The latency model: a roofline per op, with per-kind efficiency and per-call overhead.
 
     time = overhead[kind] + max(compute, memory)
-    compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(M, N, K))
+    compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(kind, M, N, K))
     memory  = (weight + input + output bytes) / bandwidth
 
 `kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel), decided by
 `op_kind`. `fill` is 1 unless a profile sets saturation constants (calibrated profiles do):
 each factor x / (x + x_half) says how well a kernel fills the machine when one of the three
-GEMM dimensions of the conv is small -- M output pixels, N output channels per group, K the
-reduction depth C_in/groups * prod(kernel). A variant is priced stage by stage (analysis.py),
+GEMM dimensions of the conv is small -- M output pixels (x_half per kind), N output channels
+per group, K the reduction depth C_in/groups * prod(kernel). A variant is priced stage by stage (analysis.py),
 so its intermediate activation is written by one stage and read by the next.
 
 This module holds the whole formula; devices.py only loads and checks the figures.
@@ -38,8 +38,10 @@ def register_kind(name: str, description: str) -> Callable[[Callable[[Op], bool]
     return wrap
 
 
-#: Fewer input or output channels per group than this makes a conv "small_channel".
-SMALL_CHANNELS = 4
+#: A conv whose outputs each sum fewer than SMALL_REDUCTION products (C_in/groups * prod(kernel)),
+#: or that has fewer than SMALL_OUTPUTS output channels per group, is "small_channel".
+SMALL_REDUCTION = 32
+SMALL_OUTPUTS = 4
 
 
 @register_kind("depthwise", "groups = C_in > 1 (one filter per input channel, any depth multiplier)")
@@ -47,11 +49,14 @@ def _depthwise(op: Op) -> bool:
     return isinstance(op, Conv) and op.is_depthwise
 
 
-@register_kind("small_channel", f"fewer than {SMALL_CHANNELS} input or output channels per group (RGB stems, "
-                                "3-channel heads, tiny squeeze convs)")
+@register_kind("small_channel", f"each output sums fewer than {SMALL_REDUCTION} products (C_in/groups x kernel "
+                                f"size: a 3x3 RGB stem, a 1x1 conv from 16 channels) or has fewer than "
+                                f"{SMALL_OUTPUTS} output channels per group")
 def _small(op: Op) -> bool:
-    return isinstance(op, Conv) and (
-        op.in_channels // op.groups < SMALL_CHANNELS or op.out_channels // op.groups < SMALL_CHANNELS)
+    if not isinstance(op, Conv):
+        return False
+    reduction = op.in_channels // op.groups * math.prod(op.kernel)
+    return reduction < SMALL_REDUCTION or op.out_channels // op.groups < SMALL_OUTPUTS
 
 
 @register_kind("transposed", "ConvTranspose (upsampling), unless depthwise or small-channel")
@@ -110,15 +115,20 @@ def gemm_dims(op: Op) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Saturation:
-    """Half-saturation constants of the fill factor x / (x + half); 0 switches a factor off."""
+    """Half-saturation constants of the fill factor x / (x + half); 0 (or absent) switches a factor off.
 
-    pixels: float = 0.0
+    The pixels constant is per kind: kernels block over output pixels differently (a direct 3x3
+    kernel wastes most of its register tile on a 7x7 map; a 1x1 conv flattened into a matrix
+    product hardly notices).
+    """
+
+    pixels: dict[str, float] = field(default_factory=dict)
     out_channels: float = 0.0
     reduction: float = 0.0
 
-    def fill(self, m: int, n: int, k: int) -> float:
+    def fill(self, kind: str, m: int, n: int, k: int) -> float:
         f = 1.0
-        for x, half in ((m, self.pixels), (n, self.out_channels), (k, self.reduction)):
+        for x, half in ((m, self.pixels.get(kind, 0.0)), (n, self.out_channels), (k, self.reduction)):
             if half > 0:
                 f *= x / (x + half)
         return f
@@ -174,7 +184,7 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     own = op.dtype if isinstance(op, Conv) and op.dtype else dtype
     cost = cost_of(op, own)
     kind = op_kind(op)
-    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * roof.saturation.fill(*gemm_dims(op))
+    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * roof.saturation.fill(kind, *gemm_dims(op))
     compute = 2 * cost.macs / rate if cost.macs else 0.0
     memory = cost.traffic_bytes / (roof.bandwidth_gbs * 1e9)
     return Terms(kind, compute, memory, roof.overhead_us[kind] * 1e-6)
