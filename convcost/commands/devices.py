@@ -127,6 +127,9 @@ def calibrate(
     print(f"calibrated in {time.monotonic() - start:.0f} s: peak {cal.peak_gflops:.4g} GFLOP/s, copy bandwidth "
           f"{cal.bandwidth_gbs:.3g} GB/s, {cal.threads} thread(s), {cal.clock} clock; other processes used {others} "
           "of the CPU", file=sys.stderr)
+    if cal.clock == "wall" and cal.others is not None and cal.others > 0.2:
+        print(f"warning: other processes used {cal.others:.0%} of the CPU; wall-clock figures from a busy machine "
+              "are unreliable (--threads 1 --clock thread measures CPU time instead)", file=sys.stderr)
     for kind, (count, med, within) in cal.fit.quality.items():
         print(f"  {kind:14s} efficiency {roof.efficiency[kind]:.3g}  overhead {roof.overhead_us[kind]:.3g} us  "
               f"fit: {count} convs, median |error| {med:.0%}, {within:.0%} within 25%", file=sys.stderr)

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from convcost.bench import BenchResult
 
 
+#: Share of the CPU taken by other processes above which timings get a warning.
+BUSY_WARNING = 0.2
+
+
 def _num(x: float | None, digits: int = 6) -> float | None:
     return None if x is None or math.isnan(x) or math.isinf(x) else round(x, digits)
 
@@ -53,6 +57,9 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"Device profile {result.device.name} ({result.device.path}); torch threads {result.threads}, "
         f"{result.clock} clock; other processes used {others} of the CPU while measuring"
         + (f", {result.rounds_retaken} busy rounds retaken" if result.rounds_retaken else ""))
+    if result.clock == "wall" and result.others is not None and result.others > BUSY_WARNING:
+        lines.append(f"warning: other processes used {result.others:.0%} of the CPU; wall-clock times on a busy "
+                     "machine are unreliable (calibrate --threads 1 --clock thread measures CPU time instead)")
     lines.append("error = estimated / measured - 1; a variant's sign is right when the estimate calls it faster "
                  "than the original exactly when the measurement does")
     return lines
