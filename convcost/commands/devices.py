@@ -77,7 +77,7 @@ def _devices_table(profiles: list[DeviceProfile]) -> str:
 @app.command()
 def calibrate(
     output: o.Output = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A third of the sweep, fewer repeats (about 30 s).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A third of the sweep, fewer repeats (seconds).")] = False,
     name: Annotated[str, typer.Option("--name", help="Profile name (what -d and output columns show).")] = "calibrated",
     threads: Annotated[int | None, typer.Option("--threads", min=1,
                                                 help="torch threads (default: torch's choice, all cores).")] = None,
@@ -91,7 +91,8 @@ def calibrate(
     Runs a sweep of dense, pointwise, depthwise, grouped and small-channel convs (1-D, 2-D, 3-D,
     transposed) and a memory-bandwidth test (warm-up, interleaved repeats, median), then fits
     per-kind efficiency and overhead and the fill constants of the roofline (docs/latency.md).
-    Every figure's source says 'calibrated on <machine> <date>'. About 1-2 minutes; --quick 30 s.
+    Every figure's source says 'calibrated on <machine> <date>'. Under 2 minutes (10-20 s on the
+    2-core reference machine); --quick takes a few seconds.
     \b
     Examples:
       convcost calibrate -o myhost.yaml
