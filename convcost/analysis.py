@@ -104,6 +104,13 @@ class LayerResult:
     variants: dict[str, VariantResult]
     selected: bool
 
+    def slower(self, variant: str, device: str) -> bool:
+        """The variant saves MACs yet is estimated slower than the original on `device`."""
+        v = self.variants[variant]
+        if v.cost is None or device not in v.latency:
+            return False
+        return v.cost.macs < self.cost.macs and v.latency[device].ms > self.latency[device].ms
+
 
 @dataclass
 class Totals:

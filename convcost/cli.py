@@ -65,7 +65,7 @@ def fail(exc: BaseException) -> int:
 
 
 def _register() -> None:
-    from convcost.commands import analyze, check, report  # noqa: F401  (each module registers its commands)
+    from convcost.commands import analyze, check, devices, report  # noqa: F401  (each module registers its commands)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ def analyze(
     model: o.ModelArg,
     input: o.Inputs = None,
     variants: o.Variants = None,
+    device: o.Devices = None,
     dtype: o.Dtype = "float32",
     only: o.Only = None,
     skip: o.Skip = None,
@@ -39,6 +40,7 @@ def analyze(
       convcost analyze configs/models/conv_mobilenet.yaml -V depthwise --skip conv1
       convcost analyze model.onnx -f json -o costs.json
       convcost analyze model.onnx --rank auto --tol 0.05
+      convcost analyze configs/models/mobilenet_v1.yaml -d rpi4 -d t4
     """
     from convcost.commands.common import command_line, emit, make_request, make_view
     from convcost.errors import UsageError
@@ -48,6 +50,6 @@ def analyze(
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     view = make_view(sort, top, output, command_line())
-    request = make_request(model, input, variants, None, dtype, only, skip, rank, depth_multiplier, groups,
+    request = make_request(model, input, variants, device, dtype, only, skip, rank, depth_multiplier, groups,
                            tol=tol, approx=not no_approx)
     emit(renderer(fmt)(run(request), view), output)

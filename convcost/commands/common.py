@@ -49,6 +49,15 @@ def make_request(
             raise UsageError(f"--rank {rank!r}: expected a positive integer or auto") from None
         if rank_value < 1:
             raise UsageError(f"--rank {rank!r}: expected a positive integer or auto")
+    profiles = []
+    if devices:
+        from convcost.devices import resolve_devices
+
+        profiles = resolve_devices(devices)
+        for profile in profiles:
+            if dtype not in profile.roofline.peak_gflops:
+                have = ", ".join(profile.roofline.peak_gflops)
+                raise UsageError(f"--dtype {dtype}: device {profile.name} has no {dtype} peak (it has {have})")
     settings = Settings(
         dtype=dtype,
         variants=parse_variants(variants) if variants else tuple(VARIANTS),
@@ -57,11 +66,7 @@ def make_request(
         only=tuple(only or ()),
         skip=tuple(skip or ()),
     )
-    request = Request(model=model, inputs=parse_inputs(inputs or []), settings=settings)
-    if devices:
-        from convcost.devices import resolve_devices
-
-        request.devices = resolve_devices(list(dict.fromkeys(devices)))
+    request = Request(model=model, inputs=parse_inputs(inputs or []), settings=settings, devices=profiles)
     if approx:
         from convcost.approxfn import Approximator
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from convcost import __version__
@@ -11,10 +10,7 @@ from convcost.analysis import Analysis, LayerResult, Totals, VariantResult, rati
 from convcost.cost import MACS_CONVENTION, Cost, bytes_per_element, cost_of
 from convcost.model import Conv
 from convcost.render import View
-
-
-def _num(x: float | None) -> float | None:
-    return None if x is None or math.isinf(x) or math.isnan(x) else round(x, 6)
+from convcost.render.numbers import json_float
 
 
 def conv_dict(conv: Conv, cost: Cost) -> dict[str, Any]:
@@ -56,27 +52,28 @@ def _variant(v: VariantResult, dtype: str) -> dict[str, Any]:
         "macs": v.cost.macs,
         "flops": v.cost.flops,
         "memory": {**v.cost.memory(), "intermediate_bytes": v.intermediate_bytes},
-        "latency_ms": {dev: _num(e.ms) for dev, e in v.latency.items()},
+        "latency_ms": {dev: json_float(e.ms) for dev, e in v.latency.items()},
         "latency_bound": {dev: e.bound for dev, e in v.latency.items()},
-        "mac_ratio": _num(v.mac_ratio),
-        "param_ratio": _num(v.param_ratio),
-        "approx_error": _num(v.approx_error),
-        **{key: _num(value) if isinstance(value, float) else value for key, value in v.extra.items()},
+        "mac_ratio": json_float(v.mac_ratio),
+        "param_ratio": json_float(v.param_ratio),
+        "approx_error": json_float(v.approx_error),
+        **{key: json_float(value) if isinstance(value, float) else value for key, value in v.extra.items()},
     }
 
 
 def layer_dict(layer: LayerResult, dtype: str) -> dict[str, Any]:
     return {
         **conv_dict(layer.conv, layer.cost),
-        "latency_ms": {dev: _num(e.ms) for dev, e in layer.latency.items()},
+        "latency_ms": {dev: json_float(e.ms) for dev, e in layer.latency.items()},
         "latency_bound": {dev: e.bound for dev, e in layer.latency.items()},
         "factorized": layer.selected,
-        "variants": {name: _variant(v, dtype) for name, v in layer.variants.items()},
+        "variants": {name: {**_variant(v, dtype), "slower": {dev: layer.slower(name, dev) for dev in v.latency}}
+                     for name, v in layer.variants.items()},
     }
 
 
 def _latency(t: Totals) -> dict[str, float | None]:
-    return {dev: _num(value) for dev, value in t.latency.items()}
+    return {dev: json_float(value) for dev, value in t.latency.items()}
 
 
 def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
@@ -121,9 +118,11 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
                 "params": t.params,
                 "macs": t.macs,
                 "latency_ms": _latency(t),
-                "mac_ratio": _num(ratio(analysis.totals.macs, t.macs)),
-                "param_ratio": _num(ratio(analysis.totals.params, t.params)),
+                "mac_ratio": json_float(ratio(analysis.totals.macs, t.macs)),
+                "param_ratio": json_float(ratio(analysis.totals.params, t.params)),
                 "applicable_layers": sum(1 for layer in analysis.layers if layer.variants[name].applicable),
+                "slower_layers": {dev: sum(1 for layer in analysis.layers if layer.slower(name, dev))
+                                  for dev in analysis.devices},
             }
             for name, t in analysis.variant_totals.items()
         },

@@ -44,3 +44,14 @@ def err(value: float | None) -> str:
     if value < 1e-6:
         return "0"
     return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+def json_float(x: float | None, digits: int = 7) -> float | None:
+    """`x` to `digits` significant digits for JSON (NaN/inf -> null).
+
+    Significant, not decimal, digits: a 0.0004 ms layer keeps its precision, so ratios that scripts
+    recompute from the JSON (error = estimated / measured - 1) agree with the printed ones.
+    """
+    if x is None or math.isnan(x) or math.isinf(x):
+        return None
+    return float(f"{x:.{digits}g}")

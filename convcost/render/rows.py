@@ -99,12 +99,39 @@ def _lat(device: str) -> Callable[[LayerResult], Any]:
     return lambda layer: layer.latency[device].ms
 
 
+class FlaggedMs(float):
+    """A variant's latency that knows whether to carry the "fewer MACs but slower" flag."""
+
+    slower: bool = False
+
+
+SLOWER_MARK = "!"
+SLOWER_LEGEND = (f"{SLOWER_MARK} after a variant's time: it has fewer MACs than the original conv but is "
+                 "estimated slower on that device")
+
+
+def _bound(device: str) -> Callable[[LayerResult], Any]:
+    return lambda layer: layer.latency[device].bound
+
+
 def _variant_lat(name: str, device: str) -> Callable[[LayerResult], Any]:
     def get(layer: LayerResult) -> Any:
         v = layer.variants[name]
-        return v.latency[device].ms if v.cost is not None else None
+        if v.cost is None:
+            return None
+        value = FlaggedMs(v.latency[device].ms)
+        value.slower = layer.slower(name, device)
+        return value
 
     return get
+
+
+def _variant_slower(name: str, device: str) -> Callable[[LayerResult], Any]:
+    return lambda layer: layer.slower(name, device) if layer.variants[name].cost is not None else None
+
+
+def flagged_ms(value: Any) -> str:
+    return ms(value) + (f" {SLOWER_MARK}" if getattr(value, "slower", False) else "")
 
 
 def columns(analysis: Analysis, raw: bool = False) -> list[Column]:
@@ -123,6 +150,8 @@ def columns(analysis: Analysis, raw: bool = False) -> list[Column]:
                  Column("input_bytes", lambda r: r.cost.input_bytes),
                  Column("output_bytes", lambda r: r.cost.output_bytes)]
     cols += [Column(f"{d} ms", _lat(d), ms) for d in analysis.devices]
+    if raw:
+        cols += [Column(f"{d} bound", _bound(d), numeric=False) for d in analysis.devices]
     for name in analysis.settings.variants:
         cols.append(Column(f"{name} MACs", _variant_macs(name), si))
         cols.append(Column(f"{name} x", _variant_value(name, "mac_ratio"), times, key=f"{name}_mac_ratio"))
@@ -131,7 +160,9 @@ def columns(analysis: Analysis, raw: bool = False) -> list[Column]:
             cols.append(Column(f"{name} param ratio", _variant_value(name, "param_ratio")))
             cols.append(Column(f"{name} approx_error", _variant_value(name, "approx_error")))
             cols.append(Column(f"{name} reason", _reason(name), numeric=False))
-        cols += [Column(f"{name} {d} ms", _variant_lat(name, d), ms) for d in analysis.devices]
+        cols += [Column(f"{name} {d} ms", _variant_lat(name, d), flagged_ms) for d in analysis.devices]
+        if raw:
+            cols += [Column(f"{name} {d} slower", _variant_slower(name, d)) for d in analysis.devices]
     return cols
 
 
@@ -181,6 +212,14 @@ def summary_lines(analysis: Analysis) -> list[str]:
             listed = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(4))
             lines.append(f"{name} n/a: {listed}")
     lines += approx_lines(analysis)
+    slower = []
+    for name in analysis.settings.variants:
+        for d in analysis.devices:
+            n = sum(1 for layer in analysis.layers if layer.slower(name, d))
+            if n:
+                slower.append(f"{name} on {d} ({n} layer{'s' if n > 1 else ''})")
+    if slower:
+        lines.append("Fewer MACs but slower (" + SLOWER_MARK + "): " + "; ".join(slower))
     if model.uncosted:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(model.uncosted.items()))
         lines.append(f"Not costed (no MACs counted): {ops}")

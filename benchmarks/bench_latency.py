@@ -1,0 +1,174 @@
+"""Issue 6 benchmark: how well do convcost's latency estimates predict measured time on this machine?
+
+Calibrates this machine (`convcost calibrate`), then benches (`convcost bench`) the shipped example
+specs (configs/models/*.yaml) and the torchvision-style models of tests/archs.py at their usual
+input sizes, with random weights. Reports, beside the "time proportional to MACs" baseline fitted on
+the same calibration data:
+
+- whole-model estimate within 10% of measured, for what share of models;
+- per-layer estimate within 25%, for what share of conv layers (and per op kind);
+- the sign of each variant's predicted speed-up right, for what share of (layer, variant) pairs.
+
+    python benchmarks/bench_latency.py                     # torch's threads (all cores), wall clock
+    python benchmarks/bench_latency.py --threads 1 --clock thread   # robust on a busy machine
+    python benchmarks/bench_latency.py --quick              # a smoke run: quick sweep, 4 models
+
+Writes Markdown to stdout (or --out) and the calibrated profile to --profile-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from convcost.analysis import Settings  # noqa: E402
+from convcost.loaders import load_model  # noqa: E402
+from convcost.model import Model  # noqa: E402
+
+
+def models(spec_dir: Path, only: set[str] | None) -> list[Model]:
+    from tests import archs
+
+    found = [load_model(p) for p in sorted(spec_dir.glob("*.yaml"))]
+    for m in found:
+        m.name = f"{m.name} (spec)"
+    for name, (factory, shape) in archs.ALL_MODELS.items():
+        found.append(archs.to_model(factory(), shape, name))
+    return [m for m in found if not only or m.name.split(" ")[0] in only]
+
+
+def eager_forward_ms(name: str, threads: int) -> float | None:
+    """The real torch forward of a tests/archs.py model (with BN, activations, pooling: not modeled)."""
+    import torch
+
+    from convcost.measure import Timing, measure_many
+    from tests import archs
+
+    if name not in archs.ALL_MODELS:
+        return None
+    factory, shape = archs.ALL_MODELS[name]
+    module = factory().eval()
+    x = torch.randn(shape)
+    torch.set_num_threads(threads)
+    return measure_many([lambda: module(x)], Timing(warmup=2, repeats=5)).ms[0]
+
+
+def pct(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def share(n: int, d: int) -> str:
+    return f"{n}/{d} ({n / d:.0%})" if d else "n/a"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    ap.add_argument("--sweep", default="full")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--specs", type=Path, default=ROOT / "configs" / "models")
+    ap.add_argument("--models", default="", help="comma-separated subset (spec or archs names)")
+    ap.add_argument("--quick", action="store_true", help="quick sweep, 3 repeats, 4 small models")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--profile-out", type=Path)
+    args = ap.parse_args()
+    if args.quick:
+        args.sweep, args.repeats = "quick", 3
+        args.models = args.models or "mobilenet_v1,resnet18,mobilenet_v2,audio1d"
+
+    from convcost.bench import error, run_bench
+    from convcost.calibrate import calibrate, calibrated_profile
+    from convcost.devices import dump_profile
+    from convcost.fit import fit_roofline
+    from convcost.measure import Timing
+
+    t0 = time.monotonic()
+    cal = calibrate(args.sweep, args.threads, args.clock)
+    profile = calibrated_profile(cal, "here", str(args.profile_out or "<benchmark>"))
+    calibrate_s = time.monotonic() - t0
+    if args.profile_out:
+        args.profile_out.write_text(dump_profile(profile))
+    print(f"calibrated in {calibrate_s:.0f} s", file=sys.stderr)
+
+    results = []
+    only = {m for m in args.models.split(",") if m} or None
+    for model in models(args.specs, only):
+        t1 = time.monotonic()
+        r = run_bench(model, profile, Settings(), Timing(repeats=args.repeats))
+        results.append(r)
+        print(f"{model.name}: {len(model.convs)} convs, measured {r.whole_measured_ms:.2f} ms, "
+              f"estimate {pct(r.whole_error)}, {time.monotonic() - t1:.0f} s", file=sys.stderr)
+
+    lines = [f"Calibration: `{args.sweep}` sweep ({len(cal.samples)} convs) in {calibrate_s:.0f} s on "
+             f"{cal.machine}; torch threads {cal.threads}, {cal.clock} clock; other processes used "
+             f"{'?' if cal.others is None else f'{cal.others:.0%}'} of the CPU meanwhile.", ""]
+    # Per model.
+    lines += ["| model | convs | measured ms (convs + matmuls) | convcost error | ∝MACs error | layers ±25% convcost |"
+              " layers ±25% ∝MACs | signs right convcost | signs right ∝MACs | busy CPU |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    totals = defaultdict(int)
+    kinds: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in results:
+        s, b = r.summary(), r.summary(baseline=True)
+        totals["models"] += 1
+        totals["whole_ok"] += abs(r.whole_error) <= 0.10
+        totals["whole_ok_b"] += abs(b["whole_model_error"]) <= 0.10  # type: ignore[operator]
+        for key in ("layers", "layers_within_25pct", "variant_pairs", "signs_right"):
+            totals[key] += s[key]  # type: ignore[operator]
+            totals[key + "_b"] += b[key]  # type: ignore[operator]
+        for layer in r.layers:
+            kinds[layer.kind].append((layer.error, error(layer.baseline_ms or 0.0, layer.measured_ms)))
+        busy = "?" if r.others is None else f"{r.others:.0%}"
+        lines.append(
+            f"| {r.model.name} | {len(r.layers)} | {r.whole_measured_ms:.3g} | {pct(r.whole_error)} | "
+            f"{pct(b['whole_model_error'])} | {share(s['layers_within_25pct'], s['layers'])} | "  # type: ignore[arg-type]
+            f"{share(b['layers_within_25pct'], b['layers'])} | {share(s['signs_right'], s['variant_pairs'])} | "
+            f"{share(b['signs_right'], b['variant_pairs'])} | {busy} |")
+    lines += ["", "| | convcost | time ∝ MACs | target |", "|---|---:|---:|---:|",
+              f"| whole model within ±10% | {share(totals['whole_ok'], totals['models'])} | "
+              f"{share(totals['whole_ok_b'], totals['models'])} | ≥ 90% |",
+              f"| conv layers within ±25% | {share(totals['layers_within_25pct'], totals['layers'])} | "
+              f"{share(totals['layers_within_25pct_b'], totals['layers_b'])} | ≥ 80% |",
+              f"| variant speed-up sign right | {share(totals['signs_right'], totals['variant_pairs'])} | "
+              f"{share(totals['signs_right_b'], totals['variant_pairs_b'])} | ≥ 90% |", ""]
+    lines += ["| op kind | layers | within ±25% convcost | within ±25% ∝MACs | median error convcost |"
+              " median error ∝MACs |", "|---|---:|---:|---:|---:|---:|"]
+    for kind, errs in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+        ours = sum(abs(e) <= 0.25 for e, _ in errs)
+        base = sum(abs(e) <= 0.25 for _, e in errs)
+        lines.append(f"| {kind} | {len(errs)} | {share(ours, len(errs))} | {share(base, len(errs))} | "
+                     f"{pct(statistics.median(e for e, _ in errs))} | {pct(statistics.median(e for _, e in errs))} |")
+    roof = profile.roofline
+    nofill = fit_roofline(cal.samples, cal.peak_gflops, cal.bandwidth_gbs, fills=()).roofline
+    lines += ["", f"Fitted profile: peak {cal.peak_gflops:.4g} GFLOP/s (best swept conv), copy bandwidth "
+              f"{cal.bandwidth_gbs:.3g} GB/s; fill constants out_channels {roof.saturation.out_channels:.3g}, "
+              f"reduction {roof.saturation.reduction:.3g}.", "",
+              "| kind | efficiency | overhead us | pixels half | efficiency, fit without fill factors |",
+              "|---|---:|---:|---:|---:|"]
+    for kind in roof.efficiency:
+        lines.append(f"| {kind} | {roof.efficiency[kind]:.3g} | {roof.overhead_us[kind]:.3g} | "
+                     f"{roof.saturation.pixels.get(kind, 0):.3g} | {nofill.efficiency[kind]:.3g} |")
+    eager = [(r.model.name, r.whole_measured_ms, eager_forward_ms(r.model.name, cal.threads)) for r in results]
+    eager = [e for e in eager if e[2]]
+    if eager:
+        lines += ["", "Share of the real eager forward (BN, activations, pooling included; convcost does not model "
+                  "them) spent in the convs and matmuls measured above:",
+                  "", "| model | convs + matmuls ms | eager forward ms | share |", "|---|---:|---:|---:|"]
+        lines += [f"| {n} | {c:.3g} | {f:.3g} | {c / f:.0%} |" for n, c, f in eager]
+    lines.append(f"\nTotal benchmark time {time.monotonic() - t0:.0f} s.")
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""`convcost bench`: run every conv and its variants here with torch, beside the estimates.
+
+Each conv runs alone on random data of its shapes; each variant runs its stages back to back
+(the intermediate activation really is written and read); the whole model runs all convs and
+matrix multiplies in order. All of them are sampled in interleaved rounds (convcost.measure).
+Imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from convcost.analysis import Settings, analyze
+from convcost.devices import DeviceProfile
+from convcost.latency import op_kind
+from convcost.measure import Timing, measure_many, runner, steady_allocator
+from convcost.model import Model
+
+Tick = Callable[[int, int], None]
+
+
+def error(estimated: float, measured: float) -> float:
+    """Relative error of an estimate: +0.25 means 25% too slow."""
+    return estimated / measured - 1 if measured > 0 else math.inf
+
+
+@dataclass
+class VariantBench:
+    measured_ms: float
+    estimated_ms: float
+    baseline_ms: float | None = None  # time-proportional-to-MACs estimate
+
+    @property
+    def error(self) -> float:
+        return error(self.estimated_ms, self.measured_ms)
+
+
+@dataclass
+class LayerBench:
+    name: str
+    kind: str
+    macs: int
+    measured_ms: float
+    estimated_ms: float
+    bound: str
+    baseline_ms: float | None = None
+    variants: dict[str, VariantBench] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float:
+        return error(self.estimated_ms, self.measured_ms)
+
+    def sign_right(self, name: str, baseline: bool = False) -> bool:
+        """Whether the estimate says 'faster' exactly when the measurement does."""
+        v = self.variants[name]
+        if baseline:
+            assert v.baseline_ms is not None and self.baseline_ms is not None
+            return (v.measured_ms < self.measured_ms) == (v.baseline_ms < self.baseline_ms)
+        return (v.measured_ms < self.measured_ms) == (v.estimated_ms < self.estimated_ms)
+
+
+@dataclass
+class BenchResult:
+    model: Model
+    device: DeviceProfile
+    threads: int
+    clock: str
+    layers: list[LayerBench]
+    whole_measured_ms: float
+    whole_estimated_ms: float
+    whole_baseline_ms: float | None
+    others: float | None
+    rounds_retaken: int
+
+    @property
+    def whole_error(self) -> float:
+        return error(self.whole_estimated_ms, self.whole_measured_ms)
+
+    def pairs(self) -> list[tuple[LayerBench, str]]:
+        return [(layer, name) for layer in self.layers for name in layer.variants]
+
+    def summary(self, baseline: bool = False) -> dict[str, float | int | None]:
+        """Share of layers within 25%, share of right speed-up signs, median |error|, whole-model error."""
+        if baseline and self.whole_baseline_ms is None:
+            return {}
+        errs = [error(layer.baseline_ms, layer.measured_ms) if baseline and layer.baseline_ms is not None
+                else layer.error for layer in self.layers]
+        pairs = self.pairs()
+        signs = [layer.sign_right(name, baseline) for layer, name in pairs]
+        whole = error(self.whole_baseline_ms, self.whole_measured_ms) if baseline and self.whole_baseline_ms \
+            else self.whole_error
+        return {
+            "layers": len(errs),
+            "layers_within_25pct": sum(abs(e) <= 0.25 for e in errs),
+            "median_abs_error": statistics.median(abs(e) for e in errs) if errs else None,
+            "variant_pairs": len(signs),
+            "signs_right": sum(signs),
+            "whole_model_error": whole,
+        }
+
+
+def _macs_per_ms(profile: DeviceProfile) -> float | None:
+    cal = profile.calibration or {}
+    value = cal.get("macs_per_ms")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = None,
+              timing: Timing | None = None, tick: Tick | None = None) -> BenchResult:
+    """Measure `model`'s convs, their variants and the whole model here; estimate them on `profile`."""
+    settings = settings or Settings()
+    steady_allocator()
+    if profile.threads:
+        torch.set_num_threads(profile.threads)
+    threads = torch.get_num_threads()
+    clock = "thread" if profile.clock == "thread" and threads == 1 else "wall"
+    base = timing or Timing()
+    timing = Timing(base.warmup, base.repeats, base.min_sample_s, base.round_s, base.round_items, base.busy_limit,
+                    clock)
+    analysis = analyze(model, settings, [profile])
+    rate = _macs_per_ms(profile)
+
+    fns = []
+    slots: list[tuple[int, str | None]] = []
+    for i, layer in enumerate(analysis.layers):
+        fns.append(runner([layer.conv], settings.dtype))
+        slots.append((i, None))
+        for name, v in layer.variants.items():
+            if v.cost is not None:
+                fns.append(runner(list(v.plan.layers), settings.dtype))
+                slots.append((i, name))
+    fns.append(runner([*model.convs, *model.matmuls], settings.dtype, chained=False))
+    measured = measure_many(fns, timing, tick)
+
+    layers = [
+        LayerBench(layer.conv.name, op_kind(layer.conv), layer.cost.macs, math.nan,
+                   layer.latency[profile.name].ms, layer.latency[profile.name].bound,
+                   layer.cost.macs / rate if rate else None)
+        for layer in analysis.layers
+    ]
+    for (i, which), ms in zip(slots, measured.ms[:-1], strict=True):
+        if which is None:
+            layers[i].measured_ms = ms
+        else:
+            v = analysis.layers[i].variants[which]
+            assert v.cost is not None
+            layers[i].variants[which] = VariantBench(ms, v.latency[profile.name].ms,
+                                                    v.cost.macs / rate if rate else None)
+    return BenchResult(
+        model=model, device=profile, threads=threads, clock=clock, layers=layers,
+        whole_measured_ms=measured.ms[-1], whole_estimated_ms=analysis.totals.latency[profile.name],
+        whole_baseline_ms=analysis.totals.macs / rate if rate else None,
+        others=measured.others, rounds_retaken=measured.rounds_dropped,
+    )

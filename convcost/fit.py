@@ -1,0 +1,162 @@
+"""Fit a device's efficiencies, overheads and fill factors to measured op times (for `calibrate`).
+
+Peak and bandwidth are measured directly (best dense conv rate, a large tensor copy); the rest
+of the roofline is fitted by least squares on log(estimate / measured), so a 2x error counts the
+same on a 20 us layer as on a 20 ms one. numpy only; Levenberg-Marquardt with a numeric Jacobian
+(a dozen parameters, a couple of hundred points).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from convcost.cost import cost_of
+from convcost.latency import KINDS, Op, Roofline, Saturation, gemm_dims, op_kind
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured op: what ran and its median time."""
+
+    op: Op
+    ms: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    roofline: Roofline
+    #: Per kind: (points, median |error|, share of points within 25%) on the calibration sweep.
+    quality: dict[str, tuple[int, float, float]]
+    #: MACs per millisecond of the "time is proportional to MACs" baseline: the sweep's average throughput.
+    macs_per_ms: float
+
+
+def _arrays(samples: Sequence[Sample], dtype: str) -> dict[str, np.ndarray]:
+    costs = [cost_of(s.op, dtype) for s in samples]
+    dims = np.array([gemm_dims(s.op) for s in samples], dtype=float)
+    return {
+        "flops": np.array([2.0 * c.macs for c in costs]),
+        "bytes": np.array([float(c.traffic_bytes) for c in costs]),
+        "kind": np.array([KINDS.index(op_kind(s.op)) for s in samples]),
+        "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],
+        "ms": np.array([s.ms for s in samples]),
+    }
+
+
+FILLS = ("pixels", "out_channels", "reduction")
+
+
+def _layout(fills: tuple[str, ...]) -> dict[str, slice]:
+    """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
+    log pixel half per kind, then one log half each for out_channels and reduction."""
+    nk, at, out = len(KINDS), 0, {}
+    for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
+                       ("out_channels", int("out_channels" in fills)), ("reduction", int("reduction" in fills))):
+        out[name] = slice(at, at + size)
+        at += size
+    return out
+
+
+def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: float,
+             fills: tuple[str, ...] = FILLS) -> np.ndarray:
+    at = _layout(fills)
+    kind = a["kind"]
+    eff = np.exp(p[at["eff"]])[kind]
+    overhead = np.exp(p[at["overhead"]])[kind]
+    fill = np.ones_like(a["m"])
+    if "pixels" in fills:
+        half = np.exp(p[at["pixels"]])[kind]
+        fill = fill * a["m"] / (a["m"] + half)
+    for name, dim in (("out_channels", "n"), ("reduction", "k")):
+        if name in fills:
+            fill = fill * a[dim] / (a[dim] + np.exp(p[at[name]][0]))
+    compute = a["flops"] / (peak * eff * fill)
+    memory = a["bytes"] / bandwidth
+    return 1e3 * (overhead + np.maximum(compute, memory))
+
+
+def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.ndarray,
+                         iters: int = 200) -> np.ndarray:
+    p, lam = p0.copy(), 1e-2
+    improvement = 0.0
+    r = residual(p)
+    cost = float(r @ r)
+    for _ in range(iters):
+        jac = np.empty((r.size, p.size))
+        for j in range(p.size):
+            dp = np.zeros_like(p)
+            dp[j] = 1e-6
+            jac[:, j] = (residual(p + dp) - r) / 1e-6
+        jtj, jtr = jac.T @ jac, jac.T @ r
+        while True:
+            step = np.linalg.solve(jtj + lam * (np.diag(np.diag(jtj)) + 1e-9 * np.eye(p.size)), -jtr)
+            trial = p + step
+            rt = residual(trial)
+            ct = float(rt @ rt)
+            if ct < cost:
+                p, r, lam = trial, rt, max(lam / 3, 1e-9)
+                improvement, cost = cost - ct, ct
+                break
+            lam *= 4
+            if lam > 1e9:
+                return p
+        if improvement < 1e-10 * max(cost, 1e-12):
+            break
+    return p
+
+
+def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: float, dtype: str = "float32",
+                 extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS) -> FitResult:
+    """Fit efficiency and overhead per kind, and the fill constants, to `samples`."""
+    a = _arrays(samples, dtype)
+    peak, bandwidth = peak_gflops * 1e9, bandwidth_gbs * 1e9
+    valid = a["ms"] > 0
+    a = {k: v[valid] for k, v in a.items()}
+
+    def residual_from(start: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        def residual(p: np.ndarray) -> np.ndarray:
+            # A weak pull of every parameter towards its start keeps kinds with few points sane.
+            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills) / a["ms"]), 0.01 * (p - start)])
+
+        return residual
+
+    at = _layout(fills)
+    size = max(sl.stop for sl in at.values())
+    best: np.ndarray | None = None
+    best_cost = math.inf
+    for eff0, ov0, half0 in ((0.5, 20e-6, 8.0), (0.2, 60e-6, 32.0), (1.0, 5e-6, 2.0)):
+        start = np.full(size, math.log(half0))
+        start[at["eff"]], start[at["overhead"]] = math.log(eff0), math.log(ov0)
+        residual = residual_from(start)
+        p = _levenberg_marquardt(residual, start)
+        r = residual(p)
+        if float(r @ r) < best_cost:
+            best, best_cost = p, float(r @ r)
+    assert best is not None
+    eff = np.exp(best[at["eff"]])
+    overhead = np.exp(best[at["overhead"]])
+    err = _predict(best, a, peak, bandwidth, fills) / a["ms"] - 1
+    quality = {}
+    for i, kind in enumerate(KINDS):
+        e = np.abs(err[a["kind"] == i])
+        if e.size:
+            quality[kind] = (int(e.size), float(np.median(e)), float(np.mean(e < 0.25)))
+    pixels = {k: float(h) for k, h in zip(KINDS, np.exp(best[at["pixels"]]), strict=False)}
+    saturation = Saturation(
+        pixels=pixels,
+        out_channels=float(np.exp(best[at["out_channels"]][0])) if "out_channels" in fills else 0.0,
+        reduction=float(np.exp(best[at["reduction"]][0])) if "reduction" in fills else 0.0)
+    roof = Roofline(
+        peak_gflops={dtype: peak_gflops, **(extra_peaks or {})},
+        bandwidth_gbs=bandwidth_gbs,
+        efficiency={k: float(eff[i]) for i, k in enumerate(KINDS)},
+        overhead_us={k: float(overhead[i] * 1e6) for i, k in enumerate(KINDS)},
+        saturation=saturation,
+    )
+    # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
+    macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))
+    return FitResult(roof, quality, macs_per_ms)

@@ -1,0 +1,200 @@
+"""The latency model: a roofline per op, with per-kind efficiency and per-call overhead.
+
+    time = overhead[kind] + max(compute, memory)
+    compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(kind, M, N, K))
+    memory  = (weight + input + output bytes) / bandwidth
+
+`kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel), decided by
+`op_kind`. `fill` is 1 unless a profile sets saturation constants (calibrated profiles do):
+each factor x / (x + x_half) says how well a kernel fills the machine when one of the three
+GEMM dimensions of the conv is small -- M output pixels (x_half per kind), N output channels
+per group, K the reduction depth C_in/groups * prod(kernel). A variant is priced stage by stage (analysis.py),
+so its intermediate activation is written by one stage and read by the next.
+
+This module holds the whole formula; devices.py only loads and checks the figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from convcost.analysis import Bound, Estimate
+from convcost.cost import cost_of
+from convcost.model import Conv, MatMul
+
+Op = Conv | MatMul
+
+#: (kind, test, what it means), tried in order; the first that matches names the op's kind.
+KIND_RULES: list[tuple[str, Callable[[Op], bool], str]] = []
+
+
+def register_kind(name: str, description: str) -> Callable[[Callable[[Op], bool]], Callable[[Op], bool]]:
+    def wrap(test: Callable[[Op], bool]) -> Callable[[Op], bool]:
+        KIND_RULES.append((name, test, description))
+        return test
+
+    return wrap
+
+
+#: A conv whose outputs each sum fewer than SMALL_REDUCTION products (C_in/groups * prod(kernel)),
+#: or that has fewer than SMALL_OUTPUTS output channels per group, is "small_channel".
+SMALL_REDUCTION = 32
+SMALL_OUTPUTS = 4
+
+
+@register_kind("depthwise", "groups = C_in > 1 (one filter per input channel, any depth multiplier)")
+def _depthwise(op: Op) -> bool:
+    return isinstance(op, Conv) and op.is_depthwise
+
+
+@register_kind("small_channel", f"each output sums fewer than {SMALL_REDUCTION} products (C_in/groups x kernel "
+                                f"size: a 3x3 RGB stem, a 1x1 conv from 16 channels) or has fewer than "
+                                f"{SMALL_OUTPUTS} output channels per group")
+def _small(op: Op) -> bool:
+    if not isinstance(op, Conv):
+        return False
+    reduction = op.in_channels // op.groups * math.prod(op.kernel)
+    return reduction < SMALL_REDUCTION or op.out_channels // op.groups < SMALL_OUTPUTS
+
+
+@register_kind("transposed", "ConvTranspose (upsampling), unless depthwise or small-channel")
+def _transposed(op: Op) -> bool:
+    return isinstance(op, Conv) and op.op == "ConvTranspose"
+
+
+@register_kind("volumetric", "3-D conv (video, medical volumes), unless depthwise, small-channel or transposed")
+def _volumetric(op: Op) -> bool:
+    return isinstance(op, Conv) and op.rank == 3
+
+
+@register_kind("grouped", "1 < groups < C_in")
+def _grouped(op: Op) -> bool:
+    return isinstance(op, Conv) and op.groups > 1
+
+
+@register_kind("pointwise", "1x1 kernel; also matrix multiplies (Linear, Gemm, MatMul)")
+def _pointwise(op: Op) -> bool:
+    return isinstance(op, MatMul) or op.is_pointwise
+
+
+@register_kind("dense", "any other conv")
+def _dense(op: Op) -> bool:
+    return True
+
+
+KINDS: tuple[str, ...] = tuple(name for name, _, _ in KIND_RULES)
+
+
+def op_kind(op: Op) -> str:
+    """Which efficiency and overhead apply to `op`."""
+    for name, test, _ in KIND_RULES:
+        if test(op):
+            return name
+    raise AssertionError("the 'dense' rule matches every op")
+
+
+def gemm_dims(op: Op) -> tuple[int, int, int]:
+    """(M, N, K) of the op seen as a matrix product: output pixels, outputs per group, reduction depth.
+
+    ConvTranspose scatters every input pixel: M = input pixels, N = C_out/g * prod(kernel), K = C_in/g.
+    A depthwise conv is vectorized across its channels: N = C_out, K = prod(kernel).
+    """
+    if isinstance(op, MatMul):
+        return op.batch * op.m, op.n, op.k
+    k = math.prod(op.kernel)
+    if op.op == "ConvTranspose":
+        pixels = op.input_shape[0] * math.prod(op.input_shape[2:])
+        return pixels, op.out_channels // op.groups * k, op.in_channels // op.groups
+    pixels = op.output_shape[0] * math.prod(op.output_shape[2:])
+    if op.is_depthwise:
+        return pixels, op.out_channels, k
+    return pixels, op.out_channels // op.groups, op.in_channels // op.groups * k
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """Half-saturation constants of the fill factor x / (x + half); 0 (or absent) switches a factor off.
+
+    The pixels constant is per kind: kernels block over output pixels differently (a direct 3x3
+    kernel wastes most of its register tile on a 7x7 map; a 1x1 conv flattened into a matrix
+    product hardly notices).
+    """
+
+    pixels: dict[str, float] = field(default_factory=dict)
+    out_channels: float = 0.0
+    reduction: float = 0.0
+
+    def fill(self, kind: str, m: int, n: int, k: int) -> float:
+        f = 1.0
+        for x, half in ((m, self.pixels.get(kind, 0.0)), (n, self.out_channels), (k, self.reduction)):
+            if half > 0:
+                f *= x / (x + half)
+        return f
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The figures of one device, in the units the formula uses."""
+
+    peak_gflops: dict[str, float]  # dense FLOP/s (int8: OP/s) per dtype, in units of 1e9
+    bandwidth_gbs: float  # bytes/s to and from main memory, in units of 1e9
+    efficiency: dict[str, float]  # per kind, 0 < e (share of peak reached)
+    overhead_us: dict[str, float]  # per kind, fixed time per op call
+    saturation: Saturation = field(default_factory=Saturation)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The three terms of one estimate, in seconds, and what decided it."""
+
+    kind: str
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+
+    @property
+    def seconds(self) -> float:
+        return self.overhead_s + max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> Bound:
+        """The largest term: 'overhead' when the fixed cost outweighs both roofs."""
+        top = max(self.compute_s, self.memory_s)
+        if self.overhead_s > top:
+            return "overhead"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+class DtypeError(ValueError):
+    """The device has no peak for the requested dtype."""
+
+
+def peak_for(roof: Roofline, dtype: str) -> float:
+    try:
+        return roof.peak_gflops[dtype]
+    except KeyError:
+        have = ", ".join(sorted(roof.peak_gflops))
+        raise DtypeError(f"no peak figure for {dtype} (it has: {have}); pick one with --dtype") from None
+
+
+def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
+    """Compute, memory and overhead time of one op on one device."""
+    own = op.dtype if isinstance(op, Conv) and op.dtype else dtype
+    cost = cost_of(op, own)
+    kind = op_kind(op)
+    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * roof.saturation.fill(kind, *gemm_dims(op))
+    compute = 2 * cost.macs / rate if cost.macs else 0.0
+    memory = cost.traffic_bytes / (roof.bandwidth_gbs * 1e9)
+    return Terms(kind, compute, memory, roof.overhead_us[kind] * 1e-6)
+
+
+def estimate(roof: Roofline, op: Op, dtype: str) -> Estimate:
+    t = terms(roof, op, dtype)
+    return Estimate(t.seconds * 1e3, t.bound)
+
+
+def macs_rate_estimate(macs_per_ms: float, op: Op, dtype: str) -> float:
+    """The "time is proportional to MACs" baseline, in milliseconds (for benchmarks)."""
+    return cost_of(op, dtype).macs / macs_per_ms

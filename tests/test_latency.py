@@ -1,0 +1,208 @@
+"""The latency model: hand-calculated roofline numbers, the bound, op kinds, variants, the fit."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from convcost.analysis import Settings, analyze
+from convcost.cost import cost_of
+from convcost.devices import load_profile
+from convcost.fit import Sample, fit_roofline
+from convcost.latency import KINDS, Roofline, Saturation, estimate, gemm_dims, op_kind, terms
+from convcost.model import MatMul, Model
+from convcost.shapes import make_conv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: A tiny device: 100 GFLOP/s, 10 GB/s, 10 us per op; dense runs at half of peak.
+TINY = {
+    "name": "tiny",
+    "description": "hand-made test device",
+    "peak_gflops": {"float32": {"value": 100, "source": "test"}},
+    "memory_bandwidth_gbs": {"value": 10, "source": "test"},
+    "efficiency": {k: {"value": v, "source": "test"} for k, v in
+                   {"dense": 0.5, "pointwise": 0.8, "depthwise": 1.0, "grouped": 0.25, "small_channel": 0.1}.items()},
+    "overhead_us": {"value": 10, "source": "test"},
+}
+
+
+def write_profile(tmp_path: Path, doc: dict, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    return load_profile(write_profile(tmp_path, TINY))
+
+
+def conv(cin: int, cout: int, k: int, hw: int, groups: int = 1, stride: int = 1, bias: bool = True, rank: int = 2,
+         name: str = "c"):
+    p = (k - 1) // 2
+    return make_conv(name, "Conv", (1, cin) + (hw,) * rank, cout, (k,) * rank, (stride,) * rank, (p,) * (2 * rank),
+                     None, groups, bias)
+
+
+def test_compute_bound_dense_conv_by_hand(tiny) -> None:
+    c = conv(64, 64, 3, 8)
+    macs = 64 * 8 * 8 * 64 * 9  # C_out * H * W * C_in * k^2
+    compute = 2 * macs / (100e9 * 0.5)  # 94.37 us
+    traffic = 4 * ((64 * 64 * 9 + 64) + 64 * 64 + 64 * 64)  # weights+bias, input, output: 180,480 B
+    memory = traffic / 10e9  # 18.05 us
+    assert compute > memory
+    est = tiny.estimate(c, "float32")
+    assert est.ms == pytest.approx((10e-6 + compute) * 1e3, rel=1e-9)
+    assert est.ms == pytest.approx(0.10437, abs=1e-5)
+    assert est.bound == "compute"
+
+
+def test_memory_bound_depthwise_conv_by_hand(tiny) -> None:
+    c = conv(32, 32, 3, 56, groups=32)
+    compute = 2 * (32 * 56 * 56 * 9) / (100e9 * 1.0)  # 18.06 us
+    memory = 4 * ((32 * 9 + 32) + 2 * 32 * 56 * 56) / 10e9  # 80.41 us
+    t = terms(tiny.roofline, c, "float32")
+    assert (t.kind, t.bound) == ("depthwise", "memory")
+    assert t.compute_s == pytest.approx(compute)
+    assert t.memory_s == pytest.approx(memory)
+    assert tiny.estimate(c, "float32").ms == pytest.approx((10e-6 + memory) * 1e3)
+
+
+def test_overhead_bound_tiny_conv(tiny) -> None:
+    c = conv(8, 8, 1, 2)  # 256 MACs: well under a microsecond of work
+    est = tiny.estimate(c, "float32")
+    assert est.bound == "overhead"
+    assert 0.010 < est.ms < 0.0101
+
+
+def test_dtype_changes_bytes_and_peak(tmp_path: Path) -> None:
+    doc = {**TINY, "peak_gflops": {"float32": {"value": 100, "source": "t"}, "int8": {"value": 400, "source": "t"}}}
+    p = load_profile(write_profile(tmp_path, doc))
+    c = conv(64, 64, 3, 8)
+    fp32, int8 = terms(p.roofline, c, "float32"), terms(p.roofline, c, "int8")
+    assert int8.compute_s == pytest.approx(fp32.compute_s / 4)
+    assert int8.memory_s == pytest.approx(fp32.memory_s / 4)
+
+
+def test_fill_factors_by_hand(tiny) -> None:
+    roof = tiny.roofline
+    filled = Roofline(roof.peak_gflops, roof.bandwidth_gbs, roof.efficiency, roof.overhead_us,
+                      Saturation(pixels={"dense": 64.0}, out_channels=64.0, reduction=0.0))
+    c = conv(64, 64, 3, 8)  # M = 64 pixels, N = 64 outputs: each factor is 64 / (64 + 64) = 1/2
+    assert gemm_dims(c) == (64, 64, 576)
+    assert terms(filled, c, "float32").compute_s == pytest.approx(4 * terms(roof, c, "float32").compute_s)
+    pw = conv(64, 64, 1, 8)  # pointwise has no pixel constant here: only the channel factor applies
+    assert terms(filled, pw, "float32").compute_s == pytest.approx(2 * terms(roof, pw, "float32").compute_s)
+
+
+@pytest.mark.parametrize(("op", "kind"), [
+    (conv(32, 32, 3, 16, groups=32), "depthwise"),
+    (conv(32, 64, 3, 16, groups=32), "depthwise"),  # depth multiplier 2
+    (conv(3, 32, 3, 32, stride=2), "small_channel"),  # 3x3 RGB stem: 27 products per output
+    (conv(16, 96, 1, 16), "small_channel"),
+    (conv(64, 3, 3, 16), "small_channel"),  # 3-channel head
+    (conv(3, 64, 7, 32, stride=2), "dense"),  # 7x7 RGB stem: 147 products per output
+    (conv(128, 128, 3, 8, groups=32), "grouped"),
+    (conv(64, 128, 1, 8), "pointwise"),
+    (make_conv("t", "ConvTranspose", (1, 64, 8, 8), 32, (4, 4), (2, 2), (1, 1, 1, 1)), "transposed"),
+    (conv(32, 32, 3, 8, rank=3), "volumetric"),
+    (conv(64, 64, 3, 32, rank=1), "dense"),
+    (MatMul("fc", "Linear", batch=1, m=1, k=512, n=1000, params=513000), "pointwise"),
+])
+def test_op_kinds(op, kind) -> None:
+    assert op_kind(op) == kind
+    assert kind in KINDS
+
+
+def test_variant_priced_stage_by_stage_with_its_intermediate(tiny) -> None:
+    c = conv(64, 128, 3, 16, bias=False)
+    model = Model("m", "spec", "test", {"input": c.input_shape}, [c])
+    a = analyze(model, Settings(variants=("depthwise",)), [tiny])
+    v = a.layers[0].variants["depthwise"]
+    dw, pw = v.plan.layers
+    # Each stage is a conv with its own overhead; the depthwise output (64x16x16) is written by the
+    # first stage and read by the second, so it is in both stages' traffic.
+    assert dw.output_shape == pw.input_shape == (1, 64, 16, 16)
+    expected = estimate(tiny.roofline, dw, "float32").ms + estimate(tiny.roofline, pw, "float32").ms
+    assert v.latency["tiny"].ms == pytest.approx(expected)
+    assert v.intermediate_bytes == 4 * 64 * 16 * 16
+    assert v.latency["tiny"].ms > 2 * 0.010  # two overheads
+
+
+def test_totals_sum_layers_and_matmuls(tiny) -> None:
+    c1, c2 = conv(3, 32, 3, 32, stride=2, name="a"), conv(32, 64, 3, 16, name="b")
+    fc = MatMul("fc", "Linear", batch=1, m=1, k=64, n=10, params=650)
+    model = Model("m", "spec", "test", {"input": c1.input_shape}, [c1, c2], [fc])
+    a = analyze(model, Settings(variants=()), [tiny])
+    expected = sum(tiny.estimate(op, "float32").ms for op in (c1, c2, fc))
+    assert a.totals.latency["tiny"] == pytest.approx(expected)
+
+
+def test_fewer_macs_but_slower_is_flagged(tmp_path: Path) -> None:
+    """A spatially separated depthwise 3x3 does 6 instead of 9 MACs per output, but pays two overheads."""
+    path = write_profile(tmp_path, {**TINY, "overhead_us": {"value": 50, "source": "test"}})
+    spec = tmp_path / "m.yaml"
+    spec.write_text(yaml.safe_dump({"name": "m", "input": [1, 32, 28, 28], "layers": [
+        {"name": "dw", "type": "conv", "out": 32, "kernel": 3, "padding": 1, "groups": 32}]}))
+    run = [sys.executable, "-m", "convcost", "analyze", str(spec), "-d", str(path), "-V", "spatial"]
+    out = subprocess.run([*run, "-f", "json"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    import json
+
+    layer = json.loads(out)["layers"][0]
+    v = layer["variants"]["spatial"]
+    assert v["macs"] < layer["macs"]
+    assert v["latency_ms"]["tiny"] > layer["latency_ms"]["tiny"]
+    assert v["slower"] == {"tiny": True}
+    assert layer["latency_bound"]["tiny"] in ("compute", "memory", "overhead")
+    table = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert " !" in table and "Fewer MACs but slower" in table
+
+
+def test_fit_recovers_a_known_roofline() -> None:
+    """Synthetic times from a known device: the fit must find its efficiencies and overheads again."""
+    truth = Roofline({"float32": 200.0}, 20.0,
+                     {"dense": 0.7, "pointwise": 0.6, "depthwise": 0.2, "grouped": 0.4, "small_channel": 0.3,
+                      "transposed": 0.35, "volumetric": 0.5},
+                     {"dense": 15.0, "pointwise": 10.0, "depthwise": 60.0, "grouped": 40.0, "small_channel": 10.0,
+                      "transposed": 20.0, "volumetric": 25.0},
+                     Saturation(pixels=dict.fromkeys(KINDS, 30.0), out_channels=8.0, reduction=12.0))
+    ops = []
+    for c in (16, 32, 64, 128, 256):
+        for hw in (4, 7, 14, 28, 56):
+            ops += [conv(c, c, 3, hw), conv(c, 2 * c, 1, hw), conv(c, c, 3, hw, groups=c), conv(c, c, 3, hw, groups=4),
+                    conv(c, c, 3, max(hw // 4, 2), rank=3),
+                    make_conv("t", "ConvTranspose", (1, c, hw, hw), c, (2, 2), (2, 2))]
+        ops += [conv(3, c, 3, 56, stride=2), conv(c, 2, 3, 28)]
+    # Tiny ops of every kind pin down the overheads, as calibrate's sweep does.
+    ops += [conv(16, 16, 3, 2), conv(16, 32, 1, 2), conv(16, 16, 3, 2, groups=16), conv(16, 16, 3, 2, groups=4),
+            conv(3, 8, 3, 2), conv(16, 16, 3, 2, rank=3), make_conv("t", "ConvTranspose", (1, 16, 2, 2), 16, (2, 2),
+                                                                   (2, 2))]
+    samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]
+    fit = fit_roofline(samples, 200.0, 20.0)
+    for kind in KINDS:
+        assert fit.roofline.efficiency[kind] == pytest.approx(truth.efficiency[kind], rel=0.05), kind
+        assert fit.roofline.overhead_us[kind] == pytest.approx(truth.overhead_us[kind], rel=0.05), kind
+    worst = max(abs(estimate(fit.roofline, s.op, "float32").ms / s.ms - 1) for s in samples)
+    assert worst < 0.02
+    # The baseline rate is the sweep's average throughput.
+    total_macs = sum(cost_of(s.op).macs for s in samples)
+    assert fit.macs_per_ms == pytest.approx(total_macs / sum(s.ms for s in samples))
+
+
+def test_estimates_are_finite_for_every_shipped_profile_and_dtype() -> None:
+    from convcost.devices import shipped_profiles
+
+    ops = [conv(3, 32, 3, 32, stride=2), conv(32, 32, 3, 16, groups=32), conv(32, 64, 1, 16),
+           conv(64, 64, 3, 8, groups=4), MatMul("fc", "Linear", 1, 1, 64, 10, 650)]
+    for name, path in shipped_profiles().items():
+        p = load_profile(path)
+        for dtype in p.roofline.peak_gflops:
+            for op in ops:
+                est = p.estimate(op, dtype)
+                assert math.isfinite(est.ms) and est.ms > 0, (name, dtype, op)
