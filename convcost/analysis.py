@@ -11,6 +11,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal, Protocol
 
 from convcost.cost import Cost, cost_of, total_cost
+from convcost.errors import InputError
 from convcost.model import Conv, MatMul, Model
 from convcost.variants import VARIANTS, Plan, VariantOptions, plan_variant
 
@@ -220,7 +221,7 @@ def analyze(
 
         return pick
 
-    return Analysis(
+    analysis = Analysis(
         model=model,
         settings=settings,
         devices=[d.name for d in devices],
@@ -229,6 +230,29 @@ def analyze(
         conv_cost=conv_cost,
         variant_totals={name: totals(with_variant(name)) for name in settings.variants},
     )
+    _check_int64(analysis, rest)
+    return analysis
+
+
+INT64_MAX = 2**63 - 1
+
+
+def _check_int64(analysis: Analysis, matmuls: Cost) -> None:
+    """Refuse counts past int64: only absurd dims produce them, and JSON readers (jq, pandas, Go,
+    a database column) would overflow or round them silently."""
+
+    def too_big(cost: Cost) -> bool:
+        return max(cost.flops, cost.params, cost.traffic_bytes) > INT64_MAX
+
+    source = analysis.model.source
+    for layer in analysis.layers:
+        costs = [layer.cost, *(v.cost for v in layer.variants.values() if v.cost is not None)]
+        if any(too_big(c) for c in costs):
+            raise InputError(f"layer {layer.conv.name!r}: its FLOPs or bytes overflow 64-bit integers "
+                             f"(input {list(layer.conv.input_shape)}, output {list(layer.conv.output_shape)})", source)
+    totals = [analysis.totals, *analysis.variant_totals.values()]
+    if too_big(matmuls) or any(max(2 * t.macs, t.params) > INT64_MAX for t in totals):
+        raise InputError("the model's total FLOPs or params overflow 64-bit integers", source)
 
 
 SORT_KEYS: dict[str, Callable[[LayerResult], Any]] = {

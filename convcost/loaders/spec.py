@@ -266,6 +266,24 @@ def _merge(layer: dict[str, Any], shapes: list[Shape], where: str) -> Shape:
     return tuple(merged)
 
 
+def _expanded_count(layers: Any, depth: int) -> int:
+    """Layers after expanding every repeat, counted before building any: nested repeats multiply,
+    and 10,000 x 10,000 must be refused at once, not after 200,000 layers were built. Malformed
+    entries count 1 (the walk reports them)."""
+    if not isinstance(layers, list) or depth > MAX_DEPTH:
+        return 1
+    n = 0
+    for layer in layers:
+        n += 1
+        if isinstance(layer, dict) and layer.get("type") == "repeat":
+            times = layer.get("times")
+            if isinstance(times, int) and not isinstance(times, bool) and 1 <= times <= MAX_REPEAT:
+                n += times * _expanded_count(layer.get("layers"), depth + 1)
+        if n > MAX_LAYERS:
+            break
+    return n
+
+
 def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, where: str) -> Shape:
     if not isinstance(layers, list) or not layers:
         raise SpecError(f"{where}: 'layers' must be a non-empty list")
@@ -368,6 +386,8 @@ def model_from_spec(data: Any, path: str | Path, inputs: dict[str, Shape] | None
         else:
             shape = parse_shape(data.get("input"), "'input'")
         st = _State(source, defaults, {"input": shape})
+        if _expanded_count(data.get("layers"), 0) > MAX_LAYERS:
+            raise SpecError(f"more than {MAX_LAYERS} layers after expanding repeats (their times multiply)")
         _walk(data.get("layers"), shape, [""], st, 0, "spec")
     except SpecError as exc:
         raise InputError(exc.message, source) from None
