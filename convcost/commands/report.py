@@ -19,6 +19,8 @@ def report(
     rank: o.Rank = None,
     depth_multiplier: o.DepthMultiplier = 1,
     groups: o.Groups = 4,
+    tol: o.Tol = 0.05,
+    no_approx: o.NoApprox = False,
     top: o.Top = None,
 ) -> None:
     """Write a GitHub-flavoured Markdown report: totals, top layers, variants, latency, Mermaid charts.
@@ -33,5 +35,6 @@ def report(
     from convcost.render import View
     from convcost.render.report import render_report
 
-    request = make_request(model, input, variants, devices, dtype, only, skip, rank, depth_multiplier, groups)
+    request = make_request(model, input, variants, devices, dtype, only, skip, rank, depth_multiplier, groups,
+                           tol=tol, approx=not no_approx)
     emit(render_report(run(request), View(top=top, command=command_line())), output)

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from convcost import __version__
-from convcost.render.numbers import json_float, ms, si
+from convcost.render.numbers import count, json_float, ms, si
 
 if TYPE_CHECKING:
     from convcost.bench import BenchResult
@@ -37,7 +37,8 @@ def _share(num: int | float | None, den: int | float | None) -> str:
 def summary_lines(result: BenchResult) -> list[str]:
     s = result.summary()
     lines = [
-        f"Whole model ({len(result.model.convs)} convs and {len(result.model.matmuls)} matrix multiplies run back to "
+        f"Whole model ({count(len(result.model.convs), 'conv')} and "
+        f"{count(len(result.model.matmuls), 'matrix multiply', 'matrix multiplies')} run back to "
         f"back): measured {ms(result.whole_measured_ms)} ms, estimated {ms(result.whole_estimated_ms)} ms "
         f"({pct(result.whole_error)})",
         f"Layers within 25%: {_share(s['layers_within_25pct'], s['layers'])}; median |error| "

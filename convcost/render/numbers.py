@@ -55,3 +55,8 @@ def json_float(x: float | None, digits: int = 7) -> float | None:
     if x is None or math.isnan(x) or math.isinf(x):
         return None
     return float(f"{x:.{digits}g}")
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """'1 conv', '2 convs', '1 matrix multiply', '3 matrix multiplies'."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"

@@ -12,7 +12,7 @@ from convcost.analysis import Analysis, LayerResult, shown_layers
 from convcost.cost import MACS_CONVENTION, bytes_per_element
 from convcost.render import View
 from convcost.render.markdown import layer_table, table_lines
-from convcost.render.numbers import dims, ms, si, times
+from convcost.render.numbers import count, dims, ms, si, times
 
 TOP = 10
 
@@ -99,7 +99,8 @@ def render_report(analysis: Analysis, view: View) -> str:
     lines = [
         f"# convcost report: `{model.name}`", "",
         f"- Model: `{model.source}` ({model.format}), input {inputs}",
-        f"- {len(analysis.layers)} convolutions, {len(model.matmuls)} matrix multiplies",
+        f"- {count(len(analysis.layers), 'convolution')}, "
+        f"{count(len(model.matmuls), 'matrix multiply', 'matrix multiplies')}",
         f"- Variants: {', '.join(s.variants) or 'none'} (rank {s.options.rank or 'C_out'}, "
         f"depth multiplier {s.options.depth_multiplier}, groups {s.options.groups})"
         + (f"; not factorized: {', '.join(s.skip)}" if s.skip else "")
