@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -120,8 +120,7 @@ def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = 
     threads = torch.get_num_threads()
     clock = "thread" if profile.clock == "thread" and threads == 1 else "wall"
     base = timing or Timing()
-    timing = Timing(base.warmup, base.repeats, base.min_sample_s, base.round_s, base.round_items, base.busy_limit,
-                    clock)
+    timing = replace(base, clock=clock, cold=True)  # as calibrate measures: each op cold, as inside a model
     analysis = analyze(model, settings, [profile])
     rate = _macs_per_ms(profile)
 

@@ -13,7 +13,7 @@ import math
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -116,9 +116,9 @@ class Sweep:
 
 
 SWEEPS: dict[str, Sweep] = {
-    "full": Sweep(_full, Timing(warmup=2, repeats=7, min_sample_s=0.004), 256),
-    "quick": Sweep(_quick, Timing(warmup=1, repeats=3, min_sample_s=0.002), 128),
-    "smoke": Sweep(_smoke, Timing(warmup=1, repeats=1, min_sample_s=0.0005), 8),
+    "full": Sweep(_full, Timing(warmup=2, repeats=11, cold=True), 256),
+    "quick": Sweep(_quick, Timing(warmup=1, repeats=5, cold=True), 128),
+    "smoke": Sweep(_smoke, Timing(warmup=1, repeats=1, cold=True), 8),
 }
 
 
@@ -169,7 +169,7 @@ def calibrate(sweep: str = "full", threads: int | None = None, clock: str = "wal
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
-    timing = Timing(plan.timing.warmup, plan.timing.repeats, plan.timing.min_sample_s, clock=clock)
+    timing = replace(plan.timing, clock=clock)
     monitor = LoadMonitor()
     ops = plan.ops()
     measured = measure_many([runner([op]) for op in ops], timing, tick)

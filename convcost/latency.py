@@ -184,7 +184,11 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     own = op.dtype if isinstance(op, Conv) and op.dtype else dtype
     cost = cost_of(op, own)
     kind = op_kind(op)
-    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * roof.saturation.fill(kind, *gemm_dims(op))
+    # A matrix multiply with few rows is a GEMV that BLAS vectorizes across its outputs; the pixel
+    # fill describes conv kernels blocked over output pixels, so it does not apply (kind "matmul"
+    # has no pixel constant). Its rate is then set by the memory term: it streams the weights.
+    fill_kind = "matmul" if isinstance(op, MatMul) else kind
+    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * roof.saturation.fill(fill_kind, *gemm_dims(op))
     compute = 2 * cost.macs / rate if cost.macs else 0.0
     memory = cost.traffic_bytes / (roof.bandwidth_gbs * 1e9)
     return Terms(kind, compute, memory, roof.overhead_us[kind] * 1e-6)

@@ -101,6 +101,21 @@ def test_fill_factors_by_hand(tiny) -> None:
     assert terms(filled, pw, "float32").compute_s == pytest.approx(2 * terms(roof, pw, "float32").compute_s)
 
 
+def test_a_gemv_streams_its_weights_without_a_pixel_penalty(tiny) -> None:
+    """A Linear on one row is a GEMV: the pointwise pixel constant (conv kernels blocked over
+    output pixels) does not apply, so a 9216 x 4096 classifier is memory-bound, as measured
+    (AlexNet's: 7.0 ms here, 151 MB of weights at ~20 GB/s); the channel factors still do."""
+    roof = tiny.roofline
+    filled = Roofline(roof.peak_gflops, roof.bandwidth_gbs, roof.efficiency, roof.overhead_us,
+                      Saturation(pixels={"pointwise": 20.0}, out_channels=0.0, reduction=0.0))
+    fc = MatMul("fc", "Linear", batch=1, m=1, k=9216, n=4096, params=9216 * 4096 + 4096)
+    assert terms(filled, fc, "float32") == terms(roof, fc, "float32")
+    assert terms(filled, fc, "float32").bound == "memory"
+    gemv_conv = conv(9216, 4096, 1, 1)  # the same product as a 1x1 conv on a 1x1 map keeps the penalty
+    unfilled = terms(roof, gemv_conv, "float32").compute_s
+    assert terms(filled, gemv_conv, "float32").compute_s == pytest.approx(21 * unfilled)  # 1 / (1 + 20)
+
+
 @pytest.mark.parametrize(("op", "kind"), [
     (conv(32, 32, 3, 16, groups=32), "depthwise"),
     (conv(32, 64, 3, 16, groups=32), "depthwise"),  # depth multiplier 2

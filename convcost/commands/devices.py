@@ -159,7 +159,7 @@ def bench(
     rank: o.Rank = None,
     depth_multiplier: o.DepthMultiplier = 1,
     groups: o.Groups = 4,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed samples per op (median taken).")] = 7,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed samples per op (median taken).")] = 11,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")] = "table",
     output: o.Output = None,
 ) -> None:
