@@ -14,10 +14,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from convcost.analysis import Analysis, LayerResult
 from convcost.errors import InputError
+from convcost.infile import load_yaml, read_text, short
 
 SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$")
@@ -26,6 +25,9 @@ PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
 MODEL_METRICS = ("macs", "params", "flops", "conv_macs", "conv_params", "latency_ms")
 LAYER_METRICS = ("macs", "params", "flops", "bytes", "latency_ms")
 BASELINE_METRICS = ("macs", "params", "flops", "conv_macs", "conv_params", "latency_ms")
+
+MAX_BUDGET_BYTES = 1024 * 1024
+MAX_BASELINE_BYTES = 256 * 1024 * 1024  # analyze -f json: about 3 KB per layer
 
 
 @dataclass(frozen=True)
@@ -113,18 +115,7 @@ def _limits(block: Any, allowed: tuple[str, ...], where: str, source: str, perce
 
 def load_budget(path: str | Path) -> Budget:
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such budget file", source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read budget: {exc}", source) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"YAML syntax error{where}: {getattr(exc, 'problem', exc)}", source) from None
+    data = load_yaml(read_text(path, "budget", MAX_BUDGET_BYTES), source)
     if not isinstance(data, dict) or not data:
         raise InputError("a budget is a mapping with 'model', 'layers' and/or 'baseline'", source)
     unknown = set(map(str, data)) - {"model", "layers", "baseline"}
@@ -236,12 +227,11 @@ def baseline_values(data: dict[str, Any]) -> dict[str, Any]:
 def load_baseline(path: str | Path, model_name: str) -> dict[str, Any]:
     """An earlier `analyze -f json` of the same model."""
     source = str(path)
+    text = read_text(path, "baseline", MAX_BASELINE_BYTES)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such baseline file", source) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a convcost JSON baseline: {exc}", source) from None
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"not a convcost JSON baseline: {short(exc)}", source) from None
     try:
         name = data["model"]["name"]
         baseline_values(data)

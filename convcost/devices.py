@@ -36,6 +36,7 @@ import yaml
 from convcost.analysis import Estimate
 from convcost.cost import DTYPE_BYTES
 from convcost.errors import InputError, UsageError
+from convcost.infile import load_yaml, read_text
 from convcost.latency import KINDS, DtypeError, Op, Roofline, Saturation, estimate
 
 MAX_PROFILE_BYTES = 4 * 1024 * 1024
@@ -217,24 +218,7 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
 
 def load_profile(path: str | Path) -> DeviceProfile:
     p = Path(path)
-    try:
-        if p.stat().st_size > MAX_PROFILE_BYTES:
-            raise InputError(f"larger than {MAX_PROFILE_BYTES // 2**20} MiB; not a device profile", p)
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such device profile file", p) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a device profile", p) from None
-    except UnicodeDecodeError:
-        raise InputError("not a text (UTF-8) file; a device profile is YAML", p) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", p) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"not valid YAML{at}: {getattr(exc, 'problem', None) or exc}", p) from None
+    data = load_yaml(read_text(p, "device profile", MAX_PROFILE_BYTES), p)
     return parse_profile(data, str(p))
 
 

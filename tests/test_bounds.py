@@ -19,7 +19,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from convcost.loaders.spec import MAX_FILE_BYTES, MAX_LAYERS, MAX_YAML_ALIASES, MAX_YAML_DEPTH
+from convcost.infile import MAX_YAML_ALIASES, MAX_YAML_DEPTH
+from convcost.loaders.spec import MAX_FILE_BYTES, MAX_LAYERS
 from tests.conftest import Result, assert_one_line_error, run_cli
 
 INT64_MAX = 2**63 - 1
@@ -195,3 +196,30 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "evil.yaml", f"input: !!python/object/apply:os.system ['touch {marker}']\nlayers: []\n")
     assert_one_line_error(timed_cli("analyze", str(path)), "evil.yaml", "python/object/apply")
     assert not marker.exists()
+
+
+# --- the other files a pull request can bring: budgets, baselines, device profiles ------------------
+
+SPEC = "input: [1, 3, 8, 8]\nlayers: [{name: c, type: conv, out: 4, kernel: 3}]\n"
+
+
+def reader_command(kind: str, path: Path, spec: Path) -> tuple[str, ...]:
+    return {"budget": ("check", str(spec), "--budget", str(path)),
+            "baseline": ("check", str(spec), "--budget", str(spec.with_name("ok.yaml")), "--baseline", str(path)),
+            "profile": ("analyze", str(spec), "-d", str(path))}[kind]
+
+
+@pytest.mark.parametrize("kind", ["budget", "baseline", "profile"])
+def test_every_reader_is_bounded(tmp_path: Path, kind: str) -> None:
+    spec = write(tmp_path, "m.yaml", SPEC)
+    write(tmp_path, "ok.yaml", "model: {macs: 1G}\n")
+    big = tmp_path / f"big-{kind}.yaml"
+    with big.open("w") as fh:
+        fh.truncate(300 * 2**20)  # sparse; above every reader's cap
+    assert_one_line_error(timed_cli(*reader_command(kind, big, spec)), big.name, "larger than", "MiB; not a")
+    if kind != "baseline":  # YAML readers: the same bounded loader as specs
+        refs = ", ".join(["*x"] * (MAX_YAML_ALIASES + 1))
+        bomb = write(tmp_path, f"bomb-{kind}.yaml", f"x: &x [1]\ny: [{refs}]\n")
+        assert_one_line_error(timed_cli(*reader_command(kind, bomb, spec)), bomb.name, "YAML aliases")
+        deep = write(tmp_path, f"deep-{kind}.yaml", "a: " + "[" * 1000 + "]" * 1000 + "\n")
+        assert_one_line_error(timed_cli(*reader_command(kind, deep, spec)), deep.name, "nested deeper")

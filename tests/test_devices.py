@@ -182,7 +182,7 @@ def test_profile_file_problems(tmp_path: Path, spec: Path) -> None:
     one_line_error(cli("analyze", str(spec), "-d", str(missing)), "nope.yaml", "no such")
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\n")
-    one_line_error(cli("analyze", str(spec), "-d", str(broken)), "broken.yaml", "not valid YAML")
+    one_line_error(cli("analyze", str(spec), "-d", str(broken)), "broken.yaml", "YAML syntax error")
     scalar = tmp_path / "scalar.yaml"
     scalar.write_text("42\n")
     one_line_error(cli("analyze", str(spec), "-d", str(scalar)), "scalar.yaml", "mapping")

@@ -14,15 +14,13 @@ layers:
 from __future__ import annotations
 
 import math
-import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from convcost.errors import InputError
+from convcost.infile import load_yaml, read_text, short
 from convcost.model import Conv, ConvOp, MatMul, Model, Shape
 from convcost.shapes import ShapeError, conv_out_size, make_conv, same_pads
 
@@ -31,38 +29,6 @@ MAX_LAYERS = 200_000
 MAX_DEPTH = 32
 MAX_DIM = 2**31 - 1
 MAX_FILE_BYTES = 16 * 1024 * 1024
-MAX_YAML_DEPTH = 64
-MAX_YAML_ALIASES = 10_000
-
-_repr = reprlib.Repr()
-_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 2, 6, 6, 40, 40
-
-
-def short(value: Any) -> str:
-    """A bounded repr for error messages: a value from an alias bomb must not print for ever."""
-    return _repr.repr(value)
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses alias bombs and pathological nesting before building anything."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_YAML_ALIASES:
-                raise SpecError(f"more than {MAX_YAML_ALIASES} YAML aliases (an alias bomb?)")
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise SpecError(f"YAML nested deeper than {MAX_YAML_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
 
 COMMON = {"name", "type", "from"}
 KEYS: dict[str, set[str]] = {
@@ -331,14 +297,6 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
     return shape
 
 
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else (
-        f"YAML syntax error: {problem}"
-    )
-
-
 def parse_shape(value: Any, where: str) -> Shape:
     if not isinstance(value, list) or not 3 <= len(value) <= 5:
         raise SpecError(f"{where} must be a list [N, C, spatial...] of 3 to 5 integers, got {short(value)}")
@@ -347,24 +305,7 @@ def parse_shape(value: Any, where: str) -> Shape:
 
 def load_spec(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
     """Load a YAML layer spec into a `Model`; `inputs` (from `-i`) overrides the spec's input."""
-    path = Path(path)
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"spec is larger than {MAX_FILE_BYTES // 2**20} MiB", path)
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read spec: {exc}", path) from None
-    loader = None
-    try:
-        loader = _BoundedLoader(text)
-        data = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise InputError(_yaml_error(exc), path) from None
-    except SpecError as exc:
-        raise InputError(exc.message, path) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
+    data = load_yaml(read_text(path, "YAML layer spec", MAX_FILE_BYTES), path)
     return model_from_spec(data, path, inputs)
 
 
