@@ -223,3 +223,14 @@ def test_every_reader_is_bounded(tmp_path: Path, kind: str) -> None:
         assert_one_line_error(timed_cli(*reader_command(kind, bomb, spec)), bomb.name, "YAML aliases")
         deep = write(tmp_path, f"deep-{kind}.yaml", "a: " + "[" * 1000 + "]" * 1000 + "\n")
         assert_one_line_error(timed_cli(*reader_command(kind, deep, spec)), deep.name, "nested deeper")
+
+
+def test_weight_with_an_undefined_element_type(tmp_path: Path) -> None:
+    """Counting needs only the dims; reading the weight for the SVD must end in one line, not exit 3
+    (onnx's to_array raises TypeError here; the 50,000-case fuzz run found it)."""
+    model = conv_model([1, 4, 8, 8], [np.ones((8, 4, 3, 3), np.float32)])
+    model.graph.initializer[0].data_type = TensorProto.UNDEFINED
+    path = tmp_path / "undefined.onnx"
+    onnx.save(model, str(path))
+    assert run_cli("analyze", str(path), "--no-approx").code == 0
+    assert_one_line_error(timed_cli("analyze", str(path)), "undefined.onnx", "cannot read weight")

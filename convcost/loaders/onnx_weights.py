@@ -106,6 +106,7 @@ class Weights:
 
     def tensor(self, t: TensorProto, name: str) -> np.ndarray:
         """A TensorProto's value, reading what the lean reader or external data left on disk."""
+        from google.protobuf.message import DecodeError
         from onnx import TensorProto as TP
         from onnx.numpy_helper import to_array
 
@@ -121,7 +122,8 @@ class Weights:
             if SPAN_KEY in entries:
                 return to_array(TP.FromString(read_span(self.path, entries[SPAN_KEY])))
             return to_array(t)
-        except (OSError, WireError, ValueError) as exc:
+        except (OSError, WireError, ValueError, TypeError, KeyError, DecodeError) as exc:
+            # onnx's to_array raises TypeError for an UNDEFINED element type (found by the 50k fuzz run)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"cannot read weight {quote(name)}: {first}", self.path) from None
 
