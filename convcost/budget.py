@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from convcost.analysis import Analysis, LayerResult
-from convcost.errors import InputError
-from convcost.infile import load_yaml, read_text, short
+from convcost.errors import InputError, short
+from convcost.infile import load_yaml, read_text
 
 SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$")

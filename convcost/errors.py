@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
+from typing import Any
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 2, 6, 6, 40, 40
+
+
+def short(value: Any) -> str:
+    """A bounded repr for error messages: a value from an alias bomb or a fuzzed file must not print for ever."""
+    return _repr.repr(value)
 
 
 class ConvcostError(Exception):

@@ -8,7 +8,6 @@ a SafeLoader).
 
 from __future__ import annotations
 
-import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from convcost.errors import InputError
 
 MAX_YAML_DEPTH = 64
 MAX_YAML_ALIASES = 10_000
-
-_repr = reprlib.Repr()
-_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 2, 6, 6, 40, 40
-
-
-def short(value: Any) -> str:
-    """A bounded repr for error messages: a value from an alias bomb must not print for ever."""
-    return _repr.repr(value)
-
 
 def read_text(path: str | Path, what: str, max_bytes: int) -> str:
     """The file's text, or an `InputError` naming the file and saying what a `what` should be."""

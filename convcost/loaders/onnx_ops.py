@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from convcost.errors import short
 from convcost.loaders.onnx_graph import Names, attrs, node_label, op_key, quote
 from convcost.loaders.onnx_shapes import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx_weights import Weights
@@ -155,8 +156,17 @@ class Ctx:
 
 
 def _ints(a: dict[str, object], key: str, default: list[int]) -> list[int]:
-    value = a.get(key)
-    return list(value) if isinstance(value, list) and value else default
+    value = a.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+        raise ShapeError(f"attribute {key} must be a list of integers, got {short(value)}")
+    return list(value) if value else default
+
+
+def _int(a: dict[str, object], key: str, default: int) -> int:
+    value = a.get(key, default)
+    if not isinstance(value, int):  # a STRING or FLOAT attribute where ONNX says INT
+        raise ShapeError(f"attribute {key} must be an integer, got {short(value)}")
+    return value
 
 
 def build_conv(node: NodeProto, name: str, form: ConvForm, x: Shape, w: Shape, bias: bool) -> Conv:
@@ -172,7 +182,7 @@ def build_conv(node: NodeProto, name: str, form: ConvForm, x: Shape, w: Shape, b
         raise ShapeError(f"kernel_shape {kernel} disagrees with the weight's {list(w[2:])}")
     strides = _ints(a, "strides", [1] * rank)
     dilations = _ints(a, "dilations", [1] * rank)
-    group = int(a.get("group", 1))
+    group = _int(a, "group", 1)
     auto_pad = str(a.get("auto_pad", "NOTSET")) or "NOTSET"
     pads = _ints(a, "pads", [0] * (2 * rank))
     out_pad = _ints(a, "output_padding", [0] * rank)

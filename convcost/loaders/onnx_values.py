@@ -208,7 +208,10 @@ def fold(graph: GraphProto, table: Table, shapes: Shapes, types: dict[str, int])
             name = inputs[i]
             if name not in folded:
                 evaluator = evaluator or Evaluator(graph, shapes)
-                value = evaluator.value(name)
+                try:
+                    value = evaluator.value(name)
+                except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError):
+                    value = None  # folding is best effort: a malformed node (say, a STRING 'start') stays unfolded
                 if value is None:
                     continue
                 dims, vals = value

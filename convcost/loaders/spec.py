@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convcost.errors import InputError
-from convcost.infile import load_yaml, read_text, short
+from convcost.errors import InputError, short
+from convcost.infile import load_yaml, read_text
 from convcost.model import Conv, ConvOp, MatMul, Model, Shape
 from convcost.shapes import ShapeError, conv_out_size, make_conv, same_pads
 
