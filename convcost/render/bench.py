@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from convcost import __version__
+from convcost.render.console import to_text
 from convcost.render.numbers import count, json_float, ms, si
 
 if TYPE_CHECKING:
@@ -89,12 +88,7 @@ def render_bench_table(result: BenchResult, width: int | None = None, color: boo
             cells += [Text(ms(v.measured_ms)), Text(ms(v.estimated_ms)),
                       Text("ok" if ok else "WRONG", style="" if ok else "red")]
         table.add_row(*cells)
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width or 250, highlight=False)
-    console.print(table)
-    for line in summary_lines(result):
-        console.print(Text(line))
-    return buffer.getvalue()
+    return to_text([table, *(Text(line) for line in summary_lines(result))], color, width)
 
 
 def bench_dict(result: BenchResult) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -33,8 +32,10 @@ def _diff_rows(diffs: list[LayerDiff]) -> list[list[str]]:
 
 
 def render_table(checks: list[Check], diffs: list[LayerDiff] | None, model: str) -> str:
-    from rich.console import Console
+    from rich.console import RenderableType
     from rich.table import Table
+
+    from convcost.render.console import to_text
 
     table = Table(title=f"convcost check: {model}", title_justify="left")
     for col in ("rule", "scope", "metric", "value", "limit", "result"):
@@ -42,9 +43,7 @@ def render_table(checks: list[Check], diffs: list[LayerDiff] | None, model: str)
     for c in checks:
         table.add_row(c.rule, c.scope, c.metric, fmt_value(c.metric, c.value), fmt_value(c.metric, c.limit),
                       "pass" if c.ok else "[bold red]FAIL[/]")
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=200, no_color=True, highlight=False)
-    console.print(table)
+    out: list[RenderableType] = [table]
     if diffs is not None:
         if diffs:
             diff = Table(title="layers changed since the baseline", title_justify="left")
@@ -52,14 +51,13 @@ def render_table(checks: list[Check], diffs: list[LayerDiff] | None, model: str)
                 diff.add_column(col)
             for row in _diff_rows(diffs):
                 diff.add_row(*row)
-            console.print(diff)
+            out.append(diff)
         else:
-            console.print("no layer changed since the baseline")
+            out.append("no layer changed since the baseline")
     failed = [c for c in checks if not c.ok]
-    console.print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
-    for c in failed:
-        console.print(f"FAIL {violation_line(c)}")
-    return buffer.getvalue()
+    out.append(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    out += [f"FAIL {violation_line(c)}" for c in failed]
+    return to_text(out, width=200)
 
 
 def render_json(checks: list[Check], diffs: list[LayerDiff] | None, model: str) -> str:

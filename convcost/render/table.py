@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from convcost.analysis import Analysis, shown_layers
 from convcost.render import View
+from convcost.render.console import to_text
 from convcost.render.rows import columns, summary_lines, totals_row
 
 
@@ -30,10 +28,5 @@ def render_table(analysis: Analysis, view: View) -> str:
         table.add_row(*cells)
     table.add_section()
     table.add_row(*(Text(cell, style="bold") for cell in totals_row(analysis, cols)))
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=view.color, no_color=not view.color,
-                      width=view.width or 250, highlight=False)
-    console.print(table)
-    for line in summary_lines(analysis):
-        console.print(Text(line, style="dim" if line.startswith("dtype") else ""))
-    return buffer.getvalue()
+    notes = [Text(line, style="dim" if line.startswith("dtype") else "") for line in summary_lines(analysis)]
+    return to_text([table, *notes], view.color, view.width)
