@@ -167,3 +167,20 @@ def test_help_is_output_file_free(tmp_path):
     run_cli("analyze", SEED, "-o", str(out), "--sort", "bogus")
     assert not out.exists()
     assert Path(SEED).exists()
+
+
+def test_analyze_and_report_share_the_analysis_options():
+    """Declared once (commands/options.py): both commands list every shared option, in the same order."""
+    import re
+
+    def options(command: str) -> list[str]:
+        text = run_cli(command, "--help", env={**os.environ, "COLUMNS": "200"}).out
+        return re.findall(r"^  (?:-\w, )?(--[\w-]+)", text, re.M)  # option lines, not wrapped help
+
+    shared = ["--input", "--variants", "--device", "--dtype", "--only", "--skip", "--rank", "--depth-multiplier",
+              "--groups", "--tol", "--no-approx"]
+    for command in ("analyze", "report"):
+        found = options(command)
+        assert [o for o in found if o in shared] == shared, (command, found)
+    result = run_cli("report", str(SEED), "--no-approx", "-V", "depthwise", "--tol", "0.1")
+    assert result.code == 0 and "# convcost report" in result.out, result.err

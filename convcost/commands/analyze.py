@@ -13,19 +13,10 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 
 @app.command()
+@o.with_analysis_options
 def analyze(
     model: o.ModelArg,
-    input: o.Inputs = None,
-    variants: o.Variants = None,
-    device: o.Devices = None,
-    dtype: o.Dtype = "float32",
-    only: o.Only = None,
-    skip: o.Skip = None,
-    rank: o.Rank = None,
-    depth_multiplier: o.DepthMultiplier = 1,
-    groups: o.Groups = 4,
-    tol: o.Tol = 0.05,
-    no_approx: o.NoApprox = False,
+    opts: o.AnalysisOptions,
     top: o.Top = None,
     sort: o.Sort = "order",
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")] = "table",
@@ -42,7 +33,7 @@ def analyze(
       convcost analyze model.onnx --rank auto --tol 0.05
       convcost analyze configs/models/mobilenet_v1.yaml -d rpi4 -d t4
     """
-    from convcost.commands.common import command_line, emit, make_request, make_view
+    from convcost.commands.common import command_line, emit, make_view
     from convcost.errors import UsageError
     from convcost.pipeline import run
     from convcost.render import renderer
@@ -50,6 +41,4 @@ def analyze(
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     view = make_view(sort, top, output, command_line())
-    request = make_request(model, input, variants, device, dtype, only, skip, rank, depth_multiplier, groups,
-                           tol=tol, approx=not no_approx)
-    emit(renderer(fmt)(run(request), view), output)
+    emit(renderer(fmt)(run(opts.request(model)), view), output)

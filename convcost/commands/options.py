@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from convcost.analysis import SORT_KEYS
+
+if TYPE_CHECKING:
+    from convcost.pipeline import Request
 
 ModelArg = Annotated[
     str,
@@ -68,3 +75,62 @@ Sort = Annotated[
 Output = Annotated[
     str | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
 ]
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """The options every analysis command shares, gathered by `with_analysis_options`."""
+
+    input: list[str] | None = None
+    variants: list[str] | None = None
+    device: list[str] | None = None
+    dtype: str = "float32"
+    only: list[str] | None = None
+    skip: list[str] | None = None
+    rank: str | None = None
+    depth_multiplier: int = 1
+    groups: int = 4
+    tol: float = 0.05
+    no_approx: bool = False
+
+    def request(self, model: str) -> Request:
+        """Validated and parsed (exit 2 on a bad value), ready for `pipeline.run`."""
+        from convcost.commands.common import make_request
+
+        return make_request(model, self.input, self.variants, self.device, self.dtype, self.only, self.skip,
+                            self.rank, self.depth_multiplier, self.groups, tol=self.tol, approx=not self.no_approx)
+
+
+#: (parameter, typer annotation) of each shared option, in --help order; defaults from AnalysisOptions.
+_SHARED: tuple[tuple[str, Any], ...] = (
+    ("input", Inputs), ("variants", Variants), ("device", Devices), ("dtype", Dtype), ("only", Only),
+    ("skip", Skip), ("rank", Rank), ("depth_multiplier", DepthMultiplier), ("groups", Groups), ("tol", Tol),
+    ("no_approx", NoApprox),
+)
+
+
+def with_analysis_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a typer command the shared analysis options, declared once here.
+
+    The command declares `opts: AnalysisOptions` where they should go and receives them gathered;
+    its --help lists them at that place, as if written out in its signature. (typer reads a
+    command's parameters from `inspect.signature`, which honours `__signature__`.)
+    """
+    own = inspect.signature(command, eval_str=True)
+    defaults = AnalysisOptions()
+    params: list[inspect.Parameter] = []
+    for p in own.parameters.values():
+        if p.name == "opts":
+            params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation,
+                                         default=getattr(defaults, name)) for name, annotation in _SHARED]
+        else:
+            params.append(p)
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        opts = AnalysisOptions(**{name: kwargs.pop(name) for name, _ in _SHARED})
+        command(opts=opts, **kwargs)
+
+    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
