@@ -112,8 +112,8 @@ def main() -> None:
              f"{'?' if cal.others is None else f'{cal.others:.0%}'} of the CPU meanwhile.", ""]
     # Per model.
     lines += ["| model | convs | measured ms (convs + matmuls) | convcost error | ∝MACs error | layers ±25% convcost |"
-              " layers ±25% ∝MACs | signs right convcost | signs right ∝MACs | busy CPU | drift |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              " layers ±25% ∝MACs | signs right convcost | signs right ∝MACs | busy CPU |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     totals = defaultdict(int)
     kinds: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in results:
@@ -121,8 +121,6 @@ def main() -> None:
         totals["models"] += 1
         totals["whole_ok"] += abs(r.whole_error) <= 0.10
         totals["whole_ok_b"] += abs(b["whole_model_error"]) <= 0.10  # type: ignore[operator]
-        drift = r.drift or 1.0  # the machine's own slowdown since calibrate, timed beside the model
-        totals["whole_ok_drift"] += abs(error(r.whole_estimated_ms * drift, r.whole_measured_ms)) <= 0.10
         for key in ("layers", "layers_within_25pct", "variant_pairs", "signs_right"):
             totals[key] += s[key]  # type: ignore[operator]
             totals[key + "_b"] += b[key]  # type: ignore[operator]
@@ -133,13 +131,10 @@ def main() -> None:
             f"| {r.model.name} | {len(r.layers)} | {r.whole_measured_ms:.3g} | {pct(r.whole_error)} | "
             f"{pct(b['whole_model_error'])} | {share(s['layers_within_25pct'], s['layers'])} | "  # type: ignore[arg-type]
             f"{share(b['layers_within_25pct'], b['layers'])} | {share(s['signs_right'], s['variant_pairs'])} | "
-            f"{share(b['signs_right'], b['variant_pairs'])} | {busy} | "
-            f"{'?' if r.drift is None else pct(r.drift - 1)} |")
+            f"{share(b['signs_right'], b['variant_pairs'])} | {busy} |")
     lines += ["", "| | convcost | time ∝ MACs | target |", "|---|---:|---:|---:|",
               f"| whole model within ±10% | {share(totals['whole_ok'], totals['models'])} | "
               f"{share(totals['whole_ok_b'], totals['models'])} | ≥ 90% |",
-              f"| (diagnostic) whole model within ±10% once the machine's drift since calibrate is taken out | "
-              f"{share(totals['whole_ok_drift'], totals['models'])} | | |",
               f"| conv layers within ±25% | {share(totals['layers_within_25pct'], totals['layers'])} | "
               f"{share(totals['layers_within_25pct_b'], totals['layers_b'])} | ≥ 80% |",
               f"| variant speed-up sign right | {share(totals['signs_right'], totals['variant_pairs'])} | "

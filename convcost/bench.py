@@ -19,7 +19,7 @@ from convcost.analysis import Settings, analyze
 from convcost.devices import DeviceProfile
 from convcost.latency import op_kind
 from convcost.measure import Timing, measure_many, runner, steady_allocator
-from convcost.model import Conv, Model
+from convcost.model import Model
 
 Tick = Callable[[int, int], None]
 
@@ -76,11 +76,6 @@ class BenchResult:
     whole_baseline_ms: float | None
     others: float | None
     rounds_retaken: int
-    #: Median of (time now / time at calibration) over a few convs of the calibration sweep, timed in
-    #: the same rounds as the model: how much slower (>1) this machine runs than when calibrated.
-    #: None for a profile without calibration points (the shipped datasheet profiles).
-    drift: float | None = None
-    drift_ops: int = 0
 
     @property
     def whole_error(self) -> float:
@@ -107,26 +102,6 @@ class BenchResult:
             "signs_right": sum(signs),
             "whole_model_error": whole,
         }
-
-
-#: How many convs of the calibration sweep `bench` times again to measure drift.
-ANCHORS = 12
-
-
-def anchor_ops(profile: DeviceProfile) -> list[tuple[Conv, float]]:
-    """Up to ANCHORS convs of the profile's calibration sweep with their calibrated times, spread
-    over the sweep (and so over the op kinds), none of the overhead-sized tiny ones."""
-    from convcost.calibrate import SWEEPS, tiny_ops
-
-    cal = profile.calibration or {}
-    points, sweep = cal.get("points_ms"), SWEEPS.get(str(cal.get("sweep")), SWEEPS["full"])
-    if not isinstance(points, dict):
-        return []
-    tiny = {op.name for op in tiny_ops()}
-    known = [(op, float(points[op.name])) for op in sweep.ops()
-             if op.name not in tiny and isinstance(points.get(op.name), int | float) and points[op.name] > 0]
-    step = max(1, len(known) // ANCHORS)
-    return known[::step][:ANCHORS]
 
 
 def _macs_per_ms(profile: DeviceProfile) -> float | None:
@@ -159,13 +134,7 @@ def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = 
                 fns.append(runner(list(v.plan.layers), settings.dtype))
                 slots.append((i, name))
     fns.append(runner([*model.convs, *model.matmuls], settings.dtype, chained=False))
-    anchors = anchor_ops(profile)
-    fns += [runner([op]) for op, _ in anchors]  # float32, as calibrate swept them
     measured = measure_many(fns, timing, tick)
-    anchor_ms = measured.ms[len(measured.ms) - len(anchors):]
-    drift = statistics.median(now / then for now, (_, then) in zip(anchor_ms, anchors, strict=True)) \
-        if anchors else None
-    del measured.ms[len(measured.ms) - len(anchors):]
 
     layers = [
         LayerBench(layer.conv.name, op_kind(layer.conv), layer.cost.macs, math.nan,
@@ -185,6 +154,5 @@ def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = 
         model=model, device=profile, threads=threads, clock=clock, layers=layers,
         whole_measured_ms=measured.ms[-1], whole_estimated_ms=analysis.totals.latency[profile.name],
         whole_baseline_ms=analysis.totals.macs / rate if rate else None,
-        others=measured.others, rounds_retaken=measured.rounds_dropped, drift=drift,
-        drift_ops=len(anchors),
+        others=measured.others, rounds_retaken=measured.rounds_dropped,
     )

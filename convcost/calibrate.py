@@ -85,11 +85,11 @@ def _full() -> list[Conv]:
     ops += [_conv(cin, cout, k, hw, s, op="ConvTranspose") for cin, cout, k, hw, s in (
         (128, 64, 4, 14, 2), (32, 16, 3, 56, 2), (256, 128, 2, 28, 2), (64, 64, 3, 28, 1), (512, 256, 4, 7, 2),
         (16, 8, 4, 112, 2), (64, 32, 3, 56, 2))]
-    ops += tiny_ops()
+    ops += _tiny()
     return ops
 
 
-def tiny_ops() -> list[Conv]:
+def _tiny() -> list[Conv]:
     """Tiny convs of every kind: their time is almost all per-call overhead."""
     return [_conv(8, 8, 3, 4), _conv(16, 16, 1, 4), _conv(16, 16, 3, 4, groups=16), _conv(16, 16, 3, 4, groups=4),
             _conv(3, 8, 3, 4), _conv(64, 64, 1, 1), _conv(32, 32, 3, 2, groups=32), _conv(32, 32, 3, 2, groups=8)]
@@ -98,14 +98,14 @@ def tiny_ops() -> list[Conv]:
 def _quick() -> list[Conv]:
     """Every third op of the full grid, plus all the tiny ones: about a third of the time."""
     full = _full()
-    tiny = tiny_ops()
+    tiny = _tiny()
     return [op for i, op in enumerate(full[: len(full) - len(tiny)]) if i % 3 == 0] + tiny
 
 
 def _smoke() -> list[Conv]:
     """A handful of small convs, one or two of each kind: for tests of the command itself."""
     return [_conv(16, 16, 3, 14), _conv(16, 32, 1, 14), _conv(16, 16, 3, 14, groups=16), _conv(16, 16, 3, 14, groups=4),
-            _conv(3, 16, 3, 28, 2)] + tiny_ops()[:3]
+            _conv(3, 16, 3, 28, 2)] + _tiny()[:3]
 
 
 @dataclass(frozen=True)

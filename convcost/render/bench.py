@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 #: Share of the CPU taken by other processes above which timings get a warning.
 BUSY_WARNING = 0.2
-#: Drift since calibration above which bench warns (this VM's own run-to-run spread is about 5%).
-DRIFT_WARNING = 0.05
 
 
 
@@ -57,12 +55,6 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"Device profile {result.device.name} ({result.device.path}); torch threads {result.threads}, "
         f"{result.clock} clock; other processes used {others} of the CPU while measuring"
         + (f", {result.rounds_retaken} busy rounds retaken" if result.rounds_retaken else ""))
-    if result.drift is not None:
-        lines.append(f"Machine speed since calibration: {count(result.drift_ops, 'conv')} of the calibration "
-                     f"sweep now take {pct(result.drift - 1)} (median), timed in the same rounds as the model")
-        if abs(result.drift - 1) > DRIFT_WARNING:
-            lines.append(f"warning: this machine runs {pct(result.drift - 1)} off its calibration; errors of that "
-                         "size are the machine's, not the model's (recalibrate, or compare runs taken together)")
     if result.clock == "wall" and result.others is not None and result.others > BUSY_WARNING:
         lines.append(f"warning: other processes used {result.others:.0%} of the CPU; wall-clock times on a busy "
                      "machine are unreliable (calibrate --threads 1 --clock thread measures CPU time instead)")
@@ -107,8 +99,7 @@ def bench_dict(result: BenchResult) -> dict[str, Any]:
                   "inputs": {k: list(v) for k, v in model.inputs.items()}},
         "device": {"name": result.device.name, "profile": result.device.path},
         "conditions": {"threads": result.threads, "clock": result.clock,
-                       "other_processes_cpu": json_float(result.others), "rounds_retaken": result.rounds_retaken,
-                       "drift": json_float(result.drift), "drift_ops": result.drift_ops},
+                       "other_processes_cpu": json_float(result.others), "rounds_retaken": result.rounds_retaken},
         "layers": [
             {"name": layer.name, "kind": layer.kind, "macs": layer.macs, "measured_ms": json_float(layer.measured_ms),
              "estimated_ms": json_float(layer.estimated_ms), "error": json_float(layer.error), "bound": layer.bound,
