@@ -25,7 +25,8 @@ def main() -> None:
     env = {**os.environ, "CONVCOST_FUZZ_SCALE": str(args.scale)}
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p", "no:cacheprovider",
+        # pyproject's addopts already has -q; a second -q would drop the "N passed" summary line
+        [sys.executable, "-m", "pytest", "-p", "no:warnings", "-p", "no:cacheprovider",
          "--hypothesis-show-statistics", *sorted(str(p) for p in (ROOT / "tests").glob("test_fuzz_*.py"))],
         cwd=ROOT, env=env, capture_output=True, text=True,
     )
