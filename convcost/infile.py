@@ -18,6 +18,7 @@ from convcost.errors import InputError
 MAX_YAML_DEPTH = 64
 MAX_YAML_ALIASES = 10_000
 
+
 def read_text(path: str | Path, what: str, max_bytes: int) -> str:
     """The file's text, or an `InputError` naming the file and saying what a `what` should be."""
     p = Path(path)

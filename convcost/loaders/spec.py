@@ -57,7 +57,6 @@ class _State:
     shapes: dict[str, Shape] = field(default_factory=dict)
     convs: list[Conv] = field(default_factory=list)
     matmuls: list[MatMul] = field(default_factory=list)
-    count: int = 0
 
 
 def _is_int(v: object) -> bool:
@@ -290,10 +289,7 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
             if kind in ("conv", "conv_transpose", "linear"):
                 layer = {**{k: v for k, v in st.defaults.items() if k in KEYS[kind]}, **layer}
             shape = SHAPE_OPS[kind](layer, source, name, st)
-        st.shapes[name] = shape
-        st.count += 1
-        if st.count > MAX_LAYERS:
-            raise SpecError(f"{where_l}: more than {MAX_LAYERS} layers after expanding repeats")
+        st.shapes[name] = shape  # the layer count was bounded before the walk (_expanded_count)
     return shape
 
 
