@@ -21,6 +21,7 @@ from convcost import __version__
 from convcost.cost import cost_of
 from convcost.devices import DeviceProfile
 from convcost.fit import FitResult, Sample, fit_roofline
+from convcost.latency import lineage
 from convcost.measure import LoadMonitor, Timing, measure_many, runner, steady_allocator
 from convcost.model import Conv, ConvOp
 from convcost.shapes import make_conv
@@ -29,12 +30,15 @@ Tick = Callable[[int, int], None]
 
 
 def _conv(cin: int, cout: int, k: int, hw: int, stride: int = 1, groups: int = 1, rank: int = 2,
-          op: ConvOp = "Conv") -> Conv:
+          op: ConvOp = "Conv", depth: int | None = None) -> Conv:
+    """A conv on a square (cubic) map of side `hw`; a 3-D one may have its own `depth` (frames)."""
     pad = (k - 1) // 2
     kind = op
+    spatial = (hw,) * rank if depth is None else (depth,) + (hw,) * (rank - 1)
+    where = "x".join(map(str, spatial)) if depth else str(hw)
     return make_conv(
-        name=f"{kind}{rank}d {cin}->{cout} k{k} s{stride} g{groups} @{hw}", op=kind,
-        input_shape=(1, cin) + (hw,) * rank, out_channels=cout, kernel=(k,) * rank, stride=(stride,) * rank,
+        name=f"{kind}{rank}d {cin}->{cout} k{k} s{stride} g{groups} @{where}", op=kind,
+        input_shape=(1, cin) + spatial, out_channels=cout, kernel=(k,) * rank, stride=(stride,) * rank,
         padding=(pad,) * (2 * rank), groups=groups,
         output_padding=(stride - 1,) * rank if kind == "ConvTranspose" else None)
 
@@ -82,6 +86,9 @@ def _full() -> list[Conv]:
             for c, hw in ((32, 16), (64, 16), (64, 32), (128, 8), (128, 16), (256, 8), (512, 4))]
     ops += [_conv(16, 64, 1, 16, rank=3), _conv(256, 64, 1, 8, rank=3), _conv(64, 64, 3, 16, 2, rank=3),
             _conv(32, 32, 3, 16, groups=4, rank=3)]
+    # Video-shaped clips (few frames, wide maps) on both sides of PyTorch's oneDNN / vol2col line
+    # (latency.NATIVE_PLANE): the same conv can run at half the rate just below it.
+    ops += [_conv(c, c, 3, hw, rank=3, depth=d) for c, d, hw in ((64, 16, 28), (256, 8, 14), (32, 16, 56), (512, 4, 7))]
     ops += [_conv(cin, cout, k, hw, s, op="ConvTranspose") for cin, cout, k, hw, s in (
         (128, 64, 4, 14, 2), (32, 16, 3, 56, 2), (256, 128, 2, 28, 2), (64, 64, 3, 28, 1), (512, 256, 4, 7, 2),
         (16, 8, 4, 112, 2), (64, 32, 3, 56, 2))]
@@ -193,8 +200,10 @@ def calibrated_profile(cal: Calibration, name: str = "calibrated", path: str = "
     }
     for kind in roof.efficiency:
         count, med, within = cal.fit.quality.get(kind, (0, math.nan, math.nan))
+        home = next((k for k in lineage(kind)[1:] if k in cal.fit.quality), None)
         fit = (f"{where}: least-squares fit to {count} swept convs of this kind "
                f"(median |error| {med:.0%}, {within:.0%} within 25%)") if count else \
+            f"{where}: no swept conv of this kind; the {home} figures" if home else \
             f"{where}: no swept conv of this kind; starting value of the fit"
         sources[f"efficiency.{kind}"] = fit
         sources[f"overhead_us.{kind}"] = fit

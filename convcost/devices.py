@@ -9,7 +9,7 @@ memory_bandwidth_gbs: {value: 12.8, source: "..."}
 efficiency:                        # share of peak reached, per op kind (convcost.latency.KINDS)
   dense: {value: 0.45, source: "..."}
   pointwise: ...                   # also depthwise, grouped, small_channel (required);
-                                   # transposed and volumetric default to dense
+                                   # the others default to their parent kind (dense)
 overhead_us: {value: 30, source: "..."}   # per op call; or one figure per kind
 saturation:                        # optional fill constants (calibrated profiles): pixels per kind
   pixels: {dense: {value: 50, source: "..."}, pointwise: ...}   # or one figure for every kind
@@ -37,12 +37,13 @@ from convcost.analysis import Estimate
 from convcost.cost import DTYPE_BYTES
 from convcost.errors import InputError, UsageError
 from convcost.infile import load_yaml, read_text
-from convcost.latency import KINDS, DtypeError, Op, Roofline, Saturation, estimate
+from convcost.latency import KINDS, DtypeError, Op, Roofline, Saturation, estimate, lineage
 
 MAX_PROFILE_BYTES = 4 * 1024 * 1024
-#: Efficiency kinds every profile states; the others default to the dense figure.
+#: Efficiency kinds every profile states; the others default to their parent kind's figure
+#: (convcost.latency.lineage: volumetric_small -> volumetric -> dense, transposed -> dense).
 REQUIRED_KINDS = ("dense", "pointwise", "depthwise", "grouped", "small_channel")
-DEFAULTS_TO_DENSE = tuple(k for k in KINDS if k not in REQUIRED_KINDS)
+OPTIONAL_KINDS = tuple(k for k in KINDS if k not in REQUIRED_KINDS)
 SATURATION_KEYS = ("pixels", "out_channels", "reduction")
 OPTIONAL_KEYS = {"saturation", "threads", "clock", "machine", "calibration", "notes"}
 REQUIRED_KEYS = ("name", "description", "peak_gflops", "memory_bandwidth_gbs", "efficiency", "overhead_us")
@@ -129,19 +130,19 @@ class _Reader:
         return node
 
     def per_kind(self, node: Any, where: str, positive: bool) -> dict[str, float]:
-        """One figure per kind; the required kinds must be there, the rest default to dense."""
+        """One figure per kind; the required kinds must be there, the rest default to their parent's."""
         table = self.mapping(node, where)
         unknown = set(table) - set(KINDS)
         if unknown:
             raise self.fail(where, f"unknown kind(s) {', '.join(sorted(map(str, unknown)))} "
                                    f"(kinds: {', '.join(KINDS)})")
         values = {k: self.figure(table.get(k), f"{where}.{k}", positive) for k in REQUIRED_KINDS}
-        for k in DEFAULTS_TO_DENSE:
-            if k in table:
-                values[k] = self.figure(table[k], f"{where}.{k}", positive)
-            else:
-                values[k] = values["dense"]
-                self.sources[f"{where}.{k}"] = f"defaults to {where}.dense"
+        values.update({k: self.figure(table[k], f"{where}.{k}", positive) for k in OPTIONAL_KINDS if k in table})
+        for k in OPTIONAL_KINDS:
+            if k not in table:
+                home = next(p for p in lineage(k) if p in table or p in REQUIRED_KINDS)
+                values[k] = values[home]
+                self.sources[f"{where}.{k}"] = f"defaults to {where}.{home}"
         return {k: values[k] for k in KINDS}
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convcost.cost import cost_of
-from convcost.latency import KINDS, Op, Roofline, Saturation, gemm_dims, op_kind
+from convcost.latency import KINDS, Op, Roofline, Saturation, gemm_dims, lineage, op_kind
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,21 @@ def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.nd
     return p
 
 
+def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
+    """A kind no swept conv measured takes the figures of its nearest measured parent kind
+    (a sweep without 3-D convs prices them as dense, not with the fit's starting values)."""
+    for i, kind in enumerate(KINDS):
+        if i in swept:
+            continue
+        home = next((KINDS.index(k) for k in lineage(kind)[1:] if KINDS.index(k) in swept), None)
+        if home is None:
+            continue
+        for group in ("eff", "overhead", "pixels"):
+            sl = at[group]
+            if sl.stop > sl.start:
+                p[sl.start + i] = p[sl.start + home]
+
+
 def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: float, dtype: str = "float32",
                  extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS) -> FitResult:
     """Fit efficiency and overhead per kind, and the fill constants, to `samples`."""
@@ -137,6 +152,7 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         if float(r @ r) < best_cost:
             best, best_cost = p, float(r @ r)
     assert best is not None
+    _inherit(best, at, set(a["kind"].tolist()))
     eff = np.exp(best[at["eff"]])
     overhead = np.exp(best[at["overhead"]])
     err = _predict(best, a, peak, bandwidth, fills) / a["ms"] - 1

@@ -4,11 +4,12 @@
     compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(kind, M, N, K))
     memory  = (weight + input + output bytes) / bandwidth
 
-`kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel), decided by
-`op_kind`. `fill` is 1 unless a profile sets saturation constants (calibrated profiles do):
-each factor x / (x + x_half) says how well a kernel fills the machine when one of the three
-GEMM dimensions of the conv is small -- M output pixels (x_half per kind), N output channels
-per group, K the reduction depth C_in/groups * prod(kernel). A variant is priced stage by stage (analysis.py),
+`kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel, ...), decided by
+`op_kind`; a kind a profile has no figures for takes its parent's (`lineage`). `fill` is 1
+unless a profile sets saturation constants (calibrated profiles do): each factor x / (x + x_half)
+says how well a kernel fills the machine when one of the three GEMM dimensions of the conv is
+small (`gemm_dims`) -- M output pixels (x_half per kind), N output channels per group, K the
+reduction depth C_in/groups * prod(kernel). A variant is priced stage by stage (analysis.py),
 so its intermediate activation is written by one stage and read by the next.
 
 This module holds the whole formula; devices.py only loads and checks the figures.
@@ -28,14 +29,27 @@ Op = Conv | MatMul
 
 #: (kind, test, what it means), tried in order; the first that matches names the op's kind.
 KIND_RULES: list[tuple[str, Callable[[Op], bool], str]] = []
+#: The kind whose figures a kind takes where a profile (or a calibration sweep) has none of its own.
+PARENT: dict[str, str] = {}
 
 
-def register_kind(name: str, description: str) -> Callable[[Callable[[Op], bool]], Callable[[Op], bool]]:
+def register_kind(name: str, description: str,
+                  parent: str | None = None) -> Callable[[Callable[[Op], bool]], Callable[[Op], bool]]:
     def wrap(test: Callable[[Op], bool]) -> Callable[[Op], bool]:
         KIND_RULES.append((name, test, description))
+        if parent:
+            PARENT[name] = parent
         return test
 
     return wrap
+
+
+def lineage(kind: str) -> list[str]:
+    """`kind`, then the kind it falls back to, and so on (volumetric_small, volumetric, dense)."""
+    chain = [kind]
+    while chain[-1] in PARENT:
+        chain.append(PARENT[chain[-1]])
+    return chain
 
 
 #: A conv whose outputs each sum fewer than SMALL_REDUCTION products (C_in/groups * prod(kernel)),
@@ -59,12 +73,31 @@ def _small(op: Op) -> bool:
     return reduction < SMALL_REDUCTION or op.out_channels // op.groups < SMALL_OUTPUTS
 
 
-@register_kind("transposed", "ConvTranspose (upsampling), unless depthwise or small-channel")
+@register_kind("transposed", "ConvTranspose (upsampling), unless depthwise or small-channel", parent="dense")
 def _transposed(op: Op) -> bool:
     return isinstance(op, Conv) and op.op == "ConvTranspose"
 
 
-@register_kind("volumetric", "3-D conv (video, medical volumes), unless depthwise, small-channel or transposed")
+#: PyTorch's CPU backend hands a batch-1, ungrouped conv with kernels of at most 3 to oneDNN only when
+#: batch x C_in x the first two spatial sizes exceeds this (ConvParams::use_mkldnn in
+#: aten/src/ATen/native/Convolution.cpp, "for some case, native is faster"); below it a 3-D conv
+#: runs as vol2col + GEMM (slow_conv3d), at a third to a half of oneDNN's rate on the same machine.
+NATIVE_PLANE = 20480
+
+
+@register_kind("volumetric_small", f"3-D conv with batch 1, no groups and batch x C_in x D x H <= {NATIVE_PLANE}: "
+                                   "where PyTorch's CPU backend runs vol2col + GEMM instead of oneDNN",
+               parent="volumetric")
+def _volumetric_small(op: Op) -> bool:
+    if not (isinstance(op, Conv) and op.rank == 3 and op.op == "Conv"):
+        return False
+    n, c, d, h = op.input_shape[:4]
+    big_kernel = op.kernel[-1] > 3 and op.kernel[-2] > 3
+    return n == 1 and op.groups == 1 and not big_kernel and n * c * d * h <= NATIVE_PLANE
+
+
+@register_kind("volumetric", "3-D conv (video, medical volumes), unless depthwise, small-channel or transposed",
+               parent="dense")
 def _volumetric(op: Op) -> bool:
     return isinstance(op, Conv) and op.rank == 3
 
@@ -128,7 +161,8 @@ class Saturation:
 
     def fill(self, kind: str, m: int, n: int, k: int) -> float:
         f = 1.0
-        for x, half in ((m, self.pixels.get(kind, 0.0)), (n, self.out_channels), (k, self.reduction)):
+        pixels = next((self.pixels[p] for p in lineage(kind) if p in self.pixels), 0.0)
+        for x, half in ((m, pixels), (n, self.out_channels), (k, self.reduction)):
             if half > 0:
                 f *= x / (x + half)
         return f

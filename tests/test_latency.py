@@ -126,13 +126,58 @@ def test_a_gemv_streams_its_weights_without_a_pixel_penalty(tiny) -> None:
     (conv(128, 128, 3, 8, groups=32), "grouped"),
     (conv(64, 128, 1, 8), "pointwise"),
     (make_conv("t", "ConvTranspose", (1, 64, 8, 8), 32, (4, 4), (2, 2), (1, 1, 1, 1)), "transposed"),
-    (conv(32, 32, 3, 8, rank=3), "volumetric"),
+    (conv(32, 32, 3, 8, rank=3), "volumetric_small"),  # 1 x 32 x 8 x 8 = 2,048 <= NATIVE_PLANE
+    (conv(64, 64, 3, 32, rank=3), "volumetric"),  # 1 x 64 x 32 x 32 = 65,536
+    (make_conv("b2", "Conv", (2, 32, 8, 8, 8), 32, (3, 3, 3), (1, 1, 1), (1,) * 6), "volumetric"),  # batch 2
+    (conv(64, 64, 3, 8, rank=3, groups=2), "volumetric"),
+    (conv(64, 64, 5, 8, rank=3), "volumetric"),  # 5x5 in the last two axes
     (conv(64, 64, 3, 32, rank=1), "dense"),
     (MatMul("fc", "Linear", batch=1, m=1, k=512, n=1000, params=513000), "pointwise"),
 ])
 def test_op_kinds(op, kind) -> None:
     assert op_kind(op) == kind
     assert kind in KINDS
+
+
+def _runs_vol2col(op) -> bool:
+    """Whether PyTorch on this CPU runs `op` as slow_conv3d (vol2col + GEMM), seen by its profiler."""
+    import torch
+
+    torch.set_num_threads(1)
+    x = torch.zeros(op.input_shape)
+    w = torch.zeros(op.out_channels, op.in_channels // op.groups, *op.kernel)
+    pad = op.padding[: op.rank]
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        torch.nn.functional.conv3d(x, w, None, op.stride, pad, op.dilation, op.groups)
+    return any("slow_conv3d" in e.name for e in prof.events())
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 64, 8, 28, 28), (1, 64, 16, 28, 28), (1, 32, 8, 56, 56), (1, 256, 4, 14, 14), (1, 512, 4, 14, 14),
+    (1, 512, 2, 7, 7), (1, 20, 32, 32, 4), (1, 20, 32, 33, 4), (2, 16, 4, 8, 8), (1, 128, 16, 16, 16),
+])
+def test_volumetric_small_is_where_torch_runs_vol2col(shape) -> None:
+    """The kind rule is PyTorch's own dispatch (oneDNN above NATIVE_PLANE, vol2col below): checked
+    against the kernel torch's profiler sees, on both sides of the line (20 x 32 x 32 = 20,480)."""
+    op = make_conv("v", "Conv", shape, shape[1], (3, 3, 3), (1, 1, 1), (1,) * 6)
+    assert (op_kind(op) == "volumetric_small") == _runs_vol2col(op)
+
+
+def test_a_kind_without_figures_takes_its_parents(tmp_path: Path) -> None:
+    """A profile's volumetric_small defaults to its volumetric figure, and that to dense."""
+    small = conv(32, 32, 3, 8, rank=3)
+    doc = {**TINY, "efficiency": {**TINY["efficiency"], "volumetric": {"value": 0.2, "source": "test"}}}
+    p = load_profile(write_profile(tmp_path, doc))
+    assert p.roofline.efficiency["volumetric_small"] == 0.2
+    assert p.sources["efficiency.volumetric_small"] == "defaults to efficiency.volumetric"
+    assert p.roofline.efficiency["transposed"] == 0.5  # dense
+    plain = load_profile(write_profile(tmp_path, TINY, "plain.yaml"))
+    assert plain.roofline.efficiency["volumetric_small"] == plain.roofline.efficiency["dense"] == 0.5
+    # ...and so does a pixel constant: volumetric's applies to volumetric_small.
+    sat = Saturation(pixels={"volumetric": 100.0})
+    m = gemm_dims(small)[0]
+    assert sat.fill("volumetric_small", *gemm_dims(small)) == pytest.approx(m / (m + 100.0))
+    assert sat.fill("matmul", 1, 10, 10) == 1.0
 
 
 def test_variant_priced_stage_by_stage_with_its_intermediate(tiny) -> None:
@@ -183,21 +228,24 @@ def test_fit_recovers_a_known_roofline() -> None:
     """Synthetic times from a known device: the fit must find its efficiencies and overheads again."""
     truth = Roofline({"float32": 200.0}, 20.0,
                      {"dense": 0.7, "pointwise": 0.6, "depthwise": 0.2, "grouped": 0.4, "small_channel": 0.3,
-                      "transposed": 0.35, "volumetric": 0.5},
+                      "transposed": 0.35, "volumetric": 0.5, "volumetric_small": 0.25},
                      {"dense": 15.0, "pointwise": 10.0, "depthwise": 60.0, "grouped": 40.0, "small_channel": 10.0,
-                      "transposed": 20.0, "volumetric": 25.0},
+                      "transposed": 20.0, "volumetric": 25.0, "volumetric_small": 30.0},
                      Saturation(pixels=dict.fromkeys(KINDS, 30.0), out_channels=8.0, reduction=12.0))
     ops = []
     for c in (16, 32, 64, 128, 256):
         for hw in (4, 7, 14, 28, 56):
             ops += [conv(c, c, 3, hw), conv(c, 2 * c, 1, hw), conv(c, c, 3, hw, groups=c), conv(c, c, 3, hw, groups=4),
                     conv(c, c, 3, max(hw // 4, 2), rank=3),
+                    make_conv("v", "Conv", (2, c, 2, hw // 2, hw // 2), c, (3, 3, 3), (1, 1, 1), (1,) * 6),
                     make_conv("t", "ConvTranspose", (1, c, hw, hw), c, (2, 2), (2, 2))]
         ops += [conv(3, c, 3, 56, stride=2), conv(c, 2, 3, 28)]
     # Tiny ops of every kind pin down the overheads, as calibrate's sweep does.
     ops += [conv(16, 16, 3, 2), conv(16, 32, 1, 2), conv(16, 16, 3, 2, groups=16), conv(16, 16, 3, 2, groups=4),
             conv(3, 8, 3, 2), conv(16, 16, 3, 2, rank=3), make_conv("t", "ConvTranspose", (1, 16, 2, 2), 16, (2, 2),
-                                                                   (2, 2))]
+                                                                   (2, 2)),
+            make_conv("v", "Conv", (2, 16, 2, 2, 2), 16, (3, 3, 3), (1, 1, 1), (1,) * 6)]
+    assert {op_kind(op) for op in ops} == set(KINDS)
     samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]
     fit = fit_roofline(samples, 200.0, 20.0)
     for kind in KINDS:
@@ -208,6 +256,18 @@ def test_fit_recovers_a_known_roofline() -> None:
     # The baseline rate is the sweep's average throughput.
     total_macs = sum(cost_of(s.op).macs for s in samples)
     assert fit.macs_per_ms == pytest.approx(total_macs / sum(s.ms for s in samples))
+
+
+def test_fit_gives_an_unswept_kind_its_parents_figures() -> None:
+    """A sweep without 3-D convs prices them as dense convs, not with the fit's starting values."""
+    ops = [conv(c, c, 3, hw) for c in (16, 64, 256) for hw in (4, 14, 56)]
+    ops += [conv(c, 2 * c, 1, hw) for c in (16, 64, 256) for hw in (4, 14, 56)]
+    samples = [Sample(op, 0.01 + cost_of(op).macs / 2e7) for op in ops]
+    roof = fit_roofline(samples, 100.0, 10.0).roofline
+    for kind in ("volumetric", "volumetric_small", "transposed"):
+        assert roof.efficiency[kind] == roof.efficiency["dense"]
+        assert roof.overhead_us[kind] == roof.overhead_us["dense"]
+        assert roof.saturation.pixels[kind] == roof.saturation.pixels["dense"]
 
 
 def test_estimates_are_finite_for_every_shipped_profile_and_dtype() -> None:
