@@ -131,16 +131,18 @@ def op_kind(op: Op) -> str:
 def gemm_dims(op: Op) -> tuple[int, int, int]:
     """(M, N, K) of the op seen as a matrix product: output pixels, outputs per group, reduction depth.
 
-    ConvTranspose scatters every input pixel: M = input pixels, N = C_out/g * prod(kernel), K = C_in/g.
-    A depthwise conv is vectorized across its channels: N = C_out, K = prod(kernel).
+    A ConvTranspose is computed as the backward-data pass of a conv (oneDNN, cuDNN): each output
+    pixel gathers C_in/g x prod(kernel) / prod(stride) products on average, so N = C_out/g and
+    K = MACs / (M x N). A depthwise conv is vectorized across its channels: N = C_out, K = prod(kernel).
     """
     if isinstance(op, MatMul):
         return op.batch * op.m, op.n, op.k
     k = math.prod(op.kernel)
-    if op.op == "ConvTranspose":
-        pixels = op.input_shape[0] * math.prod(op.input_shape[2:])
-        return pixels, op.out_channels // op.groups * k, op.in_channels // op.groups
     pixels = op.output_shape[0] * math.prod(op.output_shape[2:])
+    if op.op == "ConvTranspose":
+        inputs = op.input_shape[0] * math.prod(op.input_shape[2:])
+        per_group = op.out_channels // op.groups
+        return pixels, per_group, max(1, round(op.in_channels // op.groups * k * inputs / pixels))
     if op.is_depthwise:
         return pixels, op.out_channels, k
     return pixels, op.out_channels // op.groups, op.in_channels // op.groups * k

@@ -139,6 +139,15 @@ def test_op_kinds(op, kind) -> None:
     assert kind in KINDS
 
 
+def test_transposed_conv_is_a_gather_per_output_pixel() -> None:
+    """ConvTranspose2d(16, 8, 4, stride=2, padding=1) on 7x7 -> 14x14: each of the 196 output pixels
+    gathers 16 x 16 / 4 = 64 products into each of its 8 channels; M x N x K is the MAC count."""
+    op = make_conv("t", "ConvTranspose", (1, 16, 7, 7), 8, (4, 4), (2, 2), (1, 1, 1, 1))
+    assert op.output_shape == (1, 8, 14, 14)
+    assert gemm_dims(op) == (196, 8, 64)
+    assert math.prod(gemm_dims(op)) == cost_of(op).macs == 16 * 8 * 16 * 49
+
+
 def _runs_vol2col(op) -> bool:
     """Whether PyTorch on this CPU runs `op` as slow_conv3d (vol2col + GEMM), seen by its profiler."""
     import torch
