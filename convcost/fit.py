@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convcost.cost import cost_of
-from convcost.latency import KINDS, Op, Roofline, Saturation, gemm_dims, lineage, op_kind
+from convcost.latency import KINDS, Op, Roofline, Saturation, gemm_dims, lineage, op_kind, unfold_bytes
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ def _arrays(samples: Sequence[Sample], dtype: str) -> dict[str, np.ndarray]:
     return {
         "flops": np.array([2.0 * c.macs for c in costs]),
         "bytes": np.array([float(c.traffic_bytes) for c in costs]),
+        "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),
         "kind": np.array([KINDS.index(op_kind(s.op)) for s in samples]),
         "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],
         "ms": np.array([s.ms for s in samples]),
@@ -76,7 +77,7 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
             fill = fill * a[dim] / (a[dim] + np.exp(p[at[name]][0]))
     compute = a["flops"] / (peak * eff * fill)
     memory = a["bytes"] / bandwidth
-    return 1e3 * (overhead + np.maximum(compute, memory))
+    return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory))
 
 
 def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.ndarray,

@@ -74,6 +74,24 @@ def test_memory_bound_depthwise_conv_by_hand(tiny) -> None:
     assert tiny.estimate(c, "float32").ms == pytest.approx((10e-6 + memory) * 1e3)
 
 
+def test_vol2col_conv_pays_its_column_matrix_by_hand(tiny) -> None:
+    """A volumetric_small conv unfolds its input into a K x M matrix before the GEMM: that matrix is
+    written and read once (2 x K x M x 4 bytes), a pass added to the roofline, not under it."""
+    c = conv(16, 32, 3, 8, rank=3)  # 1 x 16 x 8 x 8 = 1,024 <= NATIVE_PLANE
+    m, k = 8 * 8 * 8, 16 * 27  # output voxels, C_in x 3^3
+    compute = 2 * (m * 32 * k) / (100e9 * 0.5)  # dense efficiency (the kind's parent): 283.1 us
+    memory = 4 * ((32 * 16 * 27 + 32) + 16 * m + 32 * m) / 10e9  # weights+bias, input, output: 15.4 us
+    unfold = 2 * k * m * 4 / 10e9  # 176.9 us
+    t = terms(tiny.roofline, c, "float32")
+    assert t.kind == "volumetric_small"
+    assert (t.compute_s, t.memory_s, t.unfold_s) == (pytest.approx(compute), pytest.approx(memory),
+                                                     pytest.approx(unfold))
+    assert tiny.estimate(c, "float32").ms == pytest.approx((10e-6 + unfold + compute) * 1e3)
+    assert tiny.estimate(c, "float32").ms == pytest.approx(0.4700, abs=1e-4)
+    big = conv(64, 64, 3, 32, rank=3)  # oneDNN: no column matrix
+    assert terms(tiny.roofline, big, "float32").unfold_s == 0.0
+
+
 def test_overhead_bound_tiny_conv(tiny) -> None:
     c = conv(8, 8, 1, 2)  # 256 MACs: well under a microsecond of work
     est = tiny.estimate(c, "float32")
