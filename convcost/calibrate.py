@@ -52,6 +52,10 @@ def _full() -> list[Conv]:
                 ops.append(_conv(c, c, 3, hw))
     ops += [_conv(c, 2 * c, 3, hw, stride=2) for c, hw in ((32, 112), (64, 56), (128, 28), (256, 14), (512, 14))]
     ops += [_conv(64, 192, 5, 28), _conv(48, 128, 5, 56), _conv(32, 64, 7, 56, stride=2), _conv(128, 128, 7, 14)]
+    # Channel counts that change by 4x (bottlenecks, dense-block growth, branch heads): few outputs
+    # over a deep reduction, and the reverse; the grid above only has C_out = C_in (or 2 C_in).
+    ops += [_conv(c, c // 4, 3, hw) for c, hw in ((64, 112), (128, 56), (256, 28), (512, 14), (1024, 7))]
+    ops += [_conv(c // 4, c, 3, hw) for c, hw in ((128, 56), (512, 14))]
     # Pointwise: expansions, projections and square ones, small to large maps.
     for cin, cout in ((16, 64), (64, 16), (64, 64), (32, 192), (192, 32), (128, 512), (512, 128), (256, 256),
                       (256, 1024), (1024, 256), (512, 2048), (2048, 512), (960, 160), (160, 960)):
@@ -99,7 +103,8 @@ def _full() -> list[Conv]:
 def _tiny() -> list[Conv]:
     """Tiny convs of every kind: their time is almost all per-call overhead."""
     return [_conv(8, 8, 3, 4), _conv(16, 16, 1, 4), _conv(16, 16, 3, 4, groups=16), _conv(16, 16, 3, 4, groups=4),
-            _conv(3, 8, 3, 4), _conv(64, 64, 1, 1), _conv(32, 32, 3, 2, groups=32), _conv(32, 32, 3, 2, groups=8)]
+            _conv(3, 8, 3, 4), _conv(64, 64, 1, 1), _conv(32, 32, 3, 2, groups=32), _conv(32, 32, 3, 2, groups=8),
+            _conv(8, 8, 3, 4, rank=3), _conv(8, 8, 5, 4, rank=3)]  # a vol2col and a oneDNN 3-D conv
 
 
 def _quick() -> list[Conv]:
