@@ -149,13 +149,13 @@ def main() -> None:
     roof = profile.roofline
     nofill = fit_roofline(cal.samples, cal.peak_gflops, cal.bandwidth_gbs, fills=()).roofline
     lines += ["", f"Fitted profile: peak {cal.peak_gflops:.4g} GFLOP/s (best swept conv), copy bandwidth "
-              f"{cal.bandwidth_gbs:.3g} GB/s; fill constants out_channels {roof.saturation.out_channels:.3g}, "
-              f"reduction {roof.saturation.reduction:.3g}.", "",
-              "| kind | efficiency | overhead us | pixels half | efficiency, fit without fill factors |",
-              "|---|---:|---:|---:|---:|"]
+              f"{cal.bandwidth_gbs:.3g} GB/s; reduction fill constant {roof.saturation.reduction:.3g}.", "",
+              "| kind | efficiency | overhead us | pixels half | out-channels half | efficiency, fit without "
+              "fill factors |", "|---|---:|---:|---:|---:|---:|"]
     for kind in roof.efficiency:
         lines.append(f"| {kind} | {roof.efficiency[kind]:.3g} | {roof.overhead_us[kind]:.3g} | "
-                     f"{roof.saturation.pixels.get(kind, 0):.3g} | {nofill.efficiency[kind]:.3g} |")
+                     f"{roof.saturation.pixels.get(kind, 0):.3g} | {roof.saturation.out_channels.get(kind, 0):.3g} | "
+                     f"{nofill.efficiency[kind]:.3g} |")
     eager = [(r.model.name, r.whole_measured_ms, eager_forward_ms(r.model.name, cal.threads)) for r in results]
     eager = [e for e in eager if e[2]]
     if eager:

@@ -213,8 +213,8 @@ def calibrated_profile(cal: Calibration, name: str = "calibrated", path: str = "
         sources[f"efficiency.{kind}"] = fit
         sources[f"overhead_us.{kind}"] = fit
         sources[f"saturation.pixels.{kind}"] = fit
-    for key in ("out_channels", "reduction"):
-        sources[f"saturation.{key}"] = f"{where}: least-squares fit to all {n} swept convs"
+        sources[f"saturation.out_channels.{kind}"] = fit
+    sources["saturation.reduction"] = f"{where}: least-squares fit to all {n} swept convs"
     calibration = {
         "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads, "clock": cal.clock,
         "other_processes_cpu": None if cal.others is None else round(cal.others, 3),

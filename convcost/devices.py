@@ -11,9 +11,9 @@ efficiency:                        # share of peak reached, per op kind (convcos
   pointwise: ...                   # also depthwise, grouped, small_channel (required);
                                    # the others default to their parent kind (dense)
 overhead_us: {value: 30, source: "..."}   # per op call; or one figure per kind
-saturation:                        # optional fill constants (calibrated profiles): pixels per kind
-  pixels: {dense: {value: 50, source: "..."}, pointwise: ...}   # or one figure for every kind
-  out_channels: {value: 10, source: "..."}
+saturation:                        # optional fill constants (calibrated profiles)
+  pixels: {dense: {value: 50, source: "..."}, pointwise: ...}   # per kind, or one figure for every kind
+  out_channels: {dense: {value: 4, source: "..."}, ...}         # per kind, or one figure for every kind
   reduction: {value: 6, source: "..."}
 ```
 
@@ -80,13 +80,12 @@ class DeviceProfile:
             yield f"efficiency.{kind}", v, self.sources.get(f"efficiency.{kind}", "")
         for kind, v in roof.overhead_us.items():
             yield f"overhead_us.{kind}", v, self.sources.get(f"overhead_us.{kind}", "")
-        for kind, v in roof.saturation.pixels.items():
-            if v:
-                yield f"saturation.pixels.{kind}", v, self.sources.get(f"saturation.pixels.{kind}", "")
-        for key in SATURATION_KEYS[1:]:
-            v = getattr(roof.saturation, key)
-            if v:
-                yield f"saturation.{key}", v, self.sources.get(f"saturation.{key}", "")
+        for key in Saturation.PER_KIND:
+            for kind, v in getattr(roof.saturation, key).items():
+                if v:
+                    yield f"saturation.{key}.{kind}", v, self.sources.get(f"saturation.{key}.{kind}", "")
+        if roof.saturation.reduction:
+            yield "saturation.reduction", roof.saturation.reduction, self.sources.get("saturation.reduction", "")
 
 
 class _Reader:
@@ -187,20 +186,20 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
             raise r.fail("saturation", f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
                                        f"(expected {', '.join(SATURATION_KEYS)})")
         for key, node in sat.items():
-            if key != "pixels":
-                halves[key] = r.figure(node, f"saturation.{key}", positive=False)
+            where = f"saturation.{key}"
+            if key not in Saturation.PER_KIND:
+                halves[key] = r.figure(node, where, positive=False)
             elif isinstance(node, dict) and "value" not in node and "source" not in node:
                 unknown = set(node) - set(KINDS)
                 if unknown:
-                    raise r.fail("saturation.pixels", f"unknown kind(s) {', '.join(sorted(map(str, unknown)))} "
-                                                      f"(kinds: {', '.join(KINDS)})")
-                halves["pixels"] = {k: r.figure(v, f"saturation.pixels.{k}", positive=False)
-                                    for k, v in node.items()}
-            else:
-                one = r.figure(node, "saturation.pixels", positive=False)
-                source = r.sources.pop("saturation.pixels")
-                halves["pixels"] = dict.fromkeys(KINDS, one)
-                r.sources.update({f"saturation.pixels.{k}": source for k in KINDS})
+                    raise r.fail(where, f"unknown kind(s) {', '.join(sorted(map(str, unknown)))} "
+                                        f"(kinds: {', '.join(KINDS)})")
+                halves[key] = {k: r.figure(v, f"{where}.{k}", positive=False) for k, v in node.items()}
+            else:  # one figure for every kind
+                one = r.figure(node, where, positive=False)
+                source = r.sources.pop(where)
+                halves[key] = dict.fromkeys(KINDS, one)
+                r.sources.update({f"{where}.{k}": source for k in KINDS})
     threads = data.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise r.fail("threads", f"expected a positive integer, got {threads!r:.60}")
@@ -275,12 +274,12 @@ def profile_document(profile: DeviceProfile) -> dict[str, Any]:
         "overhead_us": {k: _figure(v, src[f"overhead_us.{k}"]) for k, v in roof.overhead_us.items()},
     }
     sat: dict[str, Any] = {}
-    pixels = {k: v for k, v in roof.saturation.pixels.items() if v}
-    if pixels:
-        sat["pixels"] = {k: _figure(v, src[f"saturation.pixels.{k}"]) for k, v in pixels.items()}
-    for key in SATURATION_KEYS[1:]:
-        if getattr(roof.saturation, key):
-            sat[key] = _figure(getattr(roof.saturation, key), src[f"saturation.{key}"])
+    for key in Saturation.PER_KIND:
+        halves = {k: v for k, v in getattr(roof.saturation, key).items() if v}
+        if halves:
+            sat[key] = {k: _figure(v, src[f"saturation.{key}.{k}"]) for k, v in halves.items()}
+    if roof.saturation.reduction:
+        sat["reduction"] = _figure(roof.saturation.reduction, src["saturation.reduction"])
     if sat:
         doc["saturation"] = sat
     for key in ("threads", "clock", "machine"):

@@ -53,10 +53,11 @@ FILLS = ("pixels", "out_channels", "reduction")
 
 def _layout(fills: tuple[str, ...]) -> dict[str, slice]:
     """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
-    log pixel half per kind, then one log half each for out_channels and reduction."""
+    log pixel and out_channels halves per kind, then one log half for reduction."""
     nk, at, out = len(KINDS), 0, {}
     for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
-                       ("out_channels", int("out_channels" in fills)), ("reduction", int("reduction" in fills))):
+                       ("out_channels", nk if "out_channels" in fills else 0),
+                       ("reduction", int("reduction" in fills))):
         out[name] = slice(at, at + size)
         at += size
     return out
@@ -69,12 +70,11 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
     eff = np.exp(p[at["eff"]])[kind]
     overhead = np.exp(p[at["overhead"]])[kind]
     fill = np.ones_like(a["m"])
-    if "pixels" in fills:
-        half = np.exp(p[at["pixels"]])[kind]
-        fill = fill * a["m"] / (a["m"] + half)
-    for name, dim in (("out_channels", "n"), ("reduction", "k")):
+    for name, dim in (("pixels", "m"), ("out_channels", "n")):
         if name in fills:
-            fill = fill * a[dim] / (a[dim] + np.exp(p[at[name]][0]))
+            fill = fill * a[dim] / (a[dim] + np.exp(p[at[name]])[kind])
+    if "reduction" in fills:
+        fill = fill * a["k"] / (a["k"] + np.exp(p[at["reduction"]][0]))
     compute = a["flops"] / (peak * eff * fill)
     memory = a["bytes"] / bandwidth
     return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory))
@@ -119,7 +119,7 @@ def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
         home = next((KINDS.index(k) for k in lineage(kind)[1:] if KINDS.index(k) in swept), None)
         if home is None:
             continue
-        for group in ("eff", "overhead", "pixels"):
+        for group in ("eff", "overhead", "pixels", "out_channels"):
             sl = at[group]
             if sl.stop > sl.start:
                 p[sl.start + i] = p[sl.start + home]
@@ -162,10 +162,10 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         e = np.abs(err[a["kind"] == i])
         if e.size:
             quality[kind] = (int(e.size), float(np.median(e)), float(np.mean(e < 0.25)))
-    pixels = {k: float(h) for k, h in zip(KINDS, np.exp(best[at["pixels"]]), strict=False)}
+    pixels, out_channels = ({k: float(h) for k, h in zip(KINDS, np.exp(best[at[g]]), strict=False)}
+                            for g in ("pixels", "out_channels"))
     saturation = Saturation(
-        pixels=pixels,
-        out_channels=float(np.exp(best[at["out_channels"]][0])) if "out_channels" in fills else 0.0,
+        pixels=pixels, out_channels=out_channels,
         reduction=float(np.exp(best[at["reduction"]][0])) if "reduction" in fills else 0.0)
     roof = Roofline(
         peak_gflops={dtype: peak_gflops, **(extra_peaks or {})},

@@ -9,7 +9,7 @@
 `op_kind`; a kind a profile has no figures for takes its parent's (`lineage`). `fill` is 1
 unless a profile sets saturation constants (calibrated profiles do): each factor x / (x + x_half)
 says how well a kernel fills the machine when one of the three GEMM dimensions of the conv is
-small (`gemm_dims`) -- M output pixels (x_half per kind), N output channels per group, K the
+small (`gemm_dims`) -- M output pixels and N output channels per group (x_half per kind), K the
 reduction depth C_in/groups * prod(kernel). A variant is priced stage by stage (analysis.py),
 so its intermediate activation is written by one stage and read by the next.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from convcost.analysis import Bound, Estimate
 from convcost.cost import bytes_per_element, cost_of
@@ -153,19 +154,29 @@ def gemm_dims(op: Op) -> tuple[int, int, int]:
 class Saturation:
     """Half-saturation constants of the fill factor x / (x + half); 0 (or absent) switches a factor off.
 
-    The pixels constant is per kind: kernels block over output pixels differently (a direct 3x3
-    kernel wastes most of its register tile on a 7x7 map; a 1x1 conv flattened into a matrix
-    product hardly notices).
+    The pixels and out_channels constants are per kind (a kind without one takes its parent's):
+    kernels block over output pixels and channels differently. A direct 3x3 kernel wastes most of
+    its register tile on a 7x7 map while a 1x1 conv flattened into a matrix product hardly
+    notices; a direct kernel fills its vector lanes with 32 output channels when a GEMM-based one
+    (vol2col, grouped) wants more.
     """
 
     pixels: dict[str, float] = field(default_factory=dict)
-    out_channels: float = 0.0
+    out_channels: dict[str, float] = field(default_factory=dict)
     reduction: float = 0.0
 
-    def fill(self, kind: str, m: int, n: int, k: int) -> float:
+    #: The constants given per kind; the rest are one figure.
+    PER_KIND: ClassVar[tuple[str, ...]] = ("pixels", "out_channels")
+
+    @staticmethod
+    def _for(table: dict[str, float], kind: str) -> float:
+        return next((table[p] for p in lineage(kind) if p in table), 0.0)
+
+    def fill(self, kind: str, m: int, n: int, k: int, pixels: bool = True) -> float:
+        """The product of the factors; `pixels=False` leaves out the pixel factor (see `terms`)."""
         f = 1.0
-        pixels = next((self.pixels[p] for p in lineage(kind) if p in self.pixels), 0.0)
-        for x, half in ((m, pixels), (n, self.out_channels), (k, self.reduction)):
+        for x, half in ((m, self._for(self.pixels, kind) if pixels else 0.0),
+                        (n, self._for(self.out_channels, kind)), (k, self.reduction)):
             if half > 0:
                 f *= x / (x + half)
         return f
@@ -239,10 +250,10 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     cost = cost_of(op, own)
     kind = op_kind(op)
     # A matrix multiply with few rows is a GEMV that BLAS vectorizes across its outputs; the pixel
-    # fill describes conv kernels blocked over output pixels, so it does not apply (kind "matmul"
-    # has no pixel constant). Its rate is then set by the memory term: it streams the weights.
-    fill_kind = "matmul" if isinstance(op, MatMul) else kind
-    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * roof.saturation.fill(fill_kind, *gemm_dims(op))
+    # fill describes conv kernels blocked over output pixels, so it does not apply. Its rate is
+    # then set by the memory term: it streams the weights.
+    fill = roof.saturation.fill(kind, *gemm_dims(op), pixels=not isinstance(op, MatMul))
+    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * fill
     compute = 2 * cost.macs / rate if cost.macs else 0.0
     bandwidth = roof.bandwidth_gbs * 1e9
     return Terms(kind, compute, cost.traffic_bytes / bandwidth, roof.overhead_us[kind] * 1e-6,

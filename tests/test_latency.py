@@ -111,7 +111,7 @@ def test_dtype_changes_bytes_and_peak(tmp_path: Path) -> None:
 def test_fill_factors_by_hand(tiny) -> None:
     roof = tiny.roofline
     filled = Roofline(roof.peak_gflops, roof.bandwidth_gbs, roof.efficiency, roof.overhead_us,
-                      Saturation(pixels={"dense": 64.0}, out_channels=64.0, reduction=0.0))
+                      Saturation(pixels={"dense": 64.0}, out_channels=dict.fromkeys(KINDS, 64.0), reduction=0.0))
     c = conv(64, 64, 3, 8)  # M = 64 pixels, N = 64 outputs: each factor is 64 / (64 + 64) = 1/2
     assert gemm_dims(c) == (64, 64, 576)
     assert terms(filled, c, "float32").compute_s == pytest.approx(4 * terms(roof, c, "float32").compute_s)
@@ -125,13 +125,16 @@ def test_a_gemv_streams_its_weights_without_a_pixel_penalty(tiny) -> None:
     (AlexNet's: 7.0 ms here, 151 MB of weights at ~20 GB/s); the channel factors still do."""
     roof = tiny.roofline
     filled = Roofline(roof.peak_gflops, roof.bandwidth_gbs, roof.efficiency, roof.overhead_us,
-                      Saturation(pixels={"pointwise": 20.0}, out_channels=0.0, reduction=0.0))
+                      Saturation(pixels={"pointwise": 20.0}, reduction=0.0))
     fc = MatMul("fc", "Linear", batch=1, m=1, k=9216, n=4096, params=9216 * 4096 + 4096)
     assert terms(filled, fc, "float32") == terms(roof, fc, "float32")
     assert terms(filled, fc, "float32").bound == "memory"
     gemv_conv = conv(9216, 4096, 1, 1)  # the same product as a 1x1 conv on a 1x1 map keeps the penalty
     unfilled = terms(roof, gemv_conv, "float32").compute_s
     assert terms(filled, gemv_conv, "float32").compute_s == pytest.approx(21 * unfilled)  # 1 / (1 + 20)
+    channels = Roofline(roof.peak_gflops, roof.bandwidth_gbs, roof.efficiency, roof.overhead_us,
+                        Saturation(pixels={"pointwise": 20.0}, out_channels={"pointwise": 4096.0}))
+    assert terms(channels, fc, "float32").compute_s == pytest.approx(2 * terms(roof, fc, "float32").compute_s)
 
 
 @pytest.mark.parametrize(("op", "kind"), [
@@ -204,7 +207,28 @@ def test_a_kind_without_figures_takes_its_parents(tmp_path: Path) -> None:
     sat = Saturation(pixels={"volumetric": 100.0})
     m = gemm_dims(small)[0]
     assert sat.fill("volumetric_small", *gemm_dims(small)) == pytest.approx(m / (m + 100.0))
-    assert sat.fill("matmul", 1, 10, 10) == 1.0
+    assert sat.fill("volumetric_small", *gemm_dims(small), pixels=False) == 1.0
+
+
+def test_profile_fill_constants_per_kind_or_one_figure(tmp_path: Path) -> None:
+    """pixels and out_channels take one figure per kind (kinds left out use their parent's) or one
+    figure for every kind, as profiles written before the per-kind channel constant have it."""
+    from convcost.devices import dump_profile
+
+    fig = {"value": 16, "source": "test"}
+    one = load_profile(write_profile(tmp_path, {**TINY, "saturation": {"out_channels": fig, "reduction": fig}}))
+    assert one.roofline.saturation.out_channels == dict.fromkeys(KINDS, 16)
+    assert one.sources["saturation.out_channels.depthwise"] == "test"
+    per = load_profile(write_profile(tmp_path, {**TINY, "saturation": {
+        "out_channels": {"dense": {"value": 4, "source": "fit"}, "volumetric": {"value": 40, "source": "fit"}}}},
+        "per.yaml"))
+    c = conv(64, 32, 3, 8)
+    assert per.roofline.saturation.fill("dense", *gemm_dims(c)) == pytest.approx(32 / 36)
+    small3d = conv(32, 32, 3, 8, rank=3)
+    assert per.roofline.saturation.fill("volumetric_small", *gemm_dims(small3d)) == pytest.approx(32 / 72)
+    assert per.roofline.saturation.fill("pointwise", 10, 32, 10) == 1.0  # no figure, no parent
+    again = load_profile(write_profile(tmp_path, yaml.safe_load(dump_profile(per)), "again.yaml"))
+    assert again.roofline == per.roofline
 
 
 def test_variant_priced_stage_by_stage_with_its_intermediate(tiny) -> None:
@@ -258,7 +282,8 @@ def test_fit_recovers_a_known_roofline() -> None:
                       "transposed": 0.35, "volumetric": 0.5, "volumetric_small": 0.25},
                      {"dense": 15.0, "pointwise": 10.0, "depthwise": 60.0, "grouped": 40.0, "small_channel": 10.0,
                       "transposed": 20.0, "volumetric": 25.0, "volumetric_small": 30.0},
-                     Saturation(pixels=dict.fromkeys(KINDS, 30.0), out_channels=8.0, reduction=12.0))
+                     Saturation(pixels=dict.fromkeys(KINDS, 30.0), out_channels=dict.fromkeys(KINDS, 8.0),
+                                reduction=12.0))
     ops = []
     for c in (16, 32, 64, 128, 256):
         for hw in (4, 7, 14, 28, 56):
