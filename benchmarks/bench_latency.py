@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall")
     ap.add_argument("--sweep", default="full")
     ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--seconds", type=float, default=10.0, help="sample each model for at least this long")
     ap.add_argument("--specs", type=Path, default=ROOT / "configs" / "models")
     ap.add_argument("--models", default="", help="comma-separated subset (spec or archs names)")
     ap.add_argument("--quick", action="store_true", help="quick sweep, 3 repeats, 4 small models")
@@ -81,7 +82,7 @@ def main() -> None:
     ap.add_argument("--profile-out", type=Path)
     args = ap.parse_args()
     if args.quick:
-        args.sweep, args.repeats = "quick", 3
+        args.sweep, args.repeats, args.seconds = "quick", 3, 0.0
         args.models = args.models or "mobilenet_v1,resnet18,mobilenet_v2,audio1d"
 
     from convcost.bench import error, run_bench
@@ -102,7 +103,7 @@ def main() -> None:
     only = {m for m in args.models.split(",") if m} or None
     for model in models(args.specs, only):
         t1 = time.monotonic()
-        r = run_bench(model, profile, Settings(), Timing(repeats=args.repeats))
+        r = run_bench(model, profile, Settings(), Timing(repeats=args.repeats, span_s=args.seconds))
         results.append(r)
         print(f"{model.name}: {len(model.convs)} convs, measured {r.whole_measured_ms:.2f} ms, "
               f"estimate {pct(r.whole_error)}, {time.monotonic() - t1:.0f} s", file=sys.stderr)

@@ -127,9 +127,12 @@ class Sweep:
     copy_mib: int  # bandwidth test: bytes copied per call
 
 
+#: The full sweep spreads its samples over a minute and the quick one over 15 s (Timing.span_s):
+#: a shared host drifts by +-5% over tens of seconds, and a calibration that fell in one phase
+#: of it put every later estimate off by that much.
 SWEEPS: dict[str, Sweep] = {
-    "full": Sweep(_full, Timing(warmup=2, repeats=11, cold=True), 256),
-    "quick": Sweep(_quick, Timing(warmup=1, repeats=5, cold=True), 128),
+    "full": Sweep(_full, Timing(warmup=2, repeats=11, cold=True, span_s=60.0), 256),
+    "quick": Sweep(_quick, Timing(warmup=1, repeats=5, cold=True, span_s=15.0), 128),
     "smoke": Sweep(_smoke, Timing(warmup=1, repeats=1, cold=True), 8),
 }
 

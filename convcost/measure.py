@@ -7,6 +7,7 @@ stages) runs back to back, each stage's output feeding the next, as it would in 
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,12 @@ class Timing:
     #: state a layer finds inside a model. Repeated calls measure a warm layer, which is up to 20%
     #: faster for memory-bound ones (depthwise) than the same layer run back to back in a model.
     cold: bool = False
+    #: Keep sampling (whole passes over every function, past `repeats`) until this many seconds have
+    #: gone by. A shared host's speed drifts: on the reference VM the same convs ran 5% slower for a
+    #: minute, then 7% faster for half a minute (depthwise ones +-20%), in this thread's own CPU
+    #: time. A median over samples spread across a minute is the machine's typical speed; one over
+    #: 10 seconds is whatever phase those seconds fell in.
+    span_s: float = 0.0
 
 
 def steady_allocator() -> bool:
@@ -189,11 +196,14 @@ def measure_many(
     """Median milliseconds per call of each function, sampled in interleaved rounds.
 
     Functions are taken in chunks of about a second (and a few dozen functions, which oneDNN's
-    cache of compiled kernels holds) per round; a round samples every function
-    of its chunk once, so a burst of load from another process spoils one sample of many
-    functions rather than all samples of one. A round during which other processes took more
-    than `timing.busy_limit` of the CPU is taken again (at most `timing.repeats` extra times),
-    and the median is over the kept rounds.
+    cache of compiled kernels holds); a round samples every function of its chunk once, and a
+    pass takes one round of every chunk. Passes repeat `timing.repeats` times, and more until
+    `timing.span_s` seconds have gone by, so each function's samples are spread over the whole
+    measurement rather than bunched in a few seconds of it: a burst of load from another process,
+    or a slow phase of the host, spoils one sample of many functions rather than all samples of
+    one. A round during which other processes took more than `timing.busy_limit` of the CPU is
+    taken again (at most `timing.repeats` extra times per chunk), and the median is over the kept
+    rounds. `tick(done, total)` counts rounds.
     """
     timing = timing or Timing()
     clock = time.thread_time if timing.clock == "thread" else time.perf_counter
@@ -201,34 +211,40 @@ def measure_many(
     samples: list[list[float]] = [[] for _ in fns]
     busy: list[float] = []
     dropped = 0
-    done = 0
     with torch.inference_mode():
         calls, costs = zip(*(_calls_per_sample(fn, timing) for fn in fns), strict=True) if fns else ((), ())
-        for chunk in _chunks(costs, timing.round_s, timing.round_items):
-            kept = retries = 0
-            while kept < repeats:
-                monitor = LoadMonitor()
-                row = []
-                for i in chunk:
-                    fn, n = fns[i], calls[i]
-                    start = clock()
-                    for _ in range(n):
-                        fn()
-                    row.append((clock() - start) / n)
-                others = monitor.others()
-                busy_round = others is not None and others > timing.busy_limit and timing.clock == "wall"
-                if busy_round and retries < repeats:
-                    retries += 1
+        chunks = _chunks(costs, timing.round_s, timing.round_items)
+        retries = [0] * len(chunks)
+        started = time.monotonic()
+        passes, planned, done = 0, repeats, 0
+        while chunks and (passes < planned):
+            for c, chunk in enumerate(chunks):
+                while True:
+                    monitor = LoadMonitor()
+                    row = []
+                    for i in chunk:
+                        fn, n = fns[i], calls[i]
+                        start = clock()
+                        for _ in range(n):
+                            fn()
+                        row.append((clock() - start) / n)
+                    others = monitor.others()
+                    busy_round = others is not None and others > timing.busy_limit and timing.clock == "wall"
+                    if not (busy_round and retries[c] < repeats):
+                        break
+                    retries[c] += 1
                     dropped += 1
-                    continue
-                kept += 1
                 if others is not None:
                     busy.append(others)
                 for i, t in zip(chunk, row, strict=True):
                     samples[i].append(t)
-            done += len(chunk)
-            if tick:
-                tick(done, len(fns))
+                done += 1
+                if tick:
+                    tick(done, planned * len(chunks))
+            passes += 1
+            if passes == 1 and timing.span_s > 0:  # how many passes fill the span, at this pass's pace
+                per_pass = max(time.monotonic() - started, 1e-6)
+                planned = max(repeats, min(math.ceil(timing.span_s / per_pass), 100 * repeats))
     return Measured([1e3 * statistics.median(s) for s in samples],
                     statistics.fmean(busy) if busy else None, dropped)
 

@@ -238,7 +238,7 @@ def test_calibrate_usage_errors() -> None:
 
 
 def test_bench_on_a_tiny_spec(calibrated: Path, spec: Path) -> None:
-    result = cli("bench", str(spec), "-d", str(calibrated), "--repeats", "1", "-f", "json")
+    result = cli("bench", str(spec), "-d", str(calibrated), "--repeats", "1", "--seconds", "0", "-f", "json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["device"]["name"] == "here"
@@ -251,7 +251,7 @@ def test_bench_on_a_tiny_spec(calibrated: Path, spec: Path) -> None:
             assert v["sign_right"] == ((v["speedup_measured"] > 1) == (v["speedup_estimated"] > 1))
     assert set(data["layers"][0]["variants"]) == {"spatial", "depthwise", "grouped"}
     assert data["totals"]["measured_ms"] > 0 and data["summary"]["layers"] == 3
-    table = cli("bench", str(spec), "-d", str(calibrated), "--repeats", "1", "-V", "depthwise")
+    table = cli("bench", str(spec), "-d", str(calibrated), "--repeats", "1", "--seconds", "0", "-V", "depthwise")
     assert table.returncode == 0 and "Variant speed-up sign right" in table.stdout, table.stderr
 
 

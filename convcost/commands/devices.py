@@ -77,7 +77,7 @@ def _devices_table(profiles: list[DeviceProfile]) -> str:
 @app.command()
 def calibrate(
     output: o.Output = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A third of the sweep, fewer repeats (seconds).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A third of the sweep, spread over 15 s, not 60.")] = False,
     name: Annotated[str, typer.Option("--name", help="Profile name (what -d and output columns show).")] = "calibrated",
     threads: Annotated[int | None, typer.Option("--threads", min=1,
                                                 help="torch threads (default: torch's choice, all cores).")] = None,
@@ -91,8 +91,8 @@ def calibrate(
     Runs a sweep of dense, pointwise, depthwise, grouped and small-channel convs (1-D, 2-D, 3-D,
     transposed) and a memory-bandwidth test (warm-up, interleaved repeats, median), then fits
     per-kind efficiency and overhead and the fill constants of the roofline (docs/latency.md).
-    Every figure's source says 'calibrated on <machine> <date>'. Under 2 minutes (10-20 s on the
-    2-core reference machine); --quick takes a few seconds.
+    Every figure's source says 'calibrated on <machine> <date>'. About 70 s (samples are spread
+    over a minute, since a shared host's speed drifts); --quick about 20 s.
     \b
     Examples:
       convcost calibrate -o myhost.yaml
@@ -159,7 +159,10 @@ def bench(
     rank: o.Rank = None,
     depth_multiplier: o.DepthMultiplier = 1,
     groups: o.Groups = 4,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed samples per op (median taken).")] = 11,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed samples per op, at least (median).")] = 11,
+    seconds: Annotated[float, typer.Option(
+        "--seconds", min=0, help="Keep sampling until this many seconds have gone by, so a drift of the host's "
+                                 "speed averages out (0: just --repeats).")] = 10.0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")] = "table",
     output: o.Output = None,
 ) -> None:
@@ -204,7 +207,7 @@ def bench(
         with progress("calibrating (quick sweep)") as tick:
             profile = cal_mod.calibrated_profile(cal_mod.calibrate("quick", tick=tick), "here")
     with progress(f"benchmarking {len(loaded.convs)} convs and their variants") as tick:
-        result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats), tick)
+        result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats, span_s=seconds), tick)
     from convcost.render.bench import render_bench_json, render_bench_table
 
     emit(render_bench_json(result) if fmt == "json" else render_bench_table(result), output)
