@@ -217,23 +217,29 @@ def measure_many(
         retries = [0] * len(chunks)
         started = time.monotonic()
         passes, planned, done = 0, repeats, 0
-        while chunks and (passes < planned):
+
+        def take(chunk: range) -> tuple[list[float], float | None]:
+            """One round: each function of `chunk` sampled once; and how busy other processes were."""
+            monitor = LoadMonitor()
+            row = []
+            for i in chunk:
+                fn, n = fns[i], calls[i]
+                start = clock()
+                for _ in range(n):
+                    fn()
+                row.append((clock() - start) / n)
+            return row, monitor.others()
+
+        def spoiled(others: float | None) -> bool:
+            return others is not None and others > timing.busy_limit and timing.clock == "wall"
+
+        while chunks and passes < planned:
             for c, chunk in enumerate(chunks):
-                while True:
-                    monitor = LoadMonitor()
-                    row = []
-                    for i in chunk:
-                        fn, n = fns[i], calls[i]
-                        start = clock()
-                        for _ in range(n):
-                            fn()
-                        row.append((clock() - start) / n)
-                    others = monitor.others()
-                    busy_round = others is not None and others > timing.busy_limit and timing.clock == "wall"
-                    if not (busy_round and retries[c] < repeats):
-                        break
+                row, others = take(chunk)
+                while spoiled(others) and retries[c] < repeats:
                     retries[c] += 1
                     dropped += 1
+                    row, others = take(chunk)
                 if others is not None:
                     busy.append(others)
                 for i, t in zip(chunk, row, strict=True):
