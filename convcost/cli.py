@@ -28,9 +28,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False}
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"convcost {__version__}")
@@ -44,7 +41,8 @@ def _root(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")] = False,
 ) -> None:
-    _state["debug"] = debug
+    """Global options. `main` takes --debug out of the line itself (it works anywhere on it); it is
+    declared here so that --help lists it."""
 
 
 def fail(exc: BaseException) -> int:
@@ -79,7 +77,6 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args  # accepted anywhere on the line, not only before the command
     args = [a for a in args if a != "--debug"]
-    _state["debug"] = debug
     _register()
     try:
         code = app(args=args, standalone_mode=False)

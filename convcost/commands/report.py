@@ -23,7 +23,6 @@ def report(
     """
     from convcost.commands.common import command_line, emit
     from convcost.pipeline import run
-    from convcost.render import View
-    from convcost.render.report import render_report
+    from convcost.render import View, renderer
 
-    emit(render_report(run(opts.request(model)), View(top=top, command=command_line())), output)
+    emit(renderer("report")(run(opts.request(model)), View(top=top, command=command_line())), output)

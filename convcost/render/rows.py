@@ -6,6 +6,7 @@ can never disagree about what a cell means.
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -228,22 +229,16 @@ def summary_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def approx_lines(analysis: Analysis) -> list[str]:
     """Median weight-based error per variant, and what --rank auto did (nothing without weights)."""
     parts = []
     for name in analysis.settings.variants:
         found = [v for layer in analysis.layers if (v := layer.variants[name]).approx_error is not None]
         if found:
-            text = f"{name} {err(_median([v.approx_error for v in found if v.approx_error is not None]))}"
+            text = f"{name} {err(statistics.median([v.approx_error for v in found if v.approx_error is not None]))}"
             permuted = [v.extra["approx_error_permuted"] for v in found if "approx_error_permuted" in v.extra]
             if permuted:
-                text += f" (channels permuted {err(_median(permuted))})"
+                text += f" (channels permuted {err(statistics.median(permuted))})"
             parts.append(f"{text} over {len(found)} layers")
     if not parts:
         return []
