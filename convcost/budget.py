@@ -49,11 +49,12 @@ class Budget:
     layers: list[dict[str, Any]] = field(default_factory=list)
     max_increase: dict[str, Any] = field(default_factory=dict)
 
-    def rule_names(self) -> list[str]:
-        """Every rule in file order, as `Check.rule` (model limits one per metric) names it."""
+    def rule_names(self, baseline: bool = True) -> list[str]:
+        """Every rule in file order, as `rule_of` names it; the baseline rule only when there is a
+        baseline to check it against."""
         names = [f"model {m}" for m in self.model]
         names += [f"layers: {r['match']}" for r in self.layers]
-        return names + (["baseline"] if self.max_increase else [])
+        return names + (["baseline"] if self.max_increase and baseline else [])
 
     def devices(self) -> list[str]:
         """Devices whose latency the budget limits (they must be analyzed)."""
@@ -169,6 +170,12 @@ def model_values(analysis: Analysis) -> dict[str, Any]:
     t = analysis.totals
     return {"macs": t.macs, "params": t.params, "flops": 2 * t.macs, "conv_macs": analysis.conv_cost.macs,
             "conv_params": analysis.conv_cost.params, "latency_ms": dict(t.latency)}
+
+
+def rule_of(check: Check) -> str:
+    """The budget rule `check` comes from, as `Budget.rule_names` lists it: a model limit is one
+    rule per metric, whatever devices a latency limit names (`latency_ms[rpi4]` -> `latency_ms`)."""
+    return f"model {check.metric.partition('[')[0]}" if check.rule == "model" else check.rule
 
 
 def _compare(rule: str, scope: str, metric: str, value: float, limit: float) -> Check:

@@ -85,6 +85,21 @@ def test_junit_has_one_case_per_rule_and_the_right_failures(tmp_path):
     assert root.get("failures") == "2"
 
 
+def test_junit_names_a_latency_limit_as_its_rule_and_skips_an_unchecked_baseline(tmp_path):
+    """A model latency limit is one rule whatever devices it names (not an empty 'model latency_ms'
+    case beside a 'model latency_ms[rpi4]' one); without --baseline the baseline rule is not listed
+    as a rule that 'matched no layer'."""
+    path = budget(tmp_path, "model: {latency_ms: {rpi4: 1}, params: 5M}\nbaseline: {max_increase: {macs: 2%}}\n")
+    junit = tmp_path / "convcost.xml"
+    result = run_cli("check", MOBILENET, "--budget", path, "--junit", str(junit))
+    assert result.code == 1, result.err
+    cases = ET.parse(junit).getroot().findall(".//testcase")
+    assert [c.get("name") for c in cases] == ["model latency_ms", "model params"]
+    failure = cases[0].find("failure")
+    assert failure is not None and "latency_ms[rpi4]" in (failure.text or "")
+    assert cases[1].find("failure") is None
+
+
 def test_baseline_diff_when_one_layer_grows(tmp_path):
     base_json = tmp_path / "base.json"
     assert run_cli("analyze", MOBILENET, "-f", "json", "-o", str(base_json)).code == 0

@@ -61,7 +61,7 @@ def check(
     else:
         text = out.render_table(checks, diffs, name)
     if junit:
-        write_atomic(junit, out.render_junit(checks, name, spec.rule_names()))
+        write_atomic(junit, out.render_junit(checks, name, spec.rule_names(baseline=base is not None)))
     emit(text, None)
     if spec.max_increase and base is None and fmt == "table":
         typer.echo("note: baseline.max_increase not checked (no --baseline given)", err=True)

@@ -6,7 +6,7 @@ import json
 import math
 import xml.etree.ElementTree as ET
 
-from convcost.budget import Check, LayerDiff
+from convcost.budget import Check, LayerDiff, rule_of
 from convcost.render.markdown import table_lines
 from convcost.render.numbers import si
 
@@ -114,8 +114,7 @@ def render_junit(checks: list[Check], model: str, rules: list[str]) -> str:
     """One <testcase> per budget rule (in file order); each broken limit under it is a <failure>."""
     by_rule: dict[str, list[Check]] = {rule: [] for rule in rules}
     for c in checks:
-        key = c.rule if c.rule != "model" else f"model {c.metric}"
-        by_rule.setdefault(key, []).append(c)
+        by_rule.setdefault(rule_of(c), []).append(c)
     failures = sum(1 for cs in by_rule.values() if any(not c.ok for c in cs))
     suite = ET.Element("testsuite", name=f"convcost budget {model}", tests=str(len(by_rule)),
                        failures=str(failures), errors="0", skipped="0")
