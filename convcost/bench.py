@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from convcost.analysis import Settings, analyze
+from convcost.analysis import OptionsFn, Settings, analyze
 from convcost.devices import DeviceProfile
 from convcost.latency import op_kind
 from convcost.measure import Timing, measure_many, runner, steady_allocator
@@ -111,8 +111,11 @@ def _macs_per_ms(profile: DeviceProfile) -> float | None:
 
 
 def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = None,
-              timing: Timing | None = None, tick: Tick | None = None) -> BenchResult:
-    """Measure `model`'s convs, their variants and the whole model here; estimate them on `profile`."""
+              timing: Timing | None = None, tick: Tick | None = None,
+              options_for: OptionsFn | None = None) -> BenchResult:
+    """Measure `model`'s convs, their variants and the whole model here; estimate them on `profile`.
+
+    `options_for` picks variant options per layer, as in `analyze` (`--rank auto`)."""
     settings = settings or Settings()
     steady_allocator()
     if profile.threads:
@@ -121,7 +124,7 @@ def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = 
     clock = "thread" if profile.clock == "thread" and threads == 1 else "wall"
     base = timing or Timing()
     timing = replace(base, clock=clock, cold=True)  # as calibrate measures: each op cold, as inside a model
-    analysis = analyze(model, settings, [profile])
+    analysis = analyze(model, settings, [profile], options_for=options_for)
     rate = _macs_per_ms(profile)
 
     fns = []

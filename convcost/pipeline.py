@@ -72,10 +72,15 @@ def load(request: Request) -> Model:
     return load_model(request.model, request.inputs or None)
 
 
-def run(request: Request, model: Model | None = None) -> Analysis:
-    model = model or load(request)
+def check_model(request: Request, model: Model) -> None:
+    """Refuse a request the loaded model cannot serve: --rank auto picks ranks from weights."""
     if request.options_for and not any(c.weight for c in model.convs):
         raise UsageError("--rank auto needs weights (ONNX initializers or TorchScript parameters); "
                          "this model has none", source=model.source)
+
+
+def run(request: Request, model: Model | None = None) -> Analysis:
+    model = model or load(request)
+    check_model(request, model)
     with progress(f"analyzing {len(model.convs)} convs") as tick:
         return analyze(model, request.settings, request.devices, request.approx, tick, request.options_for)

@@ -258,3 +258,5 @@ def test_bench_on_a_tiny_spec(calibrated: Path, spec: Path) -> None:
 def test_bench_bad_input(spec: Path, tmp_path: Path) -> None:
     one_line_error(cli("bench", str(tmp_path / "missing.yaml"), "-d", "rpi4"), "missing.yaml")
     one_line_error(cli("bench", str(spec), "-d", "nope"), "nope")
+    # --rank auto picks ranks from weights; bench, like analyze, refuses it for a model without any
+    one_line_error(cli("bench", str(spec), "-d", "rpi4", "--rank", "auto"), "--rank auto needs weights")

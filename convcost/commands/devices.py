@@ -187,9 +187,10 @@ def bench(
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(DEVICE_FORMATS)}")
     request = make_request(model, input, variants, [device] if device else None, "float32", only, skip, rank,
                            depth_multiplier, groups)
-    from convcost.pipeline import load
+    from convcost.pipeline import check_model, load
 
     loaded = load(request)
+    check_model(request, loaded)
     from convcost import calibrate as cal_mod
     from convcost.bench import run_bench
     from convcost.measure import Timing
@@ -207,7 +208,8 @@ def bench(
         with progress("calibrating (quick sweep)") as tick:
             profile = cal_mod.calibrated_profile(cal_mod.calibrate("quick", tick=tick), "here")
     with progress(f"benchmarking {len(loaded.convs)} convs and their variants") as tick:
-        result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats, span_s=seconds), tick)
+        result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats, span_s=seconds), tick,
+                           request.options_for)
     from convcost.render.bench import render_bench_json, render_bench_table
 
     emit(render_bench_json(result) if fmt == "json" else render_bench_table(result), output)
