@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convcost.errors import InputError
-from convcost.loaders.torchscript import looks_like_torch
 from convcost.model import Model, Shape
 
 SNIFF_BYTES = 4096
@@ -58,9 +57,15 @@ def _looks_like_onnx(path: Path, head: bytes) -> bool:
     return looks_like_onnx(head)
 
 
+def _looks_like_torch(path: Path, head: bytes) -> bool:
+    from convcost.loaders.torchscript import looks_like_torch
+
+    return looks_like_torch(path, head)
+
+
 register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx_loader:load_onnx"))
 register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
-register_loader(Loader("torchscript", looks_like_torch, "convcost.loaders.torchscript:load_torchscript"))
+register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.torchscript:load_torchscript"))
 
 
 def detect(path: Path) -> Loader:
