@@ -15,6 +15,12 @@ def short(value: Any) -> str:
     return _repr.repr(value)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (or its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ConvcostError(Exception):
     """Bad input or usage (exit 2). `source` names the file (or option) the problem is in."""
 

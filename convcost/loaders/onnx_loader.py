@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convcost.errors import InputError
+from convcost.errors import InputError, first_line
 from convcost.loaders.onnx_graph import (
     GraphError,
     Table,
@@ -121,7 +121,7 @@ def _parse(path: Path) -> ModelProto:
         try:
             model = onnx.inliner.inline_local_functions(model)
         except Exception as exc:  # the inliner raises what its C++ side throws
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise InputError(f"cannot inline the model's local functions: {first}", path) from None
     return model
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
-from convcost.errors import InputError
+from convcost.errors import InputError, first_line
 from convcost.loaders.onnx_graph import Table, quote, text
 from convcost.model import Shape
 
@@ -181,7 +181,7 @@ def infer(
         try:
             model = infer_shapes(model, check_type=False, strict_mode=False, data_prop=data_prop)
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise InputError(f"ONNX shape inference failed: {first}", source) from None
         shapes, types = read_shapes(model.graph)
         if not data_prop:

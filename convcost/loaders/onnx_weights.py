@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convcost.errors import InputError
+from convcost.errors import InputError, first_line
 from convcost.loaders.onnx_graph import attrs, quote
 from convcost.loaders.onnx_wire import SPAN_KEY, WireError, read_span
 from convcost.model import WeightLoader
@@ -124,7 +124,7 @@ class Weights:
             return to_array(t)
         except (OSError, WireError, ValueError, TypeError, KeyError, DecodeError) as exc:
             # onnx's to_array raises TypeError for an UNDEFINED element type (found by the 50k fuzz run)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise InputError(f"cannot read weight {quote(name)}: {first}", self.path) from None
 
     def _external(self, entries: dict[str, str], name: str) -> bytes:
