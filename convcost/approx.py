@@ -26,7 +26,7 @@ import numpy as np
 from convcost.analysis import Approx
 from convcost.errors import InputError
 from convcost.model import Conv
-from convcost.variants import VariantOptions
+from convcost.variants import VariantOptions, active_axes, spatial_rank
 
 #: Above this smaller matrix side, squared singular values come from the Gram matrix's
 #: eigenvalues (about 3x faster than LAPACK's SVD here; absolute error ~1e-7 on the relative error).
@@ -98,11 +98,6 @@ def to_layout(op: str, core: np.ndarray) -> np.ndarray:
     if op == "ConvTranspose":
         return core.reshape(g * ci, co, *k)
     return np.swapaxes(core, 1, 2).reshape(g * co, ci, *k)
-
-
-def active_axes(conv: Conv) -> list[int]:
-    """Spatial axes with extent > 1: the spatial variant makes one 1-D stage per axis here."""
-    return [i for i, k in enumerate(conv.kernel) if k > 1]
 
 
 def _squeezed(conv: Conv, t: np.ndarray) -> np.ndarray:
@@ -329,7 +324,7 @@ def register_error(name: str) -> Callable[[ErrorFn], ErrorFn]:
 
 @register_error("spatial")
 def _spatial_error(s: LayerSpectra, options: VariantOptions, permute: bool) -> Approx:
-    r = (options.rank or s.conv.out_channels) // s.conv.groups
+    r = spatial_rank(s.conv, options) // s.conv.groups
     if len(active_axes(s.conv)) == 2:
         return Approx(s.relative(_tail_at(s.spatial_tails(), r)))
     lost, bound = s.spatial_tt(r)
@@ -391,7 +386,7 @@ def _svd_split(m: np.ndarray, r: int, weight_on: str = "both") -> tuple[np.ndarr
 
 def _factor_spatial(conv: Conv, t: np.ndarray, options: VariantOptions) -> Factorization:
     axes = active_axes(conv)
-    r = (options.rank or conv.out_channels) // conv.groups
+    r = spatial_rank(conv, options) // conv.groups
     s = _squeezed(conv, t)
     g, ci, co = s.shape[:3]
     ks = [conv.kernel[a] for a in axes]

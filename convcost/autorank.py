@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from convcost.approx import LayerSpectra, active_axes
+from convcost.approx import LayerSpectra
 from convcost.approxfn import Approximator
 from convcost.cost import cost_of
 from convcost.model import Conv
-from convcost.variants import VariantOptions, plan_variant
+from convcost.variants import VariantOptions, active_axes, plan_variant
 
 #: Which option is the variant's rank, and the step between valid values (spatial: groups).
 RANK_FIELDS: dict[str, str] = {"spatial": "rank", "depthwise": "depth_multiplier"}

@@ -67,6 +67,16 @@ def _on_axes(values: tuple[int, ...], axes: set[int], fill: int) -> tuple[int, .
     return tuple(v if i in axes else fill for i, v in enumerate(values))
 
 
+def active_axes(conv: Conv) -> list[int]:
+    """Spatial axes with extent > 1: the spatial variant makes one 1-D stage per axis here, in this order."""
+    return [i for i, k in enumerate(conv.kernel) if k > 1]
+
+
+def spatial_rank(conv: Conv, options: VariantOptions) -> int:
+    """Channels between the spatial variant's stages: --rank, or C_out."""
+    return options.rank or conv.out_channels
+
+
 @register_variant("spatial")
 def spatial(conv: Conv, options: VariantOptions) -> Plan:
     """One 1-D conv per spatial axis with extent > 1: k x k -> (k x 1) then (1 x k).
@@ -75,14 +85,14 @@ def spatial(conv: Conv, options: VariantOptions) -> Plan:
     to its own stage; axes with kernel 1 keep theirs in the first stage. Groups are kept, so a
     depthwise k x k becomes two depthwise 1-D convs (9 -> 6 multiplications per output).
     """
-    axes = [i for i, k in enumerate(conv.kernel) if k > 1]
+    axes = active_axes(conv)
     if conv.rank == 1:
         return Plan.na("a 1-D conv has a single spatial axis; nothing to separate")
     if not axes:
         return Plan.na("a 1x1 conv has no spatial kernel to separate")
     if len(axes) < 2:
         return Plan.na(f"kernel {list(conv.kernel)} has extent > 1 on only one axis; already separable")
-    rank = options.rank or conv.out_channels
+    rank = spatial_rank(conv, options)
     if rank % conv.groups:
         return Plan.na(f"rank {rank} is not a multiple of groups={conv.groups}")
     r = conv.rank
