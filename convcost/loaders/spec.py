@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from convcost.errors import InputError, short
 from convcost.infile import load_yaml, read_text
@@ -61,6 +61,11 @@ class _State:
 
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _valid_times(times: object) -> TypeGuard[int]:
+    """A repeat's `times`: an integer from 1 to MAX_REPEAT."""
+    return isinstance(times, int) and not isinstance(times, bool) and 1 <= times <= MAX_REPEAT
 
 
 def _where(name: str) -> str:
@@ -242,7 +247,7 @@ def _expanded_count(layers: Any, depth: int) -> int:
         n += 1
         if isinstance(layer, dict) and layer.get("type") == "repeat":
             times = layer.get("times")
-            if isinstance(times, int) and not isinstance(times, bool) and 1 <= times <= MAX_REPEAT:
+            if _valid_times(times):
                 n += times * _expanded_count(layer.get("layers"), depth + 1)
         if n > MAX_LAYERS:
             break
@@ -274,7 +279,7 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
             raise SpecError(f"{where_l}: duplicate layer name")
         if kind == "repeat":
             times = layer.get("times")
-            if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
+            if not _valid_times(times):
                 raise SpecError(f"{where_l}: times must be an integer from 1 to {MAX_REPEAT}, got {short(times)}")
             for r in range(times):
                 inner = f"{name}.{r}."

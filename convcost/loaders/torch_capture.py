@@ -23,7 +23,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -415,7 +415,7 @@ def _run(module: nn.Module, rec: _Recorder, shapes: dict[str, Shape], sig: Signa
     # and would break the one-line error contract.
     try:
         with warnings.catch_warnings(), torch.inference_mode(), _CaptureMode(rec, compute_convs), \
-                rec.stack.tracking() if rec.stack else _nothing():
+                rec.stack.tracking() if rec.stack else nullcontext():
             warnings.simplefilter("ignore")
             if positional:
                 module(*tensors.values())
@@ -424,11 +424,6 @@ def _run(module: nn.Module, rec: _Recorder, shapes: dict[str, Shape], sig: Signa
     finally:
         torch.set_num_threads(threads)
     return rec.out
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def capture(module: nn.Module, inputs: dict[str, Shape] | None, *, name: str, source: str,
