@@ -398,7 +398,7 @@ def test_lean_reading_keeps_everything_but_weight_data(tmp_path: Path, monkeypat
     nodes = [helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"x{i + 1}"], pads=[1, 1, 1, 1], name=f"c{i}")
              for i in range(3)] + [helper.make_node("Reshape", ["x3", "s"], ["y"])]
     path = save(build(nodes, {"x0": [1, 16, 6, 6]}, inits), tmp_path)
-    lean = onnx.ModelProto.FromString(onnx_wire.read_lean(path).data)
+    lean = onnx.ModelProto.FromString(onnx_wire.read_lean(path))
     full = onnx.load(str(path))
     for model in (lean, full):
         for t in model.graph.initializer:

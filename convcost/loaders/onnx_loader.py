@@ -76,7 +76,7 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
         warnings.append("graph nodes were not in topological order (the ONNX spec requires it); "
                         "convcost sorted them")
     resolved = apply_inputs(model, inputs, source)
-    model, shapes, types, _ = infer(model, table, RULES, source, costed=HANDLERS.keys())
+    model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
     table.nodes = list(model.graph.node)  # the inferred copy: the original can go
     initializers = {t.name: t for t in model.graph.initializer}
     const, made_by = constants(table, set(initializers))
@@ -110,7 +110,7 @@ def _parse(path: Path) -> ModelProto:
         raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
     model = onnx.ModelProto()
     try:
-        model.ParseFromString(lean.data)
+        model.ParseFromString(lean)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise InputError(f"not a valid ONNX model: protobuf decoding failed ({exc})", path) from None
     if not model.HasField("graph"):

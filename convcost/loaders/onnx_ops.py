@@ -132,11 +132,11 @@ class Ctx:
         """Elements of a constant operand (a parameter), 0 for an activation."""
         if not name or name not in self.const:
             return 0
-        shape = static(self.shapes.get(name))
-        if shape is None and self.shapes.get(name) != ():
+        shape = static(self.shapes.get(name))  # a scalar's () is static
+        if shape is None:
             return 0
         self.cover(name)
-        return math.prod(shape or ())
+        return math.prod(shape)
 
     def cover(self, name: str) -> None:
         """Mark a constant (and what it was made from) as counted by a conv or matmul."""
@@ -291,7 +291,7 @@ def handle_conv(ctx: Ctx, node: NodeProto, index: int) -> None:
                       f"{node.op_type} {quote(name)}: computed output {list(template.output_shape)} differs "
                       f"from ONNX shape inference {list(inferred)}; MACs use the computed shape")
     for extra in inputs:  # weight and bias are params; quantization scales and zero points are not
-        if extra in ctx.const and extra not in ctx.covered:
+        if extra in ctx.const:
             ctx.cover(extra)
     ctx.convs.append(_copy(template, name=name, dtype=dtype, weight=ctx.weights.loader(inputs[form.w])))
 

@@ -157,23 +157,21 @@ def _resolved(table: Table, shapes: Shapes, costed: Collection[tuple[str, str]])
 def infer(
     model: ModelProto, table: Table, rules: Mapping[tuple[str, str], Rule], source: str,
     costed: Collection[tuple[str, str]] = (),
-) -> tuple[ModelProto, Shapes, dict[str, int], int]:
+) -> tuple[ModelProto, Shapes, dict[str, int]]:
     """Run shape inference, and where it stops our shape rules and value folding, then again.
 
     The first pass runs without data propagation, which is several times faster (it would
     compute every ConstantOfShape weight of the zoo's light models); if that resolves the inputs
     of every `costed` op, it is the only pass.
 
-    Returns the inferred model, its shapes and element types, and how many tensors or inputs
-    our own propagation resolved. `table` describes the model's nodes (inference keeps them as
-    they are; folding rewrites inputs in both)."""
+    Returns the inferred model, its shapes and element types. `table` describes the model's
+    nodes (inference keeps them as they are; folding rewrites inputs in both)."""
     import onnx
     from onnx.shape_inference import infer_shapes
 
     from convcost.loaders.onnx_values import fold
 
     _declare_domains(model)
-    ours = 0
     shapes: Shapes = {}
     types: dict[str, int] = {}
     original, data_prop = model, not costed
@@ -208,8 +206,7 @@ def infer(
         folded = fold(model.graph, table, shapes, types)
         if not added and not folded:
             break
-        ours += len(added) + folded
-    return model, shapes, types, ours
+    return model, shapes, types
 
 
 def _value_info(name: str, elem: int, dims: Dims) -> ValueInfoProto:

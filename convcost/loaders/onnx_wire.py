@@ -91,8 +91,6 @@ class _Scanner:
 
     def __init__(self, buf: Any) -> None:
         self.buf = buf
-        self.stripped = 0  # tensors whose data was left in the file
-        self.stripped_bytes = 0
 
     def message(self, start: int, end: int, rewrite: dict[int, object]) -> bytes | None:
         """Scan [start, end); return new bytes, or None when nothing changed."""
@@ -148,20 +146,9 @@ class _Scanner:
                 parts.append(buf[key_at:pos])
         if not dropped:
             return None
-        self.stripped += 1
-        self.stripped_bytes += end - start
         marker = _field(1, SPAN_KEY.encode()) + _field(2, f"{start}:{end - start}".encode())
         parts.append(_field(TENSOR_EXTERNAL_DATA, marker))
         return b"".join(parts)
-
-
-class LeanModel:
-    """A model's bytes with large tensor data left out, and how much was left."""
-
-    def __init__(self, data: bytes, stripped: int, stripped_bytes: int) -> None:
-        self.data = data
-        self.stripped = stripped
-        self.stripped_bytes = stripped_bytes
 
 
 #: Files up to this size are read whole; larger ones through a small window, weights unread.
@@ -199,7 +186,7 @@ class _Window:
         return self.data[offset]
 
 
-def read_lean(path: Path) -> LeanModel:
+def read_lean(path: Path) -> bytes:
     """Read `path` as a ModelProto's bytes without the data of its large tensors.
 
     Raises WireError for bytes that are not a protobuf message (random bytes, truncation) and
@@ -214,7 +201,7 @@ def read_lean(path: Path) -> LeanModel:
         out = scanner.message(0, len(buf), {MODEL_GRAPH: scanner.graph})
         if out is None:  # nothing left out
             out = buf if isinstance(buf, bytes) else buf[0:size]
-    return LeanModel(out, scanner.stripped, scanner.stripped_bytes)
+    return out
 
 
 def read_span(path: Path, span: str) -> bytes:
