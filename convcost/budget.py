@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -182,40 +183,42 @@ def _compare(rule: str, scope: str, metric: str, value: float, limit: float) -> 
     return Check(rule, scope, metric, value, limit, value <= limit)
 
 
+def _each_limit(limits: dict[str, Any]) -> Iterator[tuple[str, str, str | None, float]]:
+    """(label, metric, device, limit) per limit of a block: a latency limit is one per device,
+    labelled `latency_ms[device]`; a layer rule's `match` is not a limit."""
+    for metric, limit in limits.items():
+        if metric == "latency_ms":
+            for device, ms in limit.items():
+                yield f"latency_ms[{device}]", metric, device, ms
+        elif metric != "match":
+            yield metric, metric, None, limit
+
+
+def _pick(values: dict[str, Any], metric: str, device: str | None) -> Any:
+    """A model figure; a latency one for one device (None when that device was not analyzed)."""
+    return values[metric] if device is None else values[metric].get(device)
+
+
 def evaluate(budget: Budget, analysis: Analysis, baseline: dict[str, Any] | None = None) -> list[Check]:
     """Every limit of the budget, evaluated; a rule that matches no layer is reported as such."""
     checks: list[Check] = []
     values = model_values(analysis)
-    for metric, limit in budget.model.items():
-        if metric == "latency_ms":
-            for device, ms in limit.items():
-                checks.append(_compare("model", "model", f"latency_ms[{device}]", values[metric][device], ms))
-        else:
-            checks.append(_compare("model", "model", metric, values[metric], limit))
+    for label, metric, device, limit in _each_limit(budget.model):
+        checks.append(_compare("model", "model", label, _pick(values, metric, device), limit))
     for layer in analysis.layers:
         rule = next((r for r in budget.layers if fnmatchcase(layer.conv.name, r["match"])), None)
         if rule is None:
             continue
-        for metric, limit in rule.items():
-            if metric == "match":
-                continue
-            if metric == "latency_ms":
-                for device, ms in limit.items():
-                    checks.append(_compare(f"layers: {rule['match']}", layer.conv.name, f"latency_ms[{device}]",
-                                           _layer_value(layer, metric, device), ms))
-            else:
-                checks.append(_compare(f"layers: {rule['match']}", layer.conv.name, metric,
-                                       _layer_value(layer, metric), limit))
+        for label, metric, device, limit in _each_limit(rule):
+            checks.append(_compare(f"layers: {rule['match']}", layer.conv.name, label,
+                                   _layer_value(layer, metric, device), limit))
     if baseline is not None:
         old = baseline_values(baseline)
-        for metric, pct in budget.max_increase.items():
-            pairs = ([(f"latency_ms[{d}]", values[metric].get(d), old[metric].get(d), p) for d, p in pct.items()]
-                     if metric == "latency_ms" else [(metric, values[metric], old[metric], pct)])
-            for name, new, before, p in pairs:
-                if new is None or before is None:
-                    continue
-                checks.append(_compare("baseline", "model", f"{name} increase %",
-                                       _increase(new, before), p))
+        for label, metric, device, pct in _each_limit(budget.max_increase):
+            new, before = _pick(values, metric, device), _pick(old, metric, device)
+            if new is None or before is None:
+                continue
+            checks.append(_compare("baseline", "model", f"{label} increase %", _increase(new, before), pct))
     return checks
 
 

@@ -155,3 +155,15 @@ def test_shipped_budgets_pass_on_their_models(name):
     spec = ROOT / "configs" / "budgets" / f"{name}.yaml"
     result = run_cli("check", str(MODELS / f"{name}.yaml"), "--budget", str(spec))
     assert result.code == 0, result.out
+
+
+def test_github_annotations_escape_what_would_end_or_split_the_command():
+    """A layer name is data from the model file: a newline in it must not end the workflow command
+    (GitHub: %, CR and LF in a message; also ':' and ',' in a property)."""
+    from convcost.budget import LayerDiff
+    from convcost.render.checks import render_github
+
+    text = render_github([], [LayerDiff("conv\n::error::fake 50%", "added", None, 64)], "m", "m.onnx")
+    warning, summary = text.splitlines()
+    assert warning == "::warning title=convcost layer added::conv%0A::error::fake 50%25: MACs +64 since the baseline"
+    assert summary == "convcost check m: 0 passed, 0 failed"

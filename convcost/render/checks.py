@@ -76,9 +76,14 @@ def render_json(checks: list[Check], diffs: list[LayerDiff] | None, model: str) 
     }, indent=2) + "\n"
 
 
+def _escape_data(text: str) -> str:
+    """GitHub workflow-command escaping for a message: a newline would end the command."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
 def _escape_annotation(text: str) -> str:
-    """GitHub workflow-command escaping for messages and properties."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+    """GitHub workflow-command escaping for a property (file=, title=): also ':' and ','."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def render_github(checks: list[Check], diffs: list[LayerDiff] | None, model: str, source: str) -> str:
@@ -87,10 +92,11 @@ def render_github(checks: list[Check], diffs: list[LayerDiff] | None, model: str
         if not c.ok:
             title = f"convcost budget: {c.metric}"
             lines.append(f"::error file={_escape_annotation(source)},title={_escape_annotation(title)}::"
-                         f"{violation_line(c).replace('%', '%25')}")
+                         f"{_escape_data(violation_line(c))}")
     for d in diffs or []:
         if d.change != "changed" or d.delta > 0:
-            lines.append(f"::warning title=convcost layer {d.change}::{d.name}: MACs {d.delta:+,} since the baseline")
+            lines.append(f"::warning title={_escape_annotation(f'convcost layer {d.change}')}::"
+                         f"{_escape_data(f'{d.name}: MACs {d.delta:+,} since the baseline')}")
     failed = sum(not c.ok for c in checks)
     lines.append(f"convcost check {model}: {len(checks) - failed} passed, {failed} failed")
     return "\n".join(lines) + "\n"
