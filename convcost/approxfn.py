@@ -26,19 +26,16 @@ class Approximator:
 
     def __init__(self, permute: bool = True) -> None:
         self.permute = permute
-        self._key: tuple[int, str] | None = None
         self._spectra: LayerSpectra | None = None
 
     def spectra(self, conv: Conv) -> LayerSpectra | None:
         """The conv's weight spectra (None without weights), computed lazily and cached."""
         if conv.weight is None:
             return None
-        key = (id(conv), conv.name)
-        if self._key != key or self._spectra is None:
+        if self._spectra is None or self._spectra.conv is not conv:  # the cached one holds its conv
             from convcost.approx import LayerSpectra, group_major
 
             self._spectra = LayerSpectra(conv, group_major(conv, conv.weight()))
-            self._key = key
         return self._spectra
 
     def __call__(self, variant: str, conv: Conv, options: VariantOptions) -> Approx | None:
