@@ -291,8 +291,19 @@ class _CaptureMode(TorchDispatchMode):
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         packet = func._overloadpacket
+        if packet in CONV_OPS:
+            bound = _bind(func, args, kwargs)
+            if CONV_OPS[packet]:
+                bound["transposed"] = True
+            # Only shapes matter: a conv's output is zeros of the shape torch would give, unless the
+            # arguments look wrong, when torch runs it and raises the model's own error.
+            shape = None if self.compute_convs else predict_conv(bound)
+            out = self._run(func, args, kwargs, bound) if shape is None else \
+                torch.zeros(shape, dtype=_conv_input(bound).dtype)
+            self.rec.conv(bound, tuple(out.shape))
+            return out
         handler = HANDLERS.get(packet)
-        if handler is None and packet not in CONV_OPS:
+        if handler is None:
             if func is not torch.ops.prim.device.default:  # as FlopCounterMode: nothing to decompose
                 with self:
                     decomposed = func.decompose(*args, **kwargs)
@@ -303,18 +314,7 @@ class _CaptureMode(TorchDispatchMode):
                 self.rec.out.uncosted[str(packet)] += 1
             return out
         bound = _bind(func, args, kwargs)
-        if packet in CONV_OPS:
-            if CONV_OPS[packet]:
-                bound["transposed"] = True
-            # Only shapes matter: a conv's output is zeros of the shape torch would give, unless the
-            # arguments look wrong, when torch runs it and raises the model's own error.
-            shape = None if self.compute_convs else predict_conv(bound)
-            out = self._run(func, args, kwargs, bound) if shape is None else \
-                torch.zeros(shape, dtype=_conv_input(bound).dtype)
-            self.rec.conv(bound, tuple(out.shape))
-            return out
         out = self._run(func, args, kwargs, bound)
-        assert handler is not None
         handler(self.rec, bound, out)
         return out
 
