@@ -5,14 +5,13 @@ Charts are Mermaid `xychart-beta` blocks, which GitHub renders without images.
 
 from __future__ import annotations
 
-from collections import Counter
-
 from convcost import __version__
 from convcost.analysis import Analysis, LayerResult, shown_layers
 from convcost.cost import MACS_CONVENTION, bytes_per_element
 from convcost.render import View
 from convcost.render.markdown import layer_table, table_lines
 from convcost.render.numbers import count, dims, ms, si, times
+from convcost.render.rows import na_reasons
 
 TOP = 10
 
@@ -57,9 +56,7 @@ def _totals(analysis: Analysis) -> list[str]:
 def _reasons(analysis: Analysis) -> list[str]:
     rows = []
     for name in analysis.settings.variants:
-        counts = Counter(layer.variants[name].plan.reason for layer in analysis.layers
-                         if not layer.variants[name].applicable)
-        rows += [[name, reason or "", str(n)] for reason, n in counts.most_common()]
+        rows += [[name, reason, str(n)] for reason, n in na_reasons(analysis, name).most_common()]
     if not rows:
         return ["Every variant applies to every conv."]
     return table_lines(["variant", "why not applicable", "convs"], rows, [False, False, True])
@@ -85,10 +82,8 @@ def _latency_chart(analysis: Analysis) -> list[str]:
     return xychart("Model latency per device (ms)", analysis.devices, "ms", series)
 
 
-def _top_by(analysis: Analysis, key: str, view: View) -> list[str]:
-    top = view.top or TOP
-    sub = View(sort=key, top=top)
-    return layer_table(analysis, sub)
+def _top_by(analysis: Analysis, key: str, top: int) -> list[str]:
+    return layer_table(analysis, View(sort=key, top=top))
 
 
 def render_report(analysis: Analysis, view: View) -> str:
@@ -111,14 +106,14 @@ def render_report(analysis: Analysis, view: View) -> str:
     if model.uncosted:
         lines.append("- Not costed: " + ", ".join(f"{op} ×{n}" for op, n in sorted(model.uncosted.items())))
     lines += ["", "## Totals", "", *_totals(analysis), "",
-              f"## Top {len(biggest)} convolutions by MACs", "", *_top_by(analysis, "macs", view), "",
+              f"## Top {len(biggest)} convolutions by MACs", "", *_top_by(analysis, "macs", top), "",
               *xychart(f"MACs per layer, top {len(biggest)} (millions)", [layer.conv.name for layer in biggest],
                        "MMACs", [("original", [layer.cost.macs / 1e6 for layer in biggest])]
                        + [(name, [(v.cost.macs if (v := layer.variants[name]).cost else layer.cost.macs) / 1e6
                                   for layer in biggest]) for name in s.variants]),
               ""]
     if analysis.devices:
-        lines += [f"## Top {top} convolutions by latency", "", *_top_by(analysis, "latency", view), ""]
+        lines += [f"## Top {top} convolutions by latency", "", *_top_by(analysis, "latency", top), ""]
     lines += ["## Latency per device", "", *_latency_chart(analysis), "",
               "## Why a variant does not apply", "", *_reasons(analysis), "",
               "## Approximation error of each variant", "", *_approx(analysis), "",

@@ -190,6 +190,12 @@ def totals_row(analysis: Analysis, cols: list[Column]) -> list[str]:
     return [cells.get(c.header, "") for c in cols]
 
 
+def na_reasons(analysis: Analysis, name: str) -> Counter[str]:
+    """How many convs variant `name` does not apply to, per reason."""
+    return Counter(layer.variants[name].plan.reason or "" for layer in analysis.layers
+                   if not layer.variants[name].applicable)
+
+
 def summary_lines(analysis: Analysis) -> list[str]:
     """Model totals, per-variant model savings, conventions and what was not costed."""
     t, model = analysis.totals, analysis.model
@@ -206,9 +212,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
             f"{si(vt.macs)} MACs ({times(mr)} fewer)" + "".join(f"; {d} {ms(v)} ms" for d, v in vt.latency.items())
         )
     for name in analysis.settings.variants:
-        reasons = Counter(
-            layer.variants[name].plan.reason for layer in analysis.layers if not layer.variants[name].applicable
-        )
+        reasons = na_reasons(analysis, name)
         if reasons:
             listed = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(4))
             lines.append(f"{name} n/a: {listed}")
