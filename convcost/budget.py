@@ -199,7 +199,7 @@ def _pick(values: dict[str, Any], metric: str, device: str | None) -> Any:
     return values[metric] if device is None else values[metric].get(device)
 
 
-def evaluate(budget: Budget, analysis: Analysis, baseline: dict[str, Any] | None = None) -> list[Check]:
+def evaluate(budget: Budget, analysis: Analysis, baseline: Baseline | None = None) -> list[Check]:
     """Every limit of the budget, evaluated; a rule that matches no layer is reported as such."""
     checks: list[Check] = []
     values = model_values(analysis)
@@ -213,7 +213,7 @@ def evaluate(budget: Budget, analysis: Analysis, baseline: dict[str, Any] | None
             checks.append(_compare(f"layers: {rule['match']}", layer.conv.name, label,
                                    _layer_value(layer, metric, device), limit))
     if baseline is not None:
-        old = baseline_values(baseline)
+        old = baseline.totals
         for label, metric, device, pct in _each_limit(budget.max_increase):
             new, before = _pick(values, metric, device), _pick(old, metric, device)
             if new is None or before is None:
@@ -228,13 +228,21 @@ def _increase(new: float, old: float) -> float:
     return (new - old) / old * 100
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """What `check` compares with, read once from an earlier `analyze -f json`."""
+
+    totals: dict[str, Any]  # the keys of `model_values`
+    layers: list[tuple[str, int]]  # (name, MACs) in order
+
+
 def baseline_values(data: dict[str, Any]) -> dict[str, Any]:
     t = data["totals"]
     return {"macs": t["macs"], "params": t["params"], "flops": t.get("flops", 2 * t["macs"]),
             "conv_macs": t["conv_macs"], "conv_params": t["conv_params"], "latency_ms": t.get("latency_ms", {})}
 
 
-def load_baseline(path: str | Path, model_name: str) -> dict[str, Any]:
+def load_baseline(path: str | Path, model_name: str) -> Baseline:
     """An earlier `analyze -f json` of the same model."""
     source = str(path)
     text = read_text(path, "baseline", MAX_BASELINE_BYTES)
@@ -244,8 +252,7 @@ def load_baseline(path: str | Path, model_name: str) -> dict[str, Any]:
         raise InputError(f"not a convcost JSON baseline: {short(exc)}", source) from None
     try:
         name = data["model"]["name"]
-        baseline_values(data)
-        [(layer["name"], layer["macs"]) for layer in data["layers"]]
+        baseline = Baseline(baseline_values(data), [(layer["name"], layer["macs"]) for layer in data["layers"]])
     except (KeyError, TypeError):
         raise InputError("not a convcost JSON baseline (write one with `convcost analyze MODEL -f json`)",
                          source) from None
@@ -253,7 +260,7 @@ def load_baseline(path: str | Path, model_name: str) -> dict[str, Any]:
         raise InputError(f"baseline is of model {name!r}, not {model_name!r}", source)
     if data.get("settings", {}).get("top"):
         raise InputError("baseline was written with --top; it does not list every layer", source)
-    return data
+    return baseline
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,7 @@ class LayerDiff:
         return (self.new_macs or 0) - (self.old_macs or 0)
 
 
-def diff_layers(analysis: Analysis, baseline: dict[str, Any]) -> list[LayerDiff]:
+def diff_layers(analysis: Analysis, baseline: Baseline) -> list[LayerDiff]:
     """Layers added, removed or changed in MACs since the baseline (matched by name and call order)."""
     def keyed(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         seen: dict[str, int] = {}
@@ -278,7 +285,7 @@ def diff_layers(analysis: Analysis, baseline: dict[str, Any]) -> list[LayerDiff]
             out[(name, seen[name])] = macs
         return out
 
-    old = keyed([(layer["name"], layer["macs"]) for layer in baseline["layers"]])
+    old = keyed(baseline.layers)
     new = keyed([(layer.conv.name, layer.cost.macs) for layer in analysis.layers])
     diffs = []
     for key in [*new, *(k for k in old if k not in new)]:
