@@ -26,6 +26,21 @@ def violation_line(c: Check) -> str:
     return f"{where}: {c.metric} {fmt_value(c.metric, c.value)} > limit {fmt_value(c.metric, c.limit)} ({c.rule})"
 
 
+CHECK_COLUMNS = ("rule", "scope", "metric", "value", "limit", "result")
+DIFF_COLUMNS = ("layer", "change", "baseline MACs", "MACs", "delta MACs")
+
+
+def _check_rows(checks: list[Check], fail: str) -> list[list[str]]:
+    """One row per check under CHECK_COLUMNS; `fail` is how the format marks a broken limit."""
+    return [[c.rule, c.scope, c.metric, fmt_value(c.metric, c.value), fmt_value(c.metric, c.limit),
+             "pass" if c.ok else fail] for c in checks]
+
+
+def _tally(checks: list[Check]) -> str:
+    failed = sum(not c.ok for c in checks)
+    return f"{len(checks) - failed} passed, {failed} failed"
+
+
 def _diff_rows(diffs: list[LayerDiff]) -> list[list[str]]:
     return [[d.name, d.change, si(d.old_macs) if d.old_macs is not None else "",
              si(d.new_macs) if d.new_macs is not None else "", f"{d.delta:+,}"] for d in diffs]
@@ -38,25 +53,23 @@ def render_table(checks: list[Check], diffs: list[LayerDiff] | None, model: str)
     from convcost.render.console import to_text
 
     table = Table(title=f"convcost check: {model}", title_justify="left")
-    for col in ("rule", "scope", "metric", "value", "limit", "result"):
+    for col in CHECK_COLUMNS:
         table.add_column(col, justify="right" if col in ("value", "limit") else "left")
-    for c in checks:
-        table.add_row(c.rule, c.scope, c.metric, fmt_value(c.metric, c.value), fmt_value(c.metric, c.limit),
-                      "pass" if c.ok else "[bold red]FAIL[/]")
+    for row in _check_rows(checks, "[bold red]FAIL[/]"):
+        table.add_row(*row)
     out: list[RenderableType] = [table]
     if diffs is not None:
         if diffs:
             diff = Table(title="layers changed since the baseline", title_justify="left")
-            for col in ("layer", "change", "baseline MACs", "MACs", "delta MACs"):
+            for col in DIFF_COLUMNS:
                 diff.add_column(col)
             for row in _diff_rows(diffs):
                 diff.add_row(*row)
             out.append(diff)
         else:
             out.append("no layer changed since the baseline")
-    failed = [c for c in checks if not c.ok]
-    out.append(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
-    out += [f"FAIL {violation_line(c)}" for c in failed]
+    out.append(_tally(checks))
+    out += [f"FAIL {violation_line(c)}" for c in checks if not c.ok]
     return to_text(out, width=200)
 
 
@@ -97,22 +110,18 @@ def render_github(checks: list[Check], diffs: list[LayerDiff] | None, model: str
         if d.change != "changed" or d.delta > 0:
             lines.append(f"::warning title={_escape_annotation(f'convcost layer {d.change}')}::"
                          f"{_escape_data(f'{d.name}: MACs {d.delta:+,} since the baseline')}")
-    failed = sum(not c.ok for c in checks)
-    lines.append(f"convcost check {model}: {len(checks) - failed} passed, {failed} failed")
+    lines.append(f"convcost check {model}: {_tally(checks)}")
     return "\n".join(lines) + "\n"
 
 
 def summary_markdown(checks: list[Check], diffs: list[LayerDiff] | None, model: str) -> str:
-    failed = sum(not c.ok for c in checks)
-    head = f"### convcost check: `{model}` — {'❌' if failed else '✅'} {len(checks) - failed} passed, {failed} failed"
-    rows = [[c.rule, c.scope, c.metric, fmt_value(c.metric, c.value), fmt_value(c.metric, c.limit),
-             "pass" if c.ok else "**FAIL**"] for c in checks]
-    lines = [head, "", *table_lines(["rule", "scope", "metric", "value", "limit", "result"], rows,
-                                    [False, False, False, True, True, False])]
+    mark = "✅" if all(c.ok for c in checks) else "❌"
+    lines = [f"### convcost check: `{model}` — {mark} {_tally(checks)}", "",
+             *table_lines(list(CHECK_COLUMNS), _check_rows(checks, "**FAIL**"),
+                          [False, False, False, True, True, False])]
     if diffs:
         lines += ["", "#### Layers changed since the baseline", "",
-                  *table_lines(["layer", "change", "baseline MACs", "MACs", "delta MACs"], _diff_rows(diffs),
-                               [False, False, True, True, True])]
+                  *table_lines(list(DIFF_COLUMNS), _diff_rows(diffs), [False, False, True, True, True])]
     return "\n".join(lines) + "\n"
 
 
