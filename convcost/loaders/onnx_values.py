@@ -40,10 +40,14 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 class Evaluator:
     """Computes values of small tensors from constants and static shapes, memoized."""
 
-    def __init__(self, graph: GraphProto, shapes: Shapes) -> None:
+    def __init__(self, graph: GraphProto, table: Table, shapes: Shapes,
+                 inits: dict[str, TensorProto] | None = None) -> None:
+        """`table` describes `graph`'s nodes (their outputs are read from it, not from protobuf);
+        `inits` the graph's initializers by name, when the caller has them already."""
         self.shapes = shapes
-        self.producer: dict[str, NodeProto] = {o: n for n in graph.node for o in n.output if o}
-        self.inits: dict[str, TensorProto] = {t.name: t for t in graph.initializer}
+        nodes = list(graph.node)
+        self.producer: dict[str, NodeProto] = {o: nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
+        self.inits = inits if inits is not None else {t.name: t for t in graph.initializer}
         self.memo: dict[str, Value | None] = {}
 
     def value(self, name: str, depth: int = 0) -> Value | None:
@@ -192,7 +196,7 @@ def fold(graph: GraphProto, table: Table, shapes: Shapes, types: dict[str, int])
     from onnx import helper
 
     evaluator: Evaluator | None = None
-    inits: set[str] | None = None
+    inits: dict[str, TensorProto] | None = None
     folded: dict[str, str] = {}
     count = 0
     for index, op in enumerate(table.ops):
@@ -202,12 +206,12 @@ def fold(graph: GraphProto, table: Table, shapes: Shapes, types: dict[str, int])
         inputs = list(table.inputs[index])
         for i in positions:
             if inits is None:
-                inits = {t.name for t in graph.initializer}
+                inits = {t.name: t for t in graph.initializer}
             if i >= len(inputs) or not inputs[i] or inputs[i] in inits:
                 continue
             name = inputs[i]
             if name not in folded:
-                evaluator = evaluator or Evaluator(graph, shapes)
+                evaluator = evaluator or Evaluator(graph, table, shapes, dict(inits))  # as they are now
                 try:
                     value = evaluator.value(name)
                 except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError):
@@ -217,10 +221,11 @@ def fold(graph: GraphProto, table: Table, shapes: Shapes, types: dict[str, int])
                 dims, vals = value
                 new = f"{name}__convcost_folded"
                 try:
-                    graph.initializer.append(helper.make_tensor(new, types.get(name, 7), list(dims), vals))
+                    tensor = helper.make_tensor(new, types.get(name, 7), list(dims), vals)
                 except (ValueError, TypeError, OverflowError):  # values a tensor cannot hold
                     continue
-                inits.add(new)
+                graph.initializer.append(tensor)
+                inits[new] = graph.initializer[-1]
                 folded[name] = new
             graph.node[index].input[i] = inputs[i] = folded[name]
             count += 1
