@@ -29,13 +29,18 @@ def same_pads(
 
     The odd pixel goes to the end for SAME_UPPER and to the beginning for SAME_LOWER.
     """
-    begins, ends = [], []
+    totals = []
     for size, k, s, d in zip(spatial, kernel, stride, dilation, strict=True):
         out = -(-size // s)
-        total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
-        small, big = total // 2, total - total // 2
-        begins.append(small if upper else big)
-        ends.append(big if upper else small)
+        totals.append(max((out - 1) * s + d * (k - 1) + 1 - size, 0))
+    return split_pads(totals, upper)
+
+
+def split_pads(totals: Sequence[int], upper: bool) -> Shape:
+    """Begin and end pads (all begins, then all ends) that add up to each axis's total: the odd
+    pixel goes to the end when `upper` (SAME_UPPER), to the beginning otherwise."""
+    begins = [t // 2 if upper else t - t // 2 for t in totals]
+    ends = [t - t // 2 if upper else t // 2 for t in totals]
     return tuple(begins + ends)
 
 

@@ -16,7 +16,7 @@ from convcost.loaders.onnx_graph import Names, attrs, node_label, op_key, quote
 from convcost.loaders.onnx_shapes import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx_weights import Weights
 from convcost.model import Conv, MatMul, Shape
-from convcost.shapes import ShapeError, conv_transpose_out_size, make_conv, same_pads
+from convcost.shapes import ShapeError, make_conv, same_pads, split_pads
 
 if TYPE_CHECKING:
     from onnx import NodeProto
@@ -218,14 +218,9 @@ def build_conv(node: NodeProto, name: str, form: ConvForm, x: Shape, w: Shape, b
     if target:
         if len(target) != rank or any(t < 1 for t in target):
             raise ShapeError(f"output_shape {target} needs {rank} positive spatial values")
-        begins, ends = [], []
-        for i in range(rank):
-            natural = strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
-            total = natural - target[i]
-            small, big = total // 2, total - total // 2
-            begins.append(small if auto_pad == "SAME_UPPER" else big)
-            ends.append(big if auto_pad == "SAME_UPPER" else small)
-        pads = begins + ends
+        natural = [strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
+                   for i in range(rank)]
+        pads = list(split_pads([n - t for n, t in zip(natural, target, strict=True)], auto_pad == "SAME_UPPER"))
     c_out = w[1] * group
     try:
         return make_conv(name, "ConvTranspose", x, c_out, kernel, strides, pads, dilations, group, bias,
@@ -234,12 +229,11 @@ def build_conv(node: NodeProto, name: str, form: ConvForm, x: Shape, w: Shape, b
         if not target or x[1] % group:
             raise
     # output_shape asks for more than the natural size (negative padding, or output_padding
-    # beyond the stride): the MACs depend only on the input, so keep the requested shape.
-    out = [conv_transpose_out_size(spatial[i], kernel[i], strides[i], pads[i], pads[rank + i], dilations[i],
-                                   out_pad[i]) for i in range(rank)]
+    # beyond the stride): the MACs depend only on the input, so keep the requested shape (the
+    # pads above were chosen to give exactly it).
     return Conv(name=name, op="ConvTranspose", in_channels=x[1], out_channels=c_out, kernel=tuple(kernel),
                 stride=tuple(strides), padding=tuple(pads), dilation=tuple(dilations), groups=group,
-                input_shape=x, output_shape=(x[0], c_out, *out), bias=bias, output_padding=tuple(out_pad),
+                input_shape=x, output_shape=(x[0], c_out, *target), bias=bias, output_padding=tuple(out_pad),
                 dtype=form.dtype)
 
 
