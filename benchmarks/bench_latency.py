@@ -12,6 +12,13 @@ the same calibration data:
     python benchmarks/bench_latency.py                     # torch's threads (all cores), wall clock
     python benchmarks/bench_latency.py --threads 1 --clock thread   # robust on a busy machine
     python benchmarks/bench_latency.py --quick              # a smoke run: quick sweep, 4 models
+    python benchmarks/bench_latency.py --threads 1 --clock thread --interleave 15
+
+`--interleave N` is the drift-controlled protocol: instead of calibrating first and then benching
+one model after another (so that each model is measured minutes after the calibration, in a phase
+of the host's speed of its own), it visits the calibration sweep and every model in turn, N times
+over, a few samples each visit, and takes each op's median over the visits. Calibration and models
+then see the same mixture of the host's phases, and what is left of an error is the model's.
 
 Writes Markdown to stdout (or --out) and the calibrated profile to --profile-out.
 """
@@ -24,6 +31,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,6 +39,11 @@ sys.path.insert(0, str(ROOT))
 from convcost.analysis import Settings  # noqa: E402
 from convcost.loaders import load_model  # noqa: E402
 from convcost.model import Model  # noqa: E402
+
+if TYPE_CHECKING:
+    from convcost.bench import BenchResult
+    from convcost.calibrate import Calibration
+    from convcost.devices import DeviceProfile
 
 
 def models(spec_dir: Path, only: set[str] | None) -> list[Model]:
@@ -60,6 +73,42 @@ def eager_forward_ms(name: str, threads: int) -> float | None:
     return measure_many([lambda: module(x)], Timing(warmup=2, repeats=5)).ms[0]
 
 
+def interleaved(cycles: int, sweep: str, repeats: int, threads: int | None, clock: str,
+                chosen: list[Model]) -> tuple[Calibration, DeviceProfile, list[BenchResult]]:
+    """Calibration sweep and every model's bench runners, visited in turn `cycles` times."""
+    import torch
+
+    from convcost.analysis import analyze
+    from convcost.bench import bench_result, bench_runners
+    from convcost.calibrate import SWEEPS, bandwidth_gbs, calibrated_profile, calibration_from
+    from convcost.measure import LoadMonitor, Measured, Timing, measure_many, runner, steady_allocator
+
+    steady_allocator()
+    if threads:
+        torch.set_num_threads(threads)
+    plan = SWEEPS[sweep]
+    ops = plan.ops()
+    units = [[runner([op]) for op in ops]] + [bench_runners(analyze(m, Settings())) for m in chosen]
+    timing = Timing(warmup=1, repeats=repeats, cold=True, clock=clock)
+    visits: list[list[list[float]]] = [[[] for _ in fns] for fns in units]  # unit, function, visit
+    copies: list[float] = []
+    monitor = LoadMonitor()
+    start = time.monotonic()
+    for cycle in range(cycles):
+        for fns, got in zip(units, visits, strict=True):
+            for times, ms in zip(got, measure_many(fns, timing).ms, strict=True):
+                times.append(ms)
+        copies.append(bandwidth_gbs(plan.copy_mib, Timing(1, 3, 0.01, clock=clock)))
+        print(f"cycle {cycle + 1}/{cycles}: {time.monotonic() - start:.0f} s", file=sys.stderr)
+    medians = [[statistics.median(times) for times in got] for got in visits]
+    cal = calibration_from(ops, medians[0], statistics.median(copies), sweep, clock, monitor.others())
+    profile = calibrated_profile(cal, "here", "<benchmark>")
+    results = [bench_result(analyze(m, Settings(), [profile]), profile, Measured(ms, None, 0),
+                            torch.get_num_threads(), "thread" if clock == "thread" else "wall")
+               for m, ms in zip(chosen, medians[1:], strict=True)]
+    return cal, profile, results
+
+
 def pct(x: float) -> str:
     return f"{x:+.1%}"
 
@@ -78,6 +127,8 @@ def main() -> None:
     ap.add_argument("--specs", type=Path, default=ROOT / "configs" / "models")
     ap.add_argument("--models", default="", help="comma-separated subset (spec or archs names)")
     ap.add_argument("--quick", action="store_true", help="quick sweep, 3 repeats, 4 small models")
+    ap.add_argument("--interleave", type=int, default=0, metavar="N",
+                    help="visit the sweep and every model in turn N times (drift-controlled protocol)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--profile-out", type=Path)
     args = ap.parse_args()
@@ -92,23 +143,29 @@ def main() -> None:
     from convcost.measure import Timing
 
     t0 = time.monotonic()
-    cal = calibrate(args.sweep, args.threads, args.clock)
-    profile = calibrated_profile(cal, "here", str(args.profile_out or "<benchmark>"))
-    calibrate_s = time.monotonic() - t0
+    only = {m for m in args.models.split(",") if m} or None
+    if args.interleave:
+        cal, profile, results = interleaved(args.interleave, args.sweep, args.repeats, args.threads, args.clock,
+                                            models(args.specs, only))
+        calibrate_s = time.monotonic() - t0
+    else:
+        cal = calibrate(args.sweep, args.threads, args.clock)
+        profile = calibrated_profile(cal, "here", str(args.profile_out or "<benchmark>"))
+        calibrate_s = time.monotonic() - t0
+        print(f"calibrated in {calibrate_s:.0f} s", file=sys.stderr)
+        results = []
+        for model in models(args.specs, only):
+            t1 = time.monotonic()
+            r = run_bench(model, profile, Settings(), Timing(repeats=args.repeats, span_s=args.seconds))
+            results.append(r)
+            print(f"{model.name}: {len(model.convs)} convs, measured {r.whole_measured_ms:.2f} ms, "
+                  f"estimate {pct(r.whole_error)}, {time.monotonic() - t1:.0f} s", file=sys.stderr)
     if args.profile_out:
         args.profile_out.write_text(dump_profile(profile))
-    print(f"calibrated in {calibrate_s:.0f} s", file=sys.stderr)
 
-    results = []
-    only = {m for m in args.models.split(",") if m} or None
-    for model in models(args.specs, only):
-        t1 = time.monotonic()
-        r = run_bench(model, profile, Settings(), Timing(repeats=args.repeats, span_s=args.seconds))
-        results.append(r)
-        print(f"{model.name}: {len(model.convs)} convs, measured {r.whole_measured_ms:.2f} ms, "
-              f"estimate {pct(r.whole_error)}, {time.monotonic() - t1:.0f} s", file=sys.stderr)
-
-    lines = [f"Calibration: `{args.sweep}` sweep ({len(cal.samples)} convs) in {calibrate_s:.0f} s on "
+    how = (f"interleaved with the models' measurements: {args.interleave} visits of {args.repeats} samples to "
+           f"the sweep and to each model, {calibrate_s:.0f} s in all" if args.interleave else f"in {calibrate_s:.0f} s")
+    lines = [f"Calibration: `{args.sweep}` sweep ({len(cal.samples)} convs) {how} on "
              f"{cal.machine}; torch threads {cal.threads}, {cal.clock} clock; other processes used "
              f"{'?' if cal.others is None else f'{cal.others:.0%}'} of the CPU meanwhile.", ""]
     # Per model.

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from convcost.analysis import OptionsFn, Settings, analyze
+from convcost.analysis import Analysis, OptionsFn, Settings, analyze
 from convcost.devices import DeviceProfile
 from convcost.latency import op_kind
-from convcost.measure import Timing, measure_many, runner, steady_allocator
+from convcost.measure import Measured, Timing, measure_many, runner, steady_allocator
 from convcost.model import Model
 
 Tick = Callable[[int, int], None]
@@ -110,6 +110,49 @@ def _macs_per_ms(profile: DeviceProfile) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
+def bench_runners(analysis: Analysis) -> list[Callable[[], object]]:
+    """What bench times for an analysed model, in `_slots` order: each conv alone, each applicable
+    variant's stages back to back, and last the whole model (every conv and matrix multiply)."""
+    dtype = analysis.settings.dtype
+    fns = [runner([layer.conv] if which is None else list(layer.variants[which].plan.layers), dtype)
+           for layer, which in ((analysis.layers[i], which) for i, which in _slots(analysis))]
+    model = analysis.model
+    return [*fns, runner([*model.convs, *model.matmuls], dtype, chained=False)]
+
+
+def _slots(analysis: Analysis) -> list[tuple[int, str | None]]:
+    """(layer index, None) for a conv, (layer index, variant name) for each variant with a cost."""
+    return [(i, which) for i, layer in enumerate(analysis.layers)
+            for which in (None, *(n for n, v in layer.variants.items() if v.cost is not None))]
+
+
+def bench_result(analysis: Analysis, profile: DeviceProfile, measured: Measured, threads: int,
+                 clock: str) -> BenchResult:
+    """Measured times (`bench_runners` order) beside the estimates `analysis` made on `profile`."""
+    rate = _macs_per_ms(profile)
+    layers = [
+        LayerBench(layer.conv.name, op_kind(layer.conv), layer.cost.macs, math.nan,
+                   layer.latency[profile.name].ms, layer.latency[profile.name].bound,
+                   layer.cost.macs / rate if rate else None)
+        for layer in analysis.layers
+    ]
+    slots = _slots(analysis)
+    for (i, which), ms in zip(slots, measured.ms[:len(slots)], strict=True):
+        if which is None:
+            layers[i].measured_ms = ms
+        else:
+            v = analysis.layers[i].variants[which]
+            assert v.cost is not None
+            layers[i].variants[which] = VariantBench(ms, v.latency[profile.name].ms,
+                                                     v.cost.macs / rate if rate else None)
+    return BenchResult(
+        model=analysis.model, device=profile, threads=threads, clock=clock, layers=layers,
+        whole_measured_ms=measured.ms[len(slots)], whole_estimated_ms=analysis.totals.latency[profile.name],
+        whole_baseline_ms=analysis.totals.macs / rate if rate else None,
+        others=measured.others, rounds_retaken=measured.rounds_dropped,
+    )
+
+
 def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = None,
               timing: Timing | None = None, tick: Tick | None = None,
               options_for: OptionsFn | None = None) -> BenchResult:
@@ -125,37 +168,5 @@ def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = 
     base = timing or Timing()
     timing = replace(base, clock=clock, cold=True)  # as calibrate measures: each op cold, as inside a model
     analysis = analyze(model, settings, [profile], options_for=options_for)
-    rate = _macs_per_ms(profile)
-
-    fns = []
-    slots: list[tuple[int, str | None]] = []
-    for i, layer in enumerate(analysis.layers):
-        fns.append(runner([layer.conv], settings.dtype))
-        slots.append((i, None))
-        for name, v in layer.variants.items():
-            if v.cost is not None:
-                fns.append(runner(list(v.plan.layers), settings.dtype))
-                slots.append((i, name))
-    fns.append(runner([*model.convs, *model.matmuls], settings.dtype, chained=False))
-    measured = measure_many(fns, timing, tick)
-
-    layers = [
-        LayerBench(layer.conv.name, op_kind(layer.conv), layer.cost.macs, math.nan,
-                   layer.latency[profile.name].ms, layer.latency[profile.name].bound,
-                   layer.cost.macs / rate if rate else None)
-        for layer in analysis.layers
-    ]
-    for (i, which), ms in zip(slots, measured.ms[:-1], strict=True):
-        if which is None:
-            layers[i].measured_ms = ms
-        else:
-            v = analysis.layers[i].variants[which]
-            assert v.cost is not None
-            layers[i].variants[which] = VariantBench(ms, v.latency[profile.name].ms,
-                                                    v.cost.macs / rate if rate else None)
-    return BenchResult(
-        model=model, device=profile, threads=threads, clock=clock, layers=layers,
-        whole_measured_ms=measured.ms[-1], whole_estimated_ms=analysis.totals.latency[profile.name],
-        whole_baseline_ms=analysis.totals.macs / rate if rate else None,
-        others=measured.others, rounds_retaken=measured.rounds_dropped,
-    )
+    measured = measure_many(bench_runners(analysis), timing, tick)
+    return bench_result(analysis, profile, measured, threads, clock)

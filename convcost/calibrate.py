@@ -189,11 +189,17 @@ def calibrate(sweep: str = "full", threads: int | None = None, clock: str = "wal
     ops = plan.ops()
     measured = measure_many([runner([op]) for op in ops], timing, tick)
     bandwidth = bandwidth_gbs(plan.copy_mib, Timing(1, max(3, timing.repeats), 0.01, clock=clock))
-    samples = [Sample(op, ms) for op, ms in zip(ops, measured.ms, strict=True)]
+    return calibration_from(ops, measured.ms, bandwidth, sweep, clock, monitor.others())
+
+
+def calibration_from(ops: list[Conv], ms: list[float], bandwidth: float, sweep: str, clock: str,
+                     others: float | None) -> Calibration:
+    """Fit the roofline to the sweep's median times (ms, in `ops` order) and the copy bandwidth."""
+    samples = [Sample(op, t) for op, t in zip(ops, ms, strict=True)]
     peak = max(2 * cost_of(s.op).macs / (s.ms * 1e-3) for s in samples) / 1e9
     fit = fit_roofline(samples, peak, bandwidth)
-    return Calibration(fit, samples, peak, bandwidth, threads, clock, machine_description(),
-                       dt.date.today().isoformat(), monitor.others(), sweep)
+    return Calibration(fit, samples, peak, bandwidth, torch.get_num_threads(), clock, machine_description(),
+                       dt.date.today().isoformat(), others, sweep)
 
 
 def calibrated_profile(cal: Calibration, name: str = "calibrated", path: str = "<calibrate>") -> DeviceProfile:
