@@ -208,11 +208,14 @@ def main() -> None:
     nofill = fit_roofline(cal.samples, cal.peak_gflops, cal.bandwidth_gbs, fills=()).roofline
     lines += ["", f"Fitted profile: peak {cal.peak_gflops:.4g} GFLOP/s (best swept conv), copy bandwidth "
               f"{cal.bandwidth_gbs:.3g} GB/s; reduction fill constant {roof.saturation.reduction:.3g}.", "",
-              "| kind | efficiency | overhead us | pixels half | out-channels half | efficiency, fit without "
-              "fill factors |", "|---|---:|---:|---:|---:|---:|"]
+              "| kind | efficiency | overhead us | pixels half | out-channels half | work (N x K) half | memory share |"
+              " efficiency, fit without fill factors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    sat = roof.saturation
     for kind in roof.efficiency:
+        channels = (f"| | {sat.work.get(kind, 0):.3g} " if sat.uses_work(kind) else
+                    f"| {sat.out_channels.get(kind, 0):.3g} | ")
         lines.append(f"| {kind} | {roof.efficiency[kind]:.3g} | {roof.overhead_us[kind]:.3g} | "
-                     f"{roof.saturation.pixels.get(kind, 0):.3g} | {roof.saturation.out_channels.get(kind, 0):.3g} | "
+                     f"{sat.pixels.get(kind, 0):.3g} {channels}| {roof.memory_share(kind):.3g} | "
                      f"{nofill.efficiency[kind]:.3g} |")
     eager = [(r.model.name, r.whole_measured_ms, eager_forward_ms(r.model.name, cal.threads)) for r in results]
     eager = [e for e in eager if e[2]]

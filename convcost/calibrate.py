@@ -21,7 +21,7 @@ from convcost import __version__
 from convcost.cost import cost_of
 from convcost.devices import DeviceProfile
 from convcost.fit import FitResult, Sample, fit_roofline
-from convcost.latency import lineage
+from convcost.latency import Saturation, lineage
 from convcost.measure import LoadMonitor, Timing, measure_many, runner, steady_allocator
 from convcost.model import Conv, ConvOp
 from convcost.shapes import make_conv
@@ -221,8 +221,8 @@ def calibrated_profile(cal: Calibration, name: str = "calibrated", path: str = "
             f"{where}: no swept conv of this kind; starting value of the fit"
         sources[f"efficiency.{kind}"] = fit
         sources[f"overhead_us.{kind}"] = fit
-        sources[f"saturation.pixels.{kind}"] = fit
-        sources[f"saturation.out_channels.{kind}"] = fit
+        for key in (*(f"saturation.{k}" for k in Saturation.PER_KIND), "memory_efficiency"):
+            sources[f"{key}.{kind}"] = fit
     sources["saturation.reduction"] = f"{where}: least-squares fit to all {n} swept convs"
     calibration = {
         "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads, "clock": cal.clock,

@@ -13,8 +13,11 @@ efficiency:                        # share of peak reached, per op kind (convcos
 overhead_us: {value: 30, source: "..."}   # per op call; or one figure per kind
 saturation:                        # optional fill constants (calibrated profiles)
   pixels: {dense: {value: 50, source: "..."}, pointwise: ...}   # per kind, or one figure for every kind
-  out_channels: {dense: {value: 4, source: "..."}, ...}         # per kind, or one figure for every kind
+  out_channels: {grouped: {value: 4, source: "..."}, ...}       # per kind, or one figure for every kind
   reduction: {value: 6, source: "..."}
+  work: {dense: {value: 4000, source: "..."}, ...}  # per kind: one factor over N x K instead of the two above
+memory_efficiency:                 # optional, per kind: share of the bandwidth an op's traffic moves at
+  depthwise: {value: 0.4, source: "..."}            # (default 1; a kind without one takes its parent's)
 ```
 
 Shipped profiles live in the package (convcost/profiles, also reachable as configs/devices), so
@@ -44,8 +47,8 @@ MAX_PROFILE_BYTES = 4 * 1024 * 1024
 #: (convcost.latency.lineage: volumetric_small -> volumetric -> dense, transposed -> dense).
 REQUIRED_KINDS = ("dense", "pointwise", "depthwise", "grouped", "small_channel")
 OPTIONAL_KINDS = tuple(k for k in KINDS if k not in REQUIRED_KINDS)
-SATURATION_KEYS = ("pixels", "out_channels", "reduction")
-OPTIONAL_KEYS = {"saturation", "threads", "clock", "machine", "calibration", "notes"}
+SATURATION_KEYS = ("pixels", "out_channels", "reduction", "work")
+OPTIONAL_KEYS = {"saturation", "memory_efficiency", "threads", "clock", "machine", "calibration", "notes"}
 REQUIRED_KEYS = ("name", "description", "peak_gflops", "memory_bandwidth_gbs", "efficiency", "overhead_us")
 
 
@@ -86,6 +89,8 @@ class DeviceProfile:
                     yield f"saturation.{key}.{kind}", v, self.sources.get(f"saturation.{key}.{kind}", "")
         if roof.saturation.reduction:
             yield "saturation.reduction", roof.saturation.reduction, self.sources.get("saturation.reduction", "")
+        for kind, v in roof.memory_efficiency.items():
+            yield f"memory_efficiency.{kind}", v, self.sources.get(f"memory_efficiency.{kind}", "")
 
 
 class _Reader:
@@ -128,13 +133,16 @@ class _Reader:
             raise self.fail(where, f"expected a mapping, got {node!r:.60}")
         return node
 
-    def per_kind(self, node: Any, where: str, positive: bool) -> dict[str, float]:
-        """One figure per kind; the required kinds must be there, the rest default to their parent's."""
-        table = self.mapping(node, where)
+    def _kinds(self, table: dict[str, Any], where: str) -> dict[str, Any]:
         unknown = set(table) - set(KINDS)
         if unknown:
             raise self.fail(where, f"unknown kind(s) {', '.join(sorted(map(str, unknown)))} "
                                    f"(kinds: {', '.join(KINDS)})")
+        return table
+
+    def per_kind(self, node: Any, where: str, positive: bool) -> dict[str, float]:
+        """One figure per kind; the required kinds must be there, the rest default to their parent's."""
+        table = self._kinds(self.mapping(node, where), where)
         values = {k: self.figure(table.get(k), f"{where}.{k}", positive) for k in REQUIRED_KINDS}
         values.update({k: self.figure(table[k], f"{where}.{k}", positive) for k in OPTIONAL_KINDS if k in table})
         for k in OPTIONAL_KINDS:
@@ -143,6 +151,15 @@ class _Reader:
                 values[k] = values[home]
                 self.sources[f"{where}.{k}"] = f"defaults to {where}.{home}"
         return {k: values[k] for k in KINDS}
+
+    def some_kinds(self, node: Any, where: str, positive: bool) -> dict[str, float]:
+        """A figure for any of the kinds (the rest take their parent's, or none), or one for every kind."""
+        if isinstance(node, dict) and "value" not in node and "source" not in node:
+            return {k: self.figure(v, f"{where}.{k}", positive) for k, v in self._kinds(node, where).items()}
+        one = self.figure(node, where, positive)
+        source = self.sources.pop(where)
+        self.sources.update({f"{where}.{k}": source for k in KINDS})
+        return dict.fromkeys(KINDS, one)
 
 
 def parse_profile(data: Any, path: str) -> DeviceProfile:
@@ -187,19 +204,10 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
                                        f"(expected {', '.join(SATURATION_KEYS)})")
         for key, node in sat.items():
             where = f"saturation.{key}"
-            if key not in Saturation.PER_KIND:
-                halves[key] = r.figure(node, where, positive=False)
-            elif isinstance(node, dict) and "value" not in node and "source" not in node:
-                unknown = set(node) - set(KINDS)
-                if unknown:
-                    raise r.fail(where, f"unknown kind(s) {', '.join(sorted(map(str, unknown)))} "
-                                        f"(kinds: {', '.join(KINDS)})")
-                halves[key] = {k: r.figure(v, f"{where}.{k}", positive=False) for k, v in node.items()}
-            else:  # one figure for every kind
-                one = r.figure(node, where, positive=False)
-                source = r.sources.pop(where)
-                halves[key] = dict.fromkeys(KINDS, one)
-                r.sources.update({f"{where}.{k}": source for k in KINDS})
+            halves[key] = r.some_kinds(node, where, positive=False) if key in Saturation.PER_KIND \
+                else r.figure(node, where, positive=False)
+    memory = {} if data.get("memory_efficiency") is None else \
+        r.some_kinds(data["memory_efficiency"], "memory_efficiency", positive=True)
     threads = data.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise r.fail("threads", f"expected a positive integer, got {threads!r:.60}")
@@ -209,7 +217,7 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
     calibration = data.get("calibration")
     return DeviceProfile(
         name=name.strip(), description=description.strip(),
-        roofline=Roofline(peaks, bandwidth, efficiency, overhead, Saturation(**halves)),
+        roofline=Roofline(peaks, bandwidth, efficiency, overhead, Saturation(**halves), memory),
         path=path, sources=r.sources, threads=threads, clock=clock,
         machine=str(data["machine"]) if data.get("machine") is not None else None,
         calibration=calibration if isinstance(calibration, dict) else None,
@@ -282,6 +290,9 @@ def profile_document(profile: DeviceProfile) -> dict[str, Any]:
         sat["reduction"] = _figure(roof.saturation.reduction, src["saturation.reduction"])
     if sat:
         doc["saturation"] = sat
+    if roof.memory_efficiency:
+        doc["memory_efficiency"] = {k: _figure(v, src[f"memory_efficiency.{k}"])
+                                    for k, v in roof.memory_efficiency.items()}
     for key in ("threads", "clock", "machine"):
         if getattr(profile, key) is not None:
             doc[key] = getattr(profile, key)

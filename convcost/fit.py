@@ -35,7 +35,7 @@ class FitResult:
     macs_per_ms: float
 
 
-def _arrays(samples: Sequence[Sample], dtype: str) -> dict[str, np.ndarray]:
+def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
     costs = [cost_of(s.op, dtype) for s in samples]
     dims = np.array([gemm_dims(s.op) for s in samples], dtype=float)
     return {
@@ -43,21 +43,32 @@ def _arrays(samples: Sequence[Sample], dtype: str) -> dict[str, np.ndarray]:
         "bytes": np.array([float(c.traffic_bytes) for c in costs]),
         "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),
         "kind": np.array([KINDS.index(op_kind(s.op)) for s in samples]),
+        "work_kind": np.array([op_kind(s.op) in work_kinds for s in samples]),
         "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],
         "ms": np.array([s.ms for s in samples]),
     }
 
 
-FILLS = ("pixels", "out_channels", "reduction")
+#: The fitted refinements of the plain roofline: the fill factors over output pixels, output
+#: channels, reduction depth and work per pixel (N x K), and the per-kind share of the copy
+#: bandwidth ("memory"). `fit_roofline(fills=())` fits efficiencies and overheads alone.
+FILLS = ("pixels", "out_channels", "reduction", "work", "memory")
+#: Kinds fitted with the work factor (N x K) instead of separate out_channels and reduction ones
+#: (latency.Saturation says why). Scored offline on seven sets of model measurements against 21
+#: calibrations (benchmarks/latency_offline.py): dense alone gave the most models within 10%;
+#: adding pointwise gave better layers but fewer whole models, grouped and small-channel worse both.
+WORK_KINDS = ("dense",)
 
 
 def _layout(fills: tuple[str, ...]) -> dict[str, slice]:
     """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
-    log pixel and out_channels halves per kind, then one log half for reduction."""
+    log pixel and out_channels halves per kind, one log half for reduction, log work halves and
+    log memory shares per kind."""
     nk, at, out = len(KINDS), 0, {}
     for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
                        ("out_channels", nk if "out_channels" in fills else 0),
-                       ("reduction", int("reduction" in fills))):
+                       ("reduction", int("reduction" in fills)), ("work", nk if "work" in fills else 0),
+                       ("memory", nk if "memory" in fills else 0)):
         out[name] = slice(at, at + size)
         at += size
     return out
@@ -70,13 +81,21 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
     eff = np.exp(p[at["eff"]])[kind]
     overhead = np.exp(p[at["overhead"]])[kind]
     fill = np.ones_like(a["m"])
-    for name, dim in (("pixels", "m"), ("out_channels", "n")):
-        if name in fills:
-            fill = fill * a[dim] / (a[dim] + np.exp(p[at[name]])[kind])
+    if "pixels" in fills:
+        fill = fill * a["m"] / (a["m"] + np.exp(p[at["pixels"]])[kind])
+    nk = np.ones_like(a["m"])
+    if "out_channels" in fills:
+        nk = nk * a["n"] / (a["n"] + np.exp(p[at["out_channels"]])[kind])
     if "reduction" in fills:
-        fill = fill * a["k"] / (a["k"] + np.exp(p[at["reduction"]][0]))
+        nk = nk * a["k"] / (a["k"] + np.exp(p[at["reduction"]][0]))
+    if "work" in fills:
+        work = a["n"] * a["k"]
+        nk = np.where(a["work_kind"], work / (work + np.exp(p[at["work"]])[kind]), nk)
+    fill = fill * nk
     compute = a["flops"] / (peak * eff * fill)
     memory = a["bytes"] / bandwidth
+    if "memory" in fills:
+        memory = memory / np.exp(p[at["memory"]])[kind]
     return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory))
 
 
@@ -119,16 +138,19 @@ def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
         home = next((KINDS.index(k) for k in lineage(kind)[1:] if KINDS.index(k) in swept), None)
         if home is None:
             continue
-        for group in ("eff", "overhead", "pixels", "out_channels"):
+        for group in ("eff", "overhead", "pixels", "out_channels", "memory", "work"):
             sl = at[group]
             if sl.stop > sl.start:
                 p[sl.start + i] = p[sl.start + home]
 
 
 def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: float, dtype: str = "float32",
-                 extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS) -> FitResult:
-    """Fit efficiency and overhead per kind, and the fill constants, to `samples`."""
-    a = _arrays(samples, dtype)
+                 extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS,
+                 work_kinds: tuple[str, ...] = WORK_KINDS) -> FitResult:
+    """Fit efficiency and overhead per kind, and the fill constants, to `samples`.
+
+    `fills` and `work_kinds` choose the model's refinements (benchmarks/latency_offline.py compares them)."""
+    a = _arrays(samples, dtype, work_kinds if "work" in fills else ())
     peak, bandwidth = peak_gflops * 1e9, bandwidth_gbs * 1e9
     valid = a["ms"] > 0
     a = {k: v[valid] for k, v in a.items()}
@@ -147,6 +169,8 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     for eff0, ov0, half0 in ((0.5, 20e-6, 8.0), (0.2, 60e-6, 32.0), (1.0, 5e-6, 2.0)):
         start = np.full(size, math.log(half0))
         start[at["eff"]], start[at["overhead"]] = math.log(eff0), math.log(ov0)
+        start[at["work"]] = math.log(half0 * 500)  # N x K: products of two channel-sized numbers
+        start[at["memory"]] = 0.0  # the copy's bandwidth
         residual = residual_from(start)
         p = _levenberg_marquardt(residual, start)
         r = residual(p)
@@ -162,10 +186,16 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         e = np.abs(err[a["kind"] == i])
         if e.size:
             quality[kind] = (int(e.size), float(np.median(e)), float(np.mean(e < 0.25)))
-    pixels, out_channels = ({k: float(h) for k, h in zip(KINDS, np.exp(best[at[g]]), strict=False)}
-                            for g in ("pixels", "out_channels"))
+    halves = {g: dict(zip(KINDS, np.exp(best[at[g]]).tolist(), strict=False))
+              for g in ("pixels", "out_channels", "work")}
+    # A kind states the channel constant of its own form; an unswept kind states none and so takes
+    # its parent's, whichever form that is (Saturation.uses_work).
+    by_work = set(work_kinds) if "work" in fills else set()
+    swept = {KINDS[i] for i in set(a["kind"].tolist())}
     saturation = Saturation(
-        pixels=pixels, out_channels=out_channels,
+        pixels=halves["pixels"],
+        out_channels={k: h for k, h in halves["out_channels"].items() if k in swept - by_work},
+        work={k: h for k, h in halves["work"].items() if k in swept & by_work},
         reduction=float(np.exp(best[at["reduction"]][0])) if "reduction" in fills else 0.0)
     roof = Roofline(
         peak_gflops={dtype: peak_gflops, **(extra_peaks or {})},
@@ -173,6 +203,8 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         efficiency={k: float(eff[i]) for i, k in enumerate(KINDS)},
         overhead_us={k: float(overhead[i] * 1e6) for i, k in enumerate(KINDS)},
         saturation=saturation,
+        memory_efficiency=dict(zip(KINDS, np.exp(best[at["memory"]]).tolist(), strict=True)) if "memory" in fills
+        else {},
     )
     # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
     macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))

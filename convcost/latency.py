@@ -2,7 +2,7 @@
 
     time = overhead[kind] + unfold + max(compute, memory)
     compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(kind, M, N, K))
-    memory  = (weight + input + output bytes) / bandwidth
+    memory  = (weight + input + output bytes) / (bandwidth * memory_efficiency[kind])
     unfold  = 2 * K * M * dtype bytes / bandwidth, for kernels that unfold (UNFOLDS), else 0
 
 `kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel, ...), decided by
@@ -10,8 +10,10 @@
 unless a profile sets saturation constants (calibrated profiles do): each factor x / (x + x_half)
 says how well a kernel fills the machine when one of the three GEMM dimensions of the conv is
 small (`gemm_dims`) -- M output pixels and N output channels per group (x_half per kind), K the
-reduction depth C_in/groups * prod(kernel). A variant is priced stage by stage (analysis.py),
-so its intermediate activation is written by one stage and read by the next.
+reduction depth C_in/groups * prod(kernel); or, for a kind with a `work` constant, M and the
+product N x K (`Saturation`). memory_efficiency is likewise 1 unless a profile sets it. A variant
+is priced stage by stage (analysis.py), so its intermediate activation is written by one stage
+and read by the next.
 
 This module holds the whole formula; devices.py only loads and checks the figures.
 """
@@ -159,24 +161,43 @@ class Saturation:
     its register tile on a 7x7 map while a 1x1 conv flattened into a matrix product hardly
     notices; over output channels, the reference machine's fit puts the half point at about 10
     for a direct (oneDNN) conv and about 45 for vol2col's GEMM.
+
+    A kind may instead have a `work` constant: one factor over N x K, the MACs per output pixel,
+    in place of the separate out_channels and reduction factors. On the reference machine a
+    dense 3x3 conv on a 56x56 map runs at 70 GFLOP/s for 32 -> 32 channels (N x K = 9,216) but at
+    88-91 for 32 -> 128, 64 -> 64 and 128 -> 32 (all 36,864): N and K trade against each other,
+    which a product of two factors cannot say (it priced DenseNet's 128 -> 32 growth convs like
+    32 -> 32 ones, 20% too slow). Whichever form the nearest kind in the lineage states applies.
     """
 
     pixels: dict[str, float] = field(default_factory=dict)
     out_channels: dict[str, float] = field(default_factory=dict)
     reduction: float = 0.0
+    work: dict[str, float] = field(default_factory=dict)
 
     #: The constants given per kind; the rest are one figure.
-    PER_KIND: ClassVar[tuple[str, ...]] = ("pixels", "out_channels")
+    PER_KIND: ClassVar[tuple[str, ...]] = ("pixels", "out_channels", "work")
 
     @staticmethod
     def _for(table: dict[str, float], kind: str) -> float:
         return next((table[p] for p in lineage(kind) if p in table), 0.0)
 
+    def uses_work(self, kind: str) -> bool:
+        """Whether the nearest kind in `kind`'s lineage with a channel constant gives a work one."""
+        for k in lineage(kind):
+            if k in self.work or k in self.out_channels:
+                return k in self.work
+        return False
+
     def fill(self, kind: str, m: int, n: int, k: int, pixels: bool = True) -> float:
         """The product of the factors; `pixels=False` leaves out the pixel factor (see `terms`)."""
+        factors = [(m, self._for(self.pixels, kind) if pixels else 0.0)]
+        if self.uses_work(kind):
+            factors.append((n * k, self._for(self.work, kind)))
+        else:
+            factors += [(n, self._for(self.out_channels, kind)), (k, self.reduction)]
         f = 1.0
-        for x, half in ((m, self._for(self.pixels, kind) if pixels else 0.0),
-                        (n, self._for(self.out_channels, kind)), (k, self.reduction)):
+        for x, half in factors:
             if half > 0:
                 f *= x / (x + half)
         return f
@@ -191,6 +212,14 @@ class Roofline:
     efficiency: dict[str, float]  # per kind, 0 < e (share of peak reached)
     overhead_us: dict[str, float]  # per kind, fixed time per op call
     saturation: Saturation = field(default_factory=Saturation)
+    #: Per kind, the share of `bandwidth_gbs` an op's own traffic moves at (1 where neither the kind nor
+    #: its parents have one). A large copy streams; a conv that finds its input and weights cold reads
+    #: them at a fraction of that: on the reference machine depthwise convs move 6-8 GB/s against a
+    #: 17-18 GB/s copy, so a stride-2 one takes 0.6 of its stride-1 twin's time, not the 0.25 of its MACs.
+    memory_efficiency: dict[str, float] = field(default_factory=dict)
+
+    def memory_share(self, kind: str) -> float:
+        return next((self.memory_efficiency[k] for k in lineage(kind) if k in self.memory_efficiency), 1.0)
 
 
 @dataclass(frozen=True)
@@ -256,8 +285,8 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * fill
     compute = 2 * cost.macs / rate if cost.macs else 0.0
     bandwidth = roof.bandwidth_gbs * 1e9
-    return Terms(kind, compute, cost.traffic_bytes / bandwidth, roof.overhead_us[kind] * 1e-6,
-                 unfold_bytes(op, own) / bandwidth)
+    return Terms(kind, compute, cost.traffic_bytes / (bandwidth * roof.memory_share(kind)),
+                 roof.overhead_us[kind] * 1e-6, unfold_bytes(op, own) / bandwidth)
 
 
 def estimate(roof: Roofline, op: Op, dtype: str) -> Estimate:

@@ -13,7 +13,8 @@ import yaml
 from convcost.analysis import Settings, analyze
 from convcost.cost import cost_of
 from convcost.devices import load_profile
-from convcost.fit import Sample, fit_roofline
+from convcost.errors import InputError
+from convcost.fit import WORK_KINDS, Sample, fit_roofline
 from convcost.latency import KINDS, Roofline, Saturation, estimate, gemm_dims, op_kind, terms
 from convcost.model import MatMul, Model
 from convcost.shapes import make_conv
@@ -231,6 +232,38 @@ def test_profile_fill_constants_per_kind_or_one_figure(tmp_path: Path) -> None:
     assert again.roofline == per.roofline
 
 
+def test_work_fill_and_memory_share_by_hand(tmp_path: Path) -> None:
+    """A kind with a work constant takes one factor over N x K instead of the N and K factors; a
+    kind's memory share divides the bandwidth its traffic moves at. Both load, inherit and dump."""
+    from convcost.devices import dump_profile
+
+    doc = {**TINY, "saturation": {"work": {"dense": {"value": 4000, "source": "fit"}},
+                                  "out_channels": {"grouped": {"value": 8, "source": "fit"}},
+                                  "reduction": {"value": 12, "source": "fit"}},
+           "memory_efficiency": {"depthwise": {"value": 0.5, "source": "fit"}}}
+    prof = load_profile(write_profile(tmp_path, doc))
+    sat = prof.roofline.saturation
+    # 128 -> 32 and 32 -> 128 3x3 convs: the same N x K = 36,864 MACs per output pixel, the same fill.
+    assert sat.fill("dense", *gemm_dims(conv(128, 32, 3, 14))) == pytest.approx(36864 / (36864 + 4000))
+    assert sat.fill("dense", *gemm_dims(conv(32, 128, 3, 14))) == pytest.approx(36864 / (36864 + 4000))
+    # transposed (parent dense) has no channel constant of its own: it takes dense's work form.
+    assert sat.uses_work("transposed") and not sat.uses_work("grouped")
+    assert sat.fill("grouped", 100, 16, 144) == pytest.approx(16 / 24 * 144 / 156)
+    dw = conv(64, 64, 3, 56, groups=64)  # 1x64x56x56 in and out, 64x1x3x3 weights and 64 biases
+    traffic = 4 * (2 * 64 * 56 * 56 + 64 * 9 + 64)
+    t = terms(prof.roofline, dw, "float32")
+    assert t.memory_s == pytest.approx(traffic / (10e9 * 0.5))
+    assert terms(prof.roofline, conv(64, 64, 3, 56), "float32").memory_s == pytest.approx(
+        4 * (2 * 64 * 56 * 56 + 64 * 64 * 9 + 64) / 10e9)  # dense: no share, the whole bandwidth
+    assert prof.sources["memory_efficiency.depthwise"] == "fit"
+    again = load_profile(write_profile(tmp_path, yaml.safe_load(dump_profile(prof)), "again.yaml"))
+    assert again.roofline == prof.roofline
+    for bad, field in (({"depthwise": {"value": 0, "source": "x"}}, "memory_efficiency.depthwise.value"),
+                       ({"conv": {"value": 1, "source": "x"}}, "unknown kind")):
+        with pytest.raises(InputError, match=field):
+            load_profile(write_profile(tmp_path, {**TINY, "memory_efficiency": bad}, "bad.yaml"))
+
+
 def test_variant_priced_stage_by_stage_with_its_intermediate(tiny) -> None:
     c = conv(64, 128, 3, 16, bias=False)
     model = Model("m", "spec", "test", {"input": c.input_shape}, [c])
@@ -282,8 +315,9 @@ def test_fit_recovers_a_known_roofline() -> None:
                       "transposed": 0.35, "volumetric": 0.5, "volumetric_small": 0.25},
                      {"dense": 15.0, "pointwise": 10.0, "depthwise": 60.0, "grouped": 40.0, "small_channel": 10.0,
                       "transposed": 20.0, "volumetric": 25.0, "volumetric_small": 30.0},
-                     Saturation(pixels=dict.fromkeys(KINDS, 30.0), out_channels=dict.fromkeys(KINDS, 8.0),
-                                reduction=12.0))
+                     Saturation(pixels=dict.fromkeys(KINDS, 30.0),
+                                out_channels={k: 8.0 for k in KINDS if k not in WORK_KINDS},
+                                work={k: 2000.0 for k in WORK_KINDS}, reduction=12.0))
     ops = []
     for c in (16, 32, 64, 128, 256):
         for hw in (4, 7, 14, 28, 56):
@@ -303,11 +337,29 @@ def test_fit_recovers_a_known_roofline() -> None:
     for kind in KINDS:
         assert fit.roofline.efficiency[kind] == pytest.approx(truth.efficiency[kind], rel=0.05), kind
         assert fit.roofline.overhead_us[kind] == pytest.approx(truth.overhead_us[kind], rel=0.05), kind
+    for kind in WORK_KINDS:
+        assert fit.roofline.saturation.work[kind] == pytest.approx(2000.0, rel=0.1), kind
+        assert kind not in fit.roofline.saturation.out_channels  # no figure the estimate would not use
     worst = max(abs(estimate(fit.roofline, s.op, "float32").ms / s.ms - 1) for s in samples)
     assert worst < 0.02
     # The baseline rate is the sweep's average throughput.
     total_macs = sum(cost_of(s.op).macs for s in samples)
     assert fit.macs_per_ms == pytest.approx(total_macs / sum(s.ms for s in samples))
+
+
+def test_fit_recovers_a_memory_share() -> None:
+    """Depthwise convs that read their data at 0.4 of the copy bandwidth: a stride-2 one takes far
+    more than a quarter of its stride-1 twin's time, which only the memory share explains."""
+    truth = Roofline({"float32": 200.0}, 20.0, dict.fromkeys(KINDS, 0.6), dict.fromkeys(KINDS, 30.0),
+                     Saturation(pixels=dict.fromkeys(KINDS, 30.0)), memory_efficiency={"depthwise": 0.4})
+    ops = [conv(c, c, k, hw, groups=c, stride=s) for c in (32, 128, 512) for hw in (7, 14, 28, 56, 112)
+           for k in (3, 5) for s in (1, 2)]
+    ops += [conv(c, c, 3, hw) for c in (16, 64, 256) for hw in (4, 14, 56)]
+    samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]
+    assert sum(estimate(truth, s.op, "float32").bound == "memory" for s in samples) > len(ops) / 3
+    roof = fit_roofline(samples, 200.0, 20.0).roofline
+    assert roof.memory_share("depthwise") == pytest.approx(0.4, rel=0.05)
+    assert max(abs(estimate(roof, s.op, "float32").ms / s.ms - 1) for s in samples) < 0.02
 
 
 def test_fit_gives_an_unswept_kind_its_parents_figures() -> None:
@@ -320,6 +372,8 @@ def test_fit_gives_an_unswept_kind_its_parents_figures() -> None:
         assert roof.efficiency[kind] == roof.efficiency["dense"]
         assert roof.overhead_us[kind] == roof.overhead_us["dense"]
         assert roof.saturation.pixels[kind] == roof.saturation.pixels["dense"]
+        assert roof.saturation.fill(kind, 196, 32, 288) == roof.saturation.fill("dense", 196, 32, 288)
+        assert roof.memory_share(kind) == roof.memory_share("dense")
 
 
 def test_estimates_are_finite_for_every_shipped_profile_and_dtype() -> None:
