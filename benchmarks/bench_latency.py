@@ -18,7 +18,9 @@ the same calibration data:
 one model after another (so that each model is measured minutes after the calibration, in a phase
 of the host's speed of its own), it visits the calibration sweep and every model in turn, N times
 over, a few samples each visit, and takes each op's median over the visits. Calibration and models
-then see the same mixture of the host's phases, and what is left of an error is the model's.
+then see the same mixture of the host's phases. It has a bias of its own, so it is a diagnostic
+rather than the benchmark: each visit to the sweep follows a model's ops, and the fit finds
+per-call overheads 10-30% larger than a plain calibration does (benchmarks/RESULTS.md, Issue 6).
 
 Writes Markdown to stdout (or --out) and the calibrated profile to --profile-out.
 """

@@ -113,10 +113,9 @@ def _macs_per_ms(profile: DeviceProfile) -> float | None:
 def bench_runners(analysis: Analysis) -> list[Callable[[], object]]:
     """What bench times for an analysed model, in `_slots` order: each conv alone, each applicable
     variant's stages back to back, and last the whole model (every conv and matrix multiply)."""
-    dtype = analysis.settings.dtype
-    fns = [runner([layer.conv] if which is None else list(layer.variants[which].plan.layers), dtype)
-           for layer, which in ((analysis.layers[i], which) for i, which in _slots(analysis))]
-    model = analysis.model
+    dtype, layers, model = analysis.settings.dtype, analysis.layers, analysis.model
+    fns = [runner([layers[i].conv] if which is None else list(layers[i].variants[which].plan.layers), dtype)
+           for i, which in _slots(analysis)]
     return [*fns, runner([*model.convs, *model.matmuls], dtype, chained=False)]
 
 
