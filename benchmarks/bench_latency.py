@@ -20,7 +20,7 @@ of the host's speed of its own), it visits the calibration sweep and every model
 over, a few samples each visit, and takes each op's median over the visits. Calibration and models
 then see the same mixture of the host's phases. It has a bias of its own, so it is a diagnostic
 rather than the benchmark: each visit to the sweep follows a model's ops, and the fit finds
-per-call overheads 10-30% larger than a plain calibration does (benchmarks/RESULTS.md, Issue 6).
+per-call overheads 10-60% larger than a plain calibration does (benchmarks/RESULTS.md, Issue 6).
 
 Writes Markdown to stdout (or --out) and the calibrated profile to --profile-out.
 """
