@@ -293,8 +293,3 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
 def estimate(roof: Roofline, op: Op, dtype: str) -> Estimate:
     t = terms(roof, op, dtype)
     return Estimate(t.seconds * 1e3, t.bound)
-
-
-def macs_rate_estimate(macs_per_ms: float, op: Op, dtype: str) -> float:
-    """The "time is proportional to MACs" baseline, in milliseconds (for benchmarks)."""
-    return cost_of(op, dtype).macs / macs_per_ms

@@ -255,16 +255,6 @@ def measure_many(
                     statistics.fmean(busy) if busy else None, dropped)
 
 
-def median_time(fn: Callable[[], object], timing: Timing | None = None) -> float:
-    """Median seconds per call of one function (see `measure_many`)."""
-    return measure_many([fn], timing).ms[0] / 1e3
-
-
-def time_ops(ops: Sequence[Op], dtype: str = "float32", timing: Timing | None = None, chained: bool = True) -> float:
-    """Median milliseconds of running `ops` (see `runner`)."""
-    return measure_many([runner(ops, dtype, chained)], timing).ms[0]
-
-
 class LoadMonitor:
     """How much CPU other processes took while we measured (Linux /proc; None elsewhere).
 
