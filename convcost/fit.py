@@ -131,14 +131,15 @@ def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.nd
 
 def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
     """A kind no swept conv measured takes the figures of its nearest measured parent kind
-    (a sweep without 3-D convs prices them as dense, not with the fit's starting values)."""
+    (a sweep without 3-D convs prices them as dense, not with the fit's starting values).
+    Channel constants need no copy: an unswept kind is written without one (`fit_roofline`)."""
     for i, kind in enumerate(KINDS):
         if i in swept:
             continue
         home = next((KINDS.index(k) for k in lineage(kind)[1:] if KINDS.index(k) in swept), None)
         if home is None:
             continue
-        for group in ("eff", "overhead", "pixels", "out_channels", "memory", "work"):
+        for group in ("eff", "overhead", "pixels", "memory"):
             sl = at[group]
             if sl.stop > sl.start:
                 p[sl.start + i] = p[sl.start + home]

@@ -56,6 +56,11 @@ def lineage(kind: str) -> list[str]:
     return chain
 
 
+def nearest(table: dict[str, float], kind: str, default: float) -> float:
+    """`table`'s figure for `kind`, or for the nearest kind in its lineage that has one, or `default`."""
+    return next((table[k] for k in lineage(kind) if k in table), default)
+
+
 #: A conv whose outputs each sum fewer than SMALL_REDUCTION products (C_in/groups * prod(kernel)),
 #: or that has fewer than SMALL_OUTPUTS output channels per group, is "small_channel".
 SMALL_REDUCTION = 32
@@ -179,10 +184,6 @@ class Saturation:
     #: The constants given per kind; the rest are one figure.
     PER_KIND: ClassVar[tuple[str, ...]] = ("pixels", "out_channels", "work")
 
-    @staticmethod
-    def _for(table: dict[str, float], kind: str) -> float:
-        return next((table[p] for p in lineage(kind) if p in table), 0.0)
-
     def uses_work(self, kind: str) -> bool:
         """Whether the nearest kind in `kind`'s lineage with a channel constant gives a work one."""
         for k in lineage(kind):
@@ -192,11 +193,11 @@ class Saturation:
 
     def fill(self, kind: str, m: int, n: int, k: int, pixels: bool = True) -> float:
         """The product of the factors; `pixels=False` leaves out the pixel factor (see `terms`)."""
-        factors = [(m, self._for(self.pixels, kind) if pixels else 0.0)]
+        factors = [(m, nearest(self.pixels, kind, 0.0) if pixels else 0.0)]
         if self.uses_work(kind):
-            factors.append((n * k, self._for(self.work, kind)))
+            factors.append((n * k, nearest(self.work, kind, 0.0)))
         else:
-            factors += [(n, self._for(self.out_channels, kind)), (k, self.reduction)]
+            factors += [(n, nearest(self.out_channels, kind, 0.0)), (k, self.reduction)]
         f = 1.0
         for x, half in factors:
             if half > 0:
@@ -220,7 +221,7 @@ class Roofline:
     memory_efficiency: dict[str, float] = field(default_factory=dict)
 
     def memory_share(self, kind: str) -> float:
-        return next((self.memory_efficiency[k] for k in lineage(kind) if k in self.memory_efficiency), 1.0)
+        return nearest(self.memory_efficiency, kind, 1.0)
 
 
 @dataclass(frozen=True)
