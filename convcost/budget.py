@@ -20,8 +20,8 @@ from convcost.errors import InputError, short
 from convcost.infile import load_yaml, read_text
 
 SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$")
-PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
+NUMBER = re.compile(r"^\s*(?P<n>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*(?P<suffix>[KMGT]?)\s*$")
+PERCENT = re.compile(r"^\s*(?P<n>[0-9]+(?:\.[0-9]+)?)\s*%\s*$")
 
 MODEL_METRICS = ("macs", "params", "flops", "conv_macs", "conv_params", "latency_ms")
 LAYER_METRICS = ("macs", "params", "flops", "bytes", "latency_ms")
@@ -66,33 +66,27 @@ class Budget:
         return list(dict.fromkeys(names))
 
 
-def parse_number(value: Any, where: str, source: str) -> float:
-    if isinstance(value, bool):
-        raise InputError(f"{where}: expected a number like 4.2G or 26M, got {value!r}", source)
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        match = NUMBER.match(str(value)) if isinstance(value, str) else None
-        if not match:
-            raise InputError(f"{where}: expected a number like 4.2G or 26M (suffixes K, M, G, T), got {value!r}",
-                             source)
-        number = float(match.group(1)) * SUFFIX[match.group(2)]
-    if number < 0:
-        raise InputError(f"{where}: a limit cannot be negative, got {value!r}", source)
-    return number
-
-
-def parse_percent(value: Any, where: str, source: str) -> float:
+def _parse(value: Any, where: str, source: str, pattern: re.Pattern[str], expected: str, what: str) -> float:
+    """A non-negative YAML number, or a string `pattern` reads: group `n` the number, an optional
+    group `suffix` its SUFFIX multiplier."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
     else:
-        match = PERCENT.match(str(value)) if isinstance(value, str) else None
+        match = pattern.match(value) if isinstance(value, str) else None
         if not match:
-            raise InputError(f"{where}: expected a percentage like 2%, got {value!r}", source)
-        number = float(match.group(1))
+            raise InputError(f"{where}: expected {expected}, got {value!r}", source)
+        number = float(match.group("n")) * SUFFIX[match.groupdict().get("suffix") or ""]
     if number < 0:
-        raise InputError(f"{where}: a percentage cannot be negative, got {value!r}", source)
+        raise InputError(f"{where}: {what} cannot be negative, got {value!r}", source)
     return number
+
+
+def parse_number(value: Any, where: str, source: str) -> float:
+    return _parse(value, where, source, NUMBER, "a number like 4.2G or 26M (suffixes K, M, G, T)", "a limit")
+
+
+def parse_percent(value: Any, where: str, source: str) -> float:
+    return _parse(value, where, source, PERCENT, "a percentage like 2%", "a percentage")
 
 
 def _limits(block: Any, allowed: tuple[str, ...], where: str, source: str, percent: bool = False,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from convcost.budget import parse_number
+from convcost.budget import parse_number, parse_percent
+from convcost.errors import InputError
 from tests.conftest import MODELS, ROOT, assert_one_line_error, run_cli
 
 MOBILENET = str(MODELS / "mobilenet_v1.yaml")
@@ -27,6 +28,22 @@ def test_numbers_take_si_suffixes():
     assert parse_number("26M", "x", "b") == 26e6
     assert parse_number("300K", "x", "b") == 3e5
     assert parse_number(1234, "x", "b") == 1234
+    assert parse_number("1.5e3 K", "x", "b") == 1.5e6
+    assert parse_percent("2.5 %", "x", "b") == 2.5
+    assert parse_percent(3, "x", "b") == 3
+
+
+@pytest.mark.parametrize("parse,value,fragment", [
+    (parse_number, True, "expected a number like 4.2G"),  # YAML's yes/true is not a number
+    (parse_number, -5, "a limit cannot be negative"),
+    (parse_number, "5%", "expected a number like 4.2G"),
+    (parse_percent, False, "expected a percentage like 2%"),
+    (parse_percent, -1.5, "a percentage cannot be negative"),
+    (parse_percent, "2G", "expected a percentage like 2%"),
+])
+def test_numbers_and_percentages_refuse_what_is_not_one(parse, value, fragment):
+    with pytest.raises(InputError, match=fragment):
+        parse(value, "model.macs", "budget.yaml")
 
 
 def test_passing_budget_exits_0(tmp_path):
