@@ -62,12 +62,12 @@ WORK_KINDS = ("dense",)
 
 def _layout(fills: tuple[str, ...]) -> dict[str, slice]:
     """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
-    log pixel and out_channels halves per kind, one log half for reduction, log work halves and
-    log memory shares per kind."""
+    log pixel halves per kind, one log channel half per kind (over N x K for a work kind, over N
+    for the others), one log half for reduction, log memory shares per kind."""
     nk, at, out = len(KINDS), 0, {}
+    channels = "out_channels" in fills or "work" in fills
     for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
-                       ("out_channels", nk if "out_channels" in fills else 0),
-                       ("reduction", int("reduction" in fills)), ("work", nk if "work" in fills else 0),
+                       ("channels", nk if channels else 0), ("reduction", int("reduction" in fills)),
                        ("memory", nk if "memory" in fills else 0)):
         out[name] = slice(at, at + size)
         at += size
@@ -84,13 +84,14 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
     if "pixels" in fills:
         fill = fill * a["m"] / (a["m"] + np.exp(p[at["pixels"]])[kind])
     nk = np.ones_like(a["m"])
-    if "out_channels" in fills:
-        nk = nk * a["n"] / (a["n"] + np.exp(p[at["out_channels"]])[kind])
     if "reduction" in fills:
-        nk = nk * a["k"] / (a["k"] + np.exp(p[at["reduction"]][0]))
-    if "work" in fills:
+        nk = a["k"] / (a["k"] + np.exp(p[at["reduction"]][0]))
+    if at["channels"].stop > at["channels"].start:
+        half = np.exp(p[at["channels"]])[kind]
+        if "out_channels" in fills:
+            nk = nk * a["n"] / (a["n"] + half)
         work = a["n"] * a["k"]
-        nk = np.where(a["work_kind"], work / (work + np.exp(p[at["work"]])[kind]), nk)
+        nk = np.where(a["work_kind"], work / (work + half), nk)
     fill = fill * nk
     compute = a["flops"] / (peak * eff * fill)
     memory = a["bytes"] / bandwidth
@@ -151,7 +152,8 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     """Fit efficiency and overhead per kind, and the fill constants, to `samples`.
 
     `fills` and `work_kinds` choose the model's refinements (benchmarks/latency_offline.py compares them)."""
-    a = _arrays(samples, dtype, work_kinds if "work" in fills else ())
+    by_work = [KINDS.index(k) for k in work_kinds] if "work" in fills else []
+    a = _arrays(samples, dtype, tuple(KINDS[i] for i in by_work))
     peak, bandwidth = peak_gflops * 1e9, bandwidth_gbs * 1e9
     valid = a["ms"] > 0
     a = {k: v[valid] for k, v in a.items()}
@@ -170,7 +172,8 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     for eff0, ov0, half0 in ((0.5, 20e-6, 8.0), (0.2, 60e-6, 32.0), (1.0, 5e-6, 2.0)):
         start = np.full(size, math.log(half0))
         start[at["eff"]], start[at["overhead"]] = math.log(eff0), math.log(ov0)
-        start[at["work"]] = math.log(half0 * 500)  # N x K: products of two channel-sized numbers
+        # N x K: products of two channel-sized numbers
+        start[[at["channels"].start + i for i in by_work]] = math.log(half0 * 500)
         start[at["memory"]] = 0.0  # the copy's bandwidth
         residual = residual_from(start)
         p = _levenberg_marquardt(residual, start)
@@ -187,16 +190,16 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         e = np.abs(err[a["kind"] == i])
         if e.size:
             quality[kind] = (int(e.size), float(np.median(e)), float(np.mean(e < 0.25)))
-    halves = {g: dict(zip(KINDS, np.exp(best[at[g]]).tolist(), strict=False))
-              for g in ("pixels", "out_channels", "work")}
+    halves = {g: dict(zip(KINDS, np.exp(best[at[g]]).tolist(), strict=False)) for g in ("pixels", "channels")}
     # A kind states the channel constant of its own form; an unswept kind states none and so takes
     # its parent's, whichever form that is (Saturation.uses_work).
-    by_work = set(work_kinds) if "work" in fills else set()
+    work = {KINDS[i] for i in by_work}
     swept = {KINDS[i] for i in set(a["kind"].tolist())}
     saturation = Saturation(
         pixels=halves["pixels"],
-        out_channels={k: h for k, h in halves["out_channels"].items() if k in swept - by_work},
-        work={k: h for k, h in halves["work"].items() if k in swept & by_work},
+        out_channels={k: h for k, h in halves["channels"].items()
+                      if k in swept - work and "out_channels" in fills},
+        work={k: h for k, h in halves["channels"].items() if k in swept & work},
         reduction=float(np.exp(best[at["reduction"]][0])) if "reduction" in fills else 0.0)
     roof = Roofline(
         peak_gflops={dtype: peak_gflops, **(extra_peaks or {})},
