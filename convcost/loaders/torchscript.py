@@ -82,8 +82,9 @@ def _describe_pickle(globals_: Iterable[str], what: str) -> str:
             "weights (e.g. mypkg.models:build_model), or export the model with torch.jit.trace / torch.onnx")
 
 
-def check_archive(path: Path) -> str:
-    """The TorchScript archive's top folder; otherwise InputError saying what the file is."""
+def check_archive(path: Path) -> tuple[str, str | None]:
+    """The TorchScript archive's top folder and its saved input shapes (`_archived_inputs`), if any;
+    otherwise InputError saying what the file is."""
     with path.open("rb") as fh:
         head = fh.read(8)
         if not head.startswith(ZIP_MAGIC):
@@ -101,7 +102,7 @@ def check_archive(path: Path) -> str:
                 if any(n.startswith(f"{top}/code/") for n in names) and (
                         f"{top}/data.pkl" in names or f"{top}/constants.pkl" in names):
                     _check_structure(zf, top)
-                    return top
+                    return top, _extra_text(zf, f"{top}/extra/{INPUT_SHAPE_EXTRA}")
             pkl = next((n for n in names if n.endswith("/data.pkl")), None)
             if pkl is not None:
                 with zf.open(pkl) as data:
@@ -128,15 +129,19 @@ def _check_structure(zf: zipfile.ZipFile, top: str) -> None:
                     pass
 
 
-def _archived_inputs(path: Path, top: str) -> dict[str, Shape]:
+def _extra_text(zf: zipfile.ZipFile, name: str) -> str | None:
+    try:
+        return zf.read(name).decode("utf-8")
+    except (KeyError, UnicodeDecodeError):
+        return None
+
+
+def _archived_inputs(path: Path, text: str | None) -> dict[str, Shape]:
     """Shapes saved with the archive as `_extra_files={"input_shape": "1x3x224x224"}`, if any."""
     from convcost.errors import UsageError
     from convcost.pipeline import parse_inputs
 
-    try:
-        with zipfile.ZipFile(path) as zf:
-            text = zf.read(f"{top}/extra/{INPUT_SHAPE_EXTRA}").decode("utf-8")
-    except (KeyError, UnicodeDecodeError, zipfile.BadZipFile, OSError):
+    if text is None:
         return {}
     try:
         return parse_inputs(text.replace(";", " ").split())
@@ -154,8 +159,8 @@ def import_torch(source: str | Path) -> None:
 
 def load_torchscript(path: Path, inputs: dict[str, Shape] | None) -> Model:
     """Load a `torch.jit.save` archive on CPU and capture one forward pass on zeros."""
-    top = check_archive(path)
-    inputs = inputs or _archived_inputs(path, top)
+    _, saved = check_archive(path)
+    inputs = inputs or _archived_inputs(path, saved)
     import_torch(path)
     import torch
 
