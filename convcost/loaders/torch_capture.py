@@ -148,11 +148,12 @@ class _Recorder:
         """Elements of the parameters among an op's operands."""
         return sum(found[1] for t in tensors if (found := self.params.lookup(t)))
 
-    def conv(self, b: dict[str, Any], out_shape: Shape) -> None:
+    def conv(self, b: dict[str, Any], out_shape: Shape, predicted: Conv | None = None) -> None:
+        """Record the conv `b` describes (`predicted`: the one `predict_conv` already built from it)."""
         w = b["weight"]
         name = self.name(self.base_name("conv", w))
         try:
-            conv = conv_from_args(name, b)
+            conv = predicted.with_changes(name=name) if predicted else conv_from_args(name, b)
         except ShapeError as exc:  # torch ran it, so this would be a gap in convcost.shapes
             raise InputError(f"layer {name}: cannot describe this convolution: {exc}") from None
         if conv.output_shape != out_shape:
@@ -192,8 +193,9 @@ def conv_from_args(name: str, b: dict[str, Any]) -> Conv:
     )
 
 
-def predict_conv(b: dict[str, Any]) -> Shape | None:
-    """The output shape torch will produce, or None where torch would reject the arguments."""
+def predict_conv(b: dict[str, Any]) -> Conv | None:
+    """The conv torch will run, whose output shape is the one torch will produce; None where
+    torch would reject the arguments."""
     x, w = _conv_input(b), b["weight"]
     if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dim() != w.dim() or w.dim() < 3:
         return None
@@ -204,7 +206,7 @@ def predict_conv(b: dict[str, Any]) -> Shape | None:
     if b.get("bias") is not None and tuple(b["bias"].shape) != (out_channels,):
         return None
     try:
-        return conv_from_args("", b).output_shape
+        return conv_from_args("", b)
     except ShapeError:
         return None
 
@@ -297,10 +299,10 @@ class _CaptureMode(TorchDispatchMode):
                 bound["transposed"] = True
             # Only shapes matter: a conv's output is zeros of the shape torch would give, unless the
             # arguments look wrong, when torch runs it and raises the model's own error.
-            shape = None if self.compute_convs else predict_conv(bound)
-            out = self._run(func, args, kwargs, bound) if shape is None else \
-                torch.zeros(shape, dtype=_conv_input(bound).dtype)
-            self.rec.conv(bound, tuple(out.shape))
+            predicted = None if self.compute_convs else predict_conv(bound)
+            out = self._run(func, args, kwargs, bound) if predicted is None else \
+                torch.zeros(predicted.output_shape, dtype=_conv_input(bound).dtype)
+            self.rec.conv(bound, tuple(out.shape), predicted)
             return out
         handler = HANDLERS.get(packet)
         if handler is None:
