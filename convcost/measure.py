@@ -248,9 +248,12 @@ def measure_many(
                 if tick:
                     tick(done, planned * len(chunks))
             passes += 1
-            if passes == 1 and timing.span_s > 0:  # how many passes fill the span, at this pass's pace
-                per_pass = max(time.monotonic() - started, 1e-6)
-                planned = max(repeats, min(math.ceil(timing.span_s / per_pass), 100 * repeats))
+            if timing.span_s > 0:
+                # How many passes fill the span at the pace so far; planned again after every pass,
+                # as the first is often the slowest (planning on it alone ended spans early).
+                elapsed = max(time.monotonic() - started, 1e-6)
+                left = max(timing.span_s - elapsed, 0.0)
+                planned = max(repeats, min(passes + math.ceil(left * passes / elapsed), 100 * repeats))
     return Measured([1e3 * statistics.median(s) for s in samples],
                     statistics.fmean(busy) if busy else None, dropped)
 

@@ -48,6 +48,20 @@ def test_span_keeps_sampling_until_the_time_has_gone_by() -> None:
     assert ms[1] == pytest.approx(10, abs=2.5) and ms[1] >= 10
 
 
+def test_span_is_filled_when_the_first_pass_is_slow() -> None:
+    # Two warm-up calls and the first pass take 0.15 s each, later passes 5 ms: a plan made on the
+    # first pass's pace alone (0.4 s / 0.15 s = 3 passes) would stop after about 0.16 s of the span.
+    calls: list[float] = []
+
+    def fn() -> None:
+        calls.append(time.monotonic())
+        time.sleep(0.15 if len(calls) <= 3 else 0.005)
+
+    measure_many([fn], replace(SPLIT, repeats=1, span_s=0.4))
+    assert time.monotonic() - calls[2] >= 0.4  # from the first pass's start, the whole span
+    assert len(calls) - 3 > 20  # at 5 ms a pass, the remaining ~0.25 s holds dozens of passes
+
+
 def test_no_span_takes_exactly_the_repeats() -> None:
     log: list[str] = []
     measure_many([_recorder("a", log)], replace(SPLIT, repeats=5))
