@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall")
     ap.add_argument("--sweep", default="full")
     ap.add_argument("--repeats", type=int, default=11)
-    ap.add_argument("--seconds", type=float, default=10.0, help="sample each model for at least this long")
+    ap.add_argument("--seconds", type=float, default=30.0, help="sample each model for at least this long")
     ap.add_argument("--specs", type=Path, default=ROOT / "configs" / "models")
     ap.add_argument("--models", default="", help="comma-separated subset (spec or archs names)")
     ap.add_argument("--quick", action="store_true", help="quick sweep, 3 repeats, 4 small models")

@@ -6,7 +6,7 @@ than most changes to the model do. Offline scoring takes drift out of the compar
 are measured once, the machine is calibrated several times around that, and every variant of the
 fit is scored against the same measurements with the same calibration samples.
 
-    python benchmarks/latency_offline.py collect DIR [--calibrations 3]   # ~8 minutes
+    python benchmarks/latency_offline.py collect DIR [--calibrations 3]   # ~14 minutes
     python benchmarks/latency_offline.py score DIR [DIR ...]              # ~1 minute per set
 
 `collect` writes DIR/measured.json (every model's layers and whole-model time, measured as
@@ -143,7 +143,7 @@ def main() -> None:
     c = sub.add_parser("collect")
     c.add_argument("folder", type=Path)
     c.add_argument("--calibrations", type=int, default=3)
-    c.add_argument("--seconds", type=float, default=10.0)
+    c.add_argument("--seconds", type=float, default=30.0)
     s = sub.add_parser("score")
     s.add_argument("folders", type=Path, nargs="+")
     args = ap.parse_args()

@@ -162,7 +162,7 @@ def bench(
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed samples per op, at least (median).")] = 11,
     seconds: Annotated[float, typer.Option(
         "--seconds", min=0, help="Keep sampling until this many seconds have gone by, so a drift of the host's "
-                                 "speed averages out (0: just --repeats).")] = 10.0,
+                                 "speed averages out (0: just --repeats; 10: quicker, noisier).")] = 30.0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")] = "table",
     output: o.Output = None,
 ) -> None:
