@@ -206,6 +206,16 @@ def main() -> None:
         base = sum(abs(e) <= 0.25 for _, e in errs)
         lines.append(f"| {kind} | {len(errs)} | {share(ours, len(errs))} | {share(base, len(errs))} | "
                      f"{pct(statistics.median(e for e, _ in errs))} | {pct(statistics.median(e for _, e in errs))} |")
+    # Per variant: where the wrong signs are, and how many of them are near-ties.
+    lines += ["", "| variant | pairs | signs right convcost | signs right ∝MACs | wrong convcost, of them "
+              "measured within ±5% of the original |", "|---|---:|---:|---:|---:|"]
+    for name in sorted({n for r in results for _, n in r.pairs()}):
+        pairs = [(layer, n) for r in results for layer, n in r.pairs() if n == name]
+        wrong = [layer for layer, n in pairs if not layer.sign_right(n)]
+        ties = sum(abs(layer.variants[name].measured_ms / layer.measured_ms - 1) <= 0.05 for layer in wrong)
+        base = sum(layer.sign_right(n, baseline=True) for layer, n in pairs if layer.baseline_ms is not None)
+        lines.append(f"| {name} | {len(pairs)} | {share(len(pairs) - len(wrong), len(pairs))} | "
+                     f"{share(base, len(pairs))} | {len(wrong)}, {ties} |")
     roof = profile.roofline
     nofill = fit_roofline(cal.samples, cal.peak_gflops, cal.bandwidth_gbs, fills=()).roofline
     lines += ["", f"Fitted profile: peak {cal.peak_gflops:.4g} GFLOP/s (best swept conv), copy bandwidth "
