@@ -29,18 +29,20 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from convcost.latency import KINDS  # noqa: E402
 from convcost.model import Conv  # noqa: E402
 
 if TYPE_CHECKING:
     from convcost.calibrate import Calibration
 
-#: name -> (fill terms left out, kinds fitted with the work-per-pixel factor).
-CONFIGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "third session (no work, no memory share)": (("work", "memory"), ()),
-    "memory share only": (("work",), ()),
-    "work: dense, no memory share": (("memory",), ("dense",)),
-    "work: dense, pointwise + memory share": ((), ("dense", "pointwise")),
-    "work: dense + memory share (shipped)": ((), ("dense",)),
+#: name -> (fill terms left out, kinds fitted with the work-per-pixel factor, kinds with a memory share).
+CONFIGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "third session (no work, no memory share)": (("work", "memory"), (), ()),
+    "memory share (every kind) only": (("work",), (), KINDS),
+    "work: dense, no memory share": (("memory",), ("dense",), ()),
+    "work: dense, pointwise + memory share (every kind)": ((), ("dense", "pointwise"), KINDS),
+    "work: dense + memory share (every kind): fourth session": ((), ("dense",), KINDS),
+    "work: dense + memory share (depthwise): shipped": ((), ("dense",), ("depthwise",)),
 }
 
 
@@ -111,7 +113,7 @@ def score(folders: list[Path]) -> None:
     print("| model variant | models within ±10% | calibrations with ≥ 90% of models | layers within ±25% |"
           " models within 10%, per set and calibration |")
     print("|---|---:|---:|---:|---|")
-    for label, (left_out, work_kinds) in CONFIGS.items():
+    for label, (left_out, work_kinds, memory_kinds) in CONFIGS.items():
         fills = tuple(f for f in FILLS if f not in left_out)
         ok = total = layers_ok = layers = good_cals = n_cals = 0
         per_set = []
@@ -119,7 +121,7 @@ def score(folders: list[Path]) -> None:
             counts = []
             for cal, samples in cals:
                 roof = fit_roofline(samples, cal["peak_gflops"], cal["bandwidth_gbs"], fills=fills,
-                                    work_kinds=work_kinds).roofline
+                                    work_kinds=work_kinds, memory_kinds=memory_kinds).roofline
                 device = DeviceProfile(name="here", description="", roofline=roof, path="", sources={})
                 within = 0
                 for model_name, got in measured.items():

@@ -35,7 +35,8 @@ class FitResult:
     macs_per_ms: float
 
 
-def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
+            memory_kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
     costs = [cost_of(s.op, dtype) for s in samples]
     dims = np.array([gemm_dims(s.op) for s in samples], dtype=float)
     return {
@@ -44,39 +45,48 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...]) 
         "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),
         "kind": np.array([KINDS.index(op_kind(s.op)) for s in samples]),
         "work_kind": np.array([op_kind(s.op) in work_kinds for s in samples]),
+        # Which memory share an op takes (its place in memory_kinds), or -1 for the copy's bandwidth.
+        "memory_slot": np.array([memory_kinds.index(k) if (k := op_kind(s.op)) in memory_kinds else -1
+                                 for s in samples]),
         "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],
         "ms": np.array([s.ms for s in samples]),
     }
 
 
 #: The fitted refinements of the plain roofline: the fill factors over output pixels, output
-#: channels, reduction depth and work per pixel (N x K), and the per-kind share of the copy
-#: bandwidth ("memory"). `fit_roofline(fills=())` fits efficiencies and overheads alone.
+#: channels, reduction depth and work per pixel (N x K), and the share of the copy bandwidth
+#: ("memory") for MEMORY_KINDS. `fit_roofline(fills=())` fits efficiencies and overheads alone.
 FILLS = ("pixels", "out_channels", "reduction", "work", "memory")
 #: Kinds fitted with the work factor (N x K) instead of separate out_channels and reduction ones
 #: (latency.Saturation says why). Scored offline on seven sets of model measurements against 21
 #: calibrations (benchmarks/latency_offline.py): dense alone gave the most models within 10%;
 #: adding pointwise gave better layers but fewer whole models, grouped and small-channel worse both.
 WORK_KINDS = ("dense",)
+#: Kinds fitted with a memory share (Roofline.memory_efficiency); the rest move their bytes at the
+#: copy's bandwidth. Depthwise convs read and write cold data at about half of it. Fitted for
+#: every kind, the share also went to grouped convs (0.15-0.18): it explained the narrow groups'
+#: slow compute (a 128 -> 128 conv in 32 groups runs at 9 GFLOP/s) as memory traffic, and priced
+#: a 4-group 1x1 conv on a large map as memory-bound at 2.6 GB/s, 80% too slow, so most grouped
+#: variants of MobileNet v2's 1x1 convs got the wrong sign (benchmarks/RESULTS.md, fifth session).
+MEMORY_KINDS = ("depthwise",)
 
 
-def _layout(fills: tuple[str, ...]) -> dict[str, slice]:
+def _layout(fills: tuple[str, ...], memory_kinds: int) -> dict[str, slice]:
     """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
     log pixel halves per kind, one log channel half per kind (over N x K for a work kind, over N
-    for the others), one log half for reduction, log memory shares per kind."""
+    for the others), one log half for reduction, one log memory share per memory kind."""
     nk, at, out = len(KINDS), 0, {}
     channels = "out_channels" in fills or "work" in fills
     for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
                        ("channels", nk if channels else 0), ("reduction", int("reduction" in fills)),
-                       ("memory", nk if "memory" in fills else 0)):
+                       ("memory", memory_kinds if "memory" in fills else 0)):
         out[name] = slice(at, at + size)
         at += size
     return out
 
 
 def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: float,
-             fills: tuple[str, ...] = FILLS) -> np.ndarray:
-    at = _layout(fills)
+             fills: tuple[str, ...], at: dict[str, slice]) -> np.ndarray:
     kind = a["kind"]
     eff = np.exp(p[at["eff"]])[kind]
     overhead = np.exp(p[at["overhead"]])[kind]
@@ -95,8 +105,9 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
     fill = fill * nk
     compute = a["flops"] / (peak * eff * fill)
     memory = a["bytes"] / bandwidth
-    if "memory" in fills:
-        memory = memory / np.exp(p[at["memory"]])[kind]
+    if at["memory"].stop > at["memory"].start:
+        slot = a["memory_slot"]
+        memory = memory / np.where(slot >= 0, np.exp(p[at["memory"]])[np.maximum(slot, 0)], 1.0)
     return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory))
 
 
@@ -133,14 +144,15 @@ def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.nd
 def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
     """A kind no swept conv measured takes the figures of its nearest measured parent kind
     (a sweep without 3-D convs prices them as dense, not with the fit's starting values).
-    Channel constants need no copy: an unswept kind is written without one (`fit_roofline`)."""
+    Channel constants and memory shares need no copy: an unswept kind is written without one
+    (`fit_roofline`), so it takes its parent's through the lineage."""
     for i, kind in enumerate(KINDS):
         if i in swept:
             continue
         home = next((KINDS.index(k) for k in lineage(kind)[1:] if KINDS.index(k) in swept), None)
         if home is None:
             continue
-        for group in ("eff", "overhead", "pixels", "memory"):
+        for group in ("eff", "overhead", "pixels"):
             sl = at[group]
             if sl.stop > sl.start:
                 p[sl.start + i] = p[sl.start + home]
@@ -148,12 +160,14 @@ def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
 
 def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: float, dtype: str = "float32",
                  extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS,
-                 work_kinds: tuple[str, ...] = WORK_KINDS) -> FitResult:
+                 work_kinds: tuple[str, ...] = WORK_KINDS, memory_kinds: tuple[str, ...] = MEMORY_KINDS) -> FitResult:
     """Fit efficiency and overhead per kind, and the fill constants, to `samples`.
 
-    `fills` and `work_kinds` choose the model's refinements (benchmarks/latency_offline.py compares them)."""
+    `fills`, `work_kinds` and `memory_kinds` choose the model's refinements
+    (benchmarks/latency_offline.py compares them)."""
     by_work = [KINDS.index(k) for k in work_kinds] if "work" in fills else []
-    a = _arrays(samples, dtype, tuple(KINDS[i] for i in by_work))
+    memory_kinds = memory_kinds if "memory" in fills else ()
+    a = _arrays(samples, dtype, tuple(KINDS[i] for i in by_work), memory_kinds)
     peak, bandwidth = peak_gflops * 1e9, bandwidth_gbs * 1e9
     valid = a["ms"] > 0
     a = {k: v[valid] for k, v in a.items()}
@@ -161,11 +175,11 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     def residual_from(start: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         def residual(p: np.ndarray) -> np.ndarray:
             # A weak pull of every parameter towards its start keeps kinds with few points sane.
-            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills) / a["ms"]), 0.01 * (p - start)])
+            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills, at) / a["ms"]), 0.01 * (p - start)])
 
         return residual
 
-    at = _layout(fills)
+    at = _layout(fills, len(memory_kinds))
     size = max(sl.stop for sl in at.values())
     best: np.ndarray | None = None
     best_cost = math.inf
@@ -184,7 +198,7 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     _inherit(best, at, set(a["kind"].tolist()))
     eff = np.exp(best[at["eff"]])
     overhead = np.exp(best[at["overhead"]])
-    err = _predict(best, a, peak, bandwidth, fills) / a["ms"] - 1
+    err = _predict(best, a, peak, bandwidth, fills, at) / a["ms"] - 1
     quality = {}
     for i, kind in enumerate(KINDS):
         e = np.abs(err[a["kind"] == i])
@@ -207,8 +221,8 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         efficiency={k: float(eff[i]) for i, k in enumerate(KINDS)},
         overhead_us={k: float(overhead[i] * 1e6) for i, k in enumerate(KINDS)},
         saturation=saturation,
-        memory_efficiency=dict(zip(KINDS, np.exp(best[at["memory"]]).tolist(), strict=True)) if "memory" in fills
-        else {},
+        memory_efficiency={k: share for k, share in zip(memory_kinds, np.exp(best[at["memory"]]).tolist(), strict=True)
+                           if k in swept},
     )
     # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
     macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))

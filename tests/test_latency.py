@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -360,6 +361,26 @@ def test_fit_recovers_a_memory_share() -> None:
     roof = fit_roofline(samples, 200.0, 20.0).roofline
     assert roof.memory_share("depthwise") == pytest.approx(0.4, rel=0.05)
     assert max(abs(estimate(roof, s.op, "float32").ms / s.ms - 1) for s in samples) < 0.02
+
+
+def test_a_real_calibration_prices_a_grouped_1x1_conv_by_its_compute() -> None:
+    """On a real sweep of the reference machine, narrow-group convs are slow (a 128 -> 128 conv in 32
+    groups at 9 GFLOP/s). Fitted with a memory share for every kind, the fit explained that as
+    memory traffic at 0.15 of the copy bandwidth and priced the 4-group variant of MobileNet v2's
+    144 -> 24 1x1 projection on 56x56 as memory-bound at 0.79-0.86 ms, slower than the original conv,
+    where `bench` measured 0.42 ms for it against 0.60 ms for the original (fifth session, AK's host)."""
+    from benchmarks.latency_offline import conv_from_json
+
+    doc = json.loads((ROOT / "benchmarks/data/latency_offline/session5-a/calibrations.json").read_text())
+    ops = {name: conv_from_json(d) for name, d in doc["ops"].items()}
+    grouped = make_conv("g", "Conv", (1, 144, 56, 56), 24, (1, 1), (1, 1), (0, 0, 0, 0), groups=4)
+    original = make_conv("o", "Conv", (1, 144, 56, 56), 24, (1, 1), (1, 1), (0, 0, 0, 0))
+    for cal in doc["calibrations"]:
+        samples = [Sample(ops[name], ms) for name, ms in cal["points_ms"].items()]
+        roof = fit_roofline(samples, cal["peak_gflops"], cal["bandwidth_gbs"]).roofline
+        assert estimate(roof, grouped, "float32").ms == pytest.approx(0.42, rel=0.15)
+        assert estimate(roof, grouped, "float32").ms < estimate(roof, original, "float32").ms
+        assert roof.memory_share("grouped") == 1.0
 
 
 def test_fit_gives_an_unswept_kind_its_parents_figures() -> None:
