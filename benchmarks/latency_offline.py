@@ -7,7 +7,7 @@ are measured once, the machine is calibrated several times around that, and ever
 fit is scored against the same measurements with the same calibration samples.
 
     python benchmarks/latency_offline.py collect DIR [--calibrations 3]   # ~14 minutes
-    python benchmarks/latency_offline.py score DIR [DIR ...]              # ~1 minute per set
+    python benchmarks/latency_offline.py score DIR [DIR ...]              # ~10 s per set
 
 `collect` writes DIR/measured.json (every model's layers and whole-model time, measured as
 `bench` measures them) and DIR/calibrations.json (each calibration's swept convs, median times,

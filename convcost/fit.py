@@ -71,7 +71,7 @@ WORK_KINDS = ("dense",)
 MEMORY_KINDS = ("depthwise",)
 
 
-def _layout(fills: tuple[str, ...], memory_kinds: int) -> dict[str, slice]:
+def _layout(fills: tuple[str, ...], memory_shares: int) -> dict[str, slice]:
     """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
     log pixel halves per kind, one log channel half per kind (over N x K for a work kind, over N
     for the others), one log half for reduction, one log memory share per memory kind."""
@@ -79,7 +79,7 @@ def _layout(fills: tuple[str, ...], memory_kinds: int) -> dict[str, slice]:
     channels = "out_channels" in fills or "work" in fills
     for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
                        ("channels", nk if channels else 0), ("reduction", int("reduction" in fills)),
-                       ("memory", memory_kinds if "memory" in fills else 0)):
+                       ("memory", memory_shares if "memory" in fills else 0)):
         out[name] = slice(at, at + size)
         at += size
     return out
