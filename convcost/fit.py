@@ -39,15 +39,15 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
             memory_kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
     costs = [cost_of(s.op, dtype) for s in samples]
     dims = np.array([gemm_dims(s.op) for s in samples], dtype=float)
+    kinds = [op_kind(s.op) for s in samples]
     return {
         "flops": np.array([2.0 * c.macs for c in costs]),
         "bytes": np.array([float(c.traffic_bytes) for c in costs]),
         "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),
-        "kind": np.array([KINDS.index(op_kind(s.op)) for s in samples]),
-        "work_kind": np.array([op_kind(s.op) in work_kinds for s in samples]),
+        "kind": np.array([KINDS.index(k) for k in kinds]),
+        "work_kind": np.array([k in work_kinds for k in kinds]),
         # Which memory share an op takes (its place in memory_kinds), or -1 for the copy's bandwidth.
-        "memory_slot": np.array([memory_kinds.index(k) if (k := op_kind(s.op)) in memory_kinds else -1
-                                 for s in samples]),
+        "memory_slot": np.array([memory_kinds.index(k) if k in memory_kinds else -1 for k in kinds]),
         "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],
         "ms": np.array([s.ms for s in samples]),
     }
@@ -165,9 +165,9 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
 
     `fills`, `work_kinds` and `memory_kinds` choose the model's refinements
     (benchmarks/latency_offline.py compares them)."""
-    by_work = [KINDS.index(k) for k in work_kinds] if "work" in fills else []
+    work_kinds = work_kinds if "work" in fills else ()
     memory_kinds = memory_kinds if "memory" in fills else ()
-    a = _arrays(samples, dtype, tuple(KINDS[i] for i in by_work), memory_kinds)
+    a = _arrays(samples, dtype, work_kinds, memory_kinds)
     peak, bandwidth = peak_gflops * 1e9, bandwidth_gbs * 1e9
     valid = a["ms"] > 0
     a = {k: v[valid] for k, v in a.items()}
@@ -187,7 +187,7 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         start = np.full(size, math.log(half0))
         start[at["eff"]], start[at["overhead"]] = math.log(eff0), math.log(ov0)
         # N x K: products of two channel-sized numbers
-        start[[at["channels"].start + i for i in by_work]] = math.log(half0 * 500)
+        start[[at["channels"].start + KINDS.index(k) for k in work_kinds]] = math.log(half0 * 500)
         start[at["memory"]] = 0.0  # the copy's bandwidth
         residual = residual_from(start)
         p = _levenberg_marquardt(residual, start)
@@ -207,7 +207,7 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     halves = {g: dict(zip(KINDS, np.exp(best[at[g]]).tolist(), strict=False)) for g in ("pixels", "channels")}
     # A kind states the channel constant of its own form; an unswept kind states none and so takes
     # its parent's, whichever form that is (Saturation.uses_work).
-    work = {KINDS[i] for i in by_work}
+    work = set(work_kinds)
     swept = {KINDS[i] for i in set(a["kind"].tolist())}
     saturation = Saturation(
         pixels=halves["pixels"],
