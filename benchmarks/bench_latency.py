@@ -142,6 +142,7 @@ def main() -> None:
     from convcost.calibrate import calibrate, calibrated_profile
     from convcost.devices import dump_profile
     from convcost.fit import fit_roofline
+    from convcost.latency import nearest
     from convcost.measure import Timing
 
     t0 = time.monotonic()
@@ -224,10 +225,11 @@ def main() -> None:
               " efficiency, fit without fill factors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     sat = roof.saturation
     for kind in roof.efficiency:
-        channels = (f"| | {sat.work.get(kind, 0):.3g} " if sat.uses_work(kind) else
-                    f"| {sat.out_channels.get(kind, 0):.3g} | ")
+        # The figures the estimate uses: a kind without its own takes its parent's (latency.nearest).
+        channels = (f"| | {nearest(sat.work, kind, 0):.3g} " if sat.uses_work(kind) else
+                    f"| {nearest(sat.out_channels, kind, 0):.3g} | ")
         lines.append(f"| {kind} | {roof.efficiency[kind]:.3g} | {roof.overhead_us[kind]:.3g} | "
-                     f"{sat.pixels.get(kind, 0):.3g} {channels}| {roof.memory_share(kind):.3g} | "
+                     f"{nearest(sat.pixels, kind, 0):.3g} {channels}| {roof.memory_share(kind):.3g} | "
                      f"{nofill.efficiency[kind]:.3g} |")
     eager = [(r.model.name, r.whole_measured_ms, eager_forward_ms(r.model.name, cal.threads)) for r in results]
     eager = [e for e in eager if e[2]]
