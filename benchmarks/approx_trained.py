@@ -25,12 +25,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from convcost.approxfn import Approximator
-from convcost.autorank import AutoRank
 from convcost.cost import cost_of
-from convcost.model import Conv
-from convcost.shapes import make_conv
-from convcost.variants import VariantOptions, plan_variant
+from convcost.ir.model import Conv
+from convcost.ir.shapes import make_conv
+from convcost.variants import plan_variant
+from convcost.variants.approximator import Approximator
+from convcost.variants.autorank import AutoRank
+from convcost.variants.base import VariantOptions
 
 #: package -> ONNX files inside it
 SHIPPED = {

@@ -19,11 +19,11 @@ import os
 import time
 from collections.abc import Callable
 
-from convcost.analysis import analyze
-from convcost.approxfn import Approximator
-from convcost.autorank import AutoRank
-from convcost.model import Conv, Model
-from convcost.variants import VariantOptions
+from convcost.analysis.analyzer import analyze
+from convcost.ir.model import Conv, Model
+from convcost.variants.approximator import Approximator
+from convcost.variants.autorank import AutoRank
+from convcost.variants.base import VariantOptions
 
 
 def resnet50_convs() -> list[Conv]:

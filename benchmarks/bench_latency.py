@@ -38,14 +38,14 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convcost.analysis import Settings  # noqa: E402
+from convcost.analysis.result import Settings  # noqa: E402
+from convcost.ir.model import Model  # noqa: E402
 from convcost.loaders import load_model  # noqa: E402
-from convcost.model import Model  # noqa: E402
 
 if TYPE_CHECKING:
-    from convcost.bench import BenchResult
-    from convcost.calibrate import Calibration
-    from convcost.devices import DeviceProfile
+    from convcost.analysis.bench import BenchResult
+    from convcost.latency.calibrate import Calibration
+    from convcost.latency.devices import DeviceProfile
 
 
 def models(spec_dir: Path, only: set[str] | None) -> list[Model]:
@@ -63,7 +63,7 @@ def eager_forward_ms(name: str, threads: int) -> float | None:
     """The real torch forward of a tests/archs.py model (with BN, activations, pooling: not modeled)."""
     import torch
 
-    from convcost.measure import Timing, measure_many
+    from convcost.latency.measure import Timing, measure_many
     from tests import archs
 
     if name not in archs.ALL_MODELS:
@@ -80,10 +80,10 @@ def interleaved(cycles: int, sweep: str, repeats: int, threads: int | None, cloc
     """Calibration sweep and every model's bench runners, visited in turn `cycles` times."""
     import torch
 
-    from convcost.analysis import analyze
-    from convcost.bench import bench_result, bench_runners
-    from convcost.calibrate import SWEEPS, bandwidth_gbs, calibrated_profile, calibration_from
-    from convcost.measure import LoadMonitor, Measured, Timing, measure_many, runner, steady_allocator
+    from convcost.analysis.analyzer import analyze
+    from convcost.analysis.bench import bench_result, bench_runners
+    from convcost.latency.calibrate import SWEEPS, bandwidth_gbs, calibrated_profile, calibration_from
+    from convcost.latency.measure import LoadMonitor, Measured, Timing, measure_many, runner, steady_allocator
 
     steady_allocator()
     if threads:
@@ -138,12 +138,12 @@ def main() -> None:
         args.sweep, args.repeats, args.seconds = "quick", 3, 0.0
         args.models = args.models or "mobilenet_v1,resnet18,mobilenet_v2,audio1d"
 
-    from convcost.bench import error, run_bench
-    from convcost.calibrate import calibrate, calibrated_profile
-    from convcost.devices import dump_profile
-    from convcost.fit import fit_roofline
-    from convcost.latency import nearest
-    from convcost.measure import Timing
+    from convcost.analysis.bench import error, run_bench
+    from convcost.latency.calibrate import calibrate, calibrated_profile
+    from convcost.latency.devices import dump_profile
+    from convcost.latency.fit import fit_roofline
+    from convcost.latency.kinds import nearest
+    from convcost.latency.measure import Timing
 
     t0 = time.monotonic()
     only = {m for m in args.models.split(",") if m} or None

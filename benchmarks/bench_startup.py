@@ -44,7 +44,7 @@ def main() -> None:
     print("|---|---:|")
     for label, cmd in rows:
         print(f"| `{label}` | {wall(cmd, args.runs):.3f} |")
-    probe = ("import sys; from convcost.cli import main\ntry: main(['analyze', sys.argv[1], '-f', 'json'])\n"
+    probe = ("import sys; from convcost.cli.app import main\ntry: main(['analyze', sys.argv[1], '-f', 'json'])\n"
              "except SystemExit: pass\nprint(sorted(m for m in ('torch', 'onnx', 'numpy') if m in sys.modules), "
              "file=sys.stderr)")
     proc = subprocess.run([py, "-c", probe, spec], capture_output=True, text=True)

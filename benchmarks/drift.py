@@ -28,8 +28,8 @@ def main() -> None:
 
     import torch
 
-    from convcost.calibrate import _conv
-    from convcost.measure import Timing, measure_many, runner, steady_allocator
+    from convcost.latency.calibrate import _conv
+    from convcost.latency.measure import Timing, measure_many, runner, steady_allocator
     from tests import archs
 
     torch.set_num_threads(1)

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convcost.latency import KINDS  # noqa: E402
-from convcost.model import Conv  # noqa: E402
+from convcost.ir.model import Conv  # noqa: E402
+from convcost.latency.kinds import KINDS  # noqa: E402
 
 if TYPE_CHECKING:
-    from convcost.calibrate import Calibration
+    from convcost.latency.calibrate import Calibration
 
 #: name -> (fill terms left out, kinds fitted with the work-per-pixel factor, kinds with a memory share).
 CONFIGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
@@ -58,10 +58,10 @@ def collect(folder: Path, calibrations: int, seconds: float) -> None:
     import torch
     from bench_latency import models
 
-    from convcost.analysis import Settings
-    from convcost.bench import run_bench
-    from convcost.calibrate import calibrate, calibrated_profile
-    from convcost.measure import Timing
+    from convcost.analysis.bench import run_bench
+    from convcost.analysis.result import Settings
+    from convcost.latency.calibrate import calibrate, calibrated_profile
+    from convcost.latency.measure import Timing
 
     torch.set_num_threads(1)
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,9 +98,10 @@ def calibrations_json(cals: list[Calibration]) -> str:
 def score(folders: list[Path]) -> None:
     from bench_latency import models
 
-    from convcost.analysis import Settings, analyze
-    from convcost.devices import DeviceProfile
-    from convcost.fit import FILLS, Sample, fit_roofline
+    from convcost.analysis.analyzer import analyze
+    from convcost.analysis.result import Settings
+    from convcost.latency.devices import DeviceProfile
+    from convcost.latency.fit import FILLS, Sample, fit_roofline
 
     every = {m.name: m for m in models(ROOT / "configs" / "models", None)}
     sets = []

@@ -1,3 +1,3 @@
-from convcost.cli import main
+from convcost.cli.app import main
 
 main()

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from convcost.model import Conv, MatMul, Model
-from convcost.shapes import make_conv
+from convcost.ir.model import Conv, MatMul, Model
+from convcost.ir.shapes import make_conv
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: bool = True,

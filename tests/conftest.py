@@ -57,7 +57,7 @@ def invoke(*args: str) -> Result:
     import contextlib
     import io
 
-    from convcost.cli import main
+    from convcost.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     code = 0

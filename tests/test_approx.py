@@ -1,4 +1,4 @@
-"""Optimal approximation errors (convcost.approx, convcost.autorank), checked against brute-force
+"""Optimal approximation errors (convcost.variants.spectra, convcost.variants.autorank), checked against brute-force
 SVD reconstructions done here, hand calculations, and the factorized layers run in torch."""
 
 from __future__ import annotations
@@ -16,18 +16,19 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convcost.analysis import analyze
-from convcost.approx import approx_error, block_labels, factorize
-from convcost.approxfn import Approximator
-from convcost.autorank import AutoRank, break_even_rank
-from convcost.commands.common import make_request
+from convcost.analysis.analyzer import analyze
+from convcost.analysis.pipeline import run
+from convcost.cli.common import make_request
 from convcost.cost import cost_of
-from convcost.errors import UsageError
-from convcost.model import Conv, Model
-from convcost.pipeline import run
+from convcost.ir.model import Conv, Model
+from convcost.ir.shapes import make_conv
 from convcost.render import View, renderer
-from convcost.shapes import make_conv
-from convcost.variants import VariantOptions, plan_variant
+from convcost.util.errors import UsageError
+from convcost.variants import plan_variant
+from convcost.variants.approximator import Approximator, approx_error
+from convcost.variants.autorank import AutoRank, break_even_rank
+from convcost.variants.base import VariantOptions
+from convcost.variants.spectra import block_labels, factorize
 
 SOBEL_X = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
 SOBEL_Y = SOBEL_X.T
@@ -447,9 +448,9 @@ def test_cli_rank_auto_without_weights_is_one_line_error(tmp_path):
 def test_weightless_path_imports_neither_numpy_nor_the_svd_code(tmp_path):
     spec = tmp_path / "net.yaml"
     spec.write_text(NET_YAML)
-    probe = ("import sys; from convcost.cli import main\n"
+    probe = ("import sys; from convcost.cli.app import main\n"
              "try:\n    main(['analyze', sys.argv[1], '-f', 'json'])\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('numpy', 'torch', 'convcost.approx') if m in sys.modules))")
+             "print(sorted(m for m in ('numpy', 'torch', 'convcost.variants.spectra') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe, str(spec)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr

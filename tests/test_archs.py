@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcost.analysis import analyze
+from convcost.analysis.analyzer import analyze
 from tests import archs
 
 

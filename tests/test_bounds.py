@@ -19,8 +19,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from convcost.infile import MAX_YAML_ALIASES, MAX_YAML_DEPTH
 from convcost.loaders.spec import MAX_FILE_BYTES, MAX_LAYERS
+from convcost.util.infile import MAX_YAML_ALIASES, MAX_YAML_DEPTH
 from tests.conftest import Result, assert_one_line_error, run_cli
 
 INT64_MAX = 2**63 - 1
@@ -160,7 +160,7 @@ def test_external_data_cannot_escape_the_model_folder(tmp_path: Path, how: str) 
 
 #: The child's own peak: VmHWM belongs to the process image (ru_maxrss would carry over the
 #: pytest parent's peak through fork + exec and make the comparison vacuous).
-RSS_PROBE = ("import sys\nfrom convcost.cli import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
+RSS_PROBE = ("import sys\nfrom convcost.cli.app import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
              "    hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
              "    print('PEAK', hwm.split()[1], file=sys.stderr)\n")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from convcost.budget import parse_number, parse_percent
-from convcost.errors import InputError
+from convcost.analysis.budget import parse_number, parse_percent
+from convcost.util.errors import InputError
 from tests.conftest import MODELS, ROOT, assert_one_line_error, run_cli
 
 MOBILENET = str(MODELS / "mobilenet_v1.yaml")
@@ -177,7 +177,7 @@ def test_shipped_budgets_pass_on_their_models(name):
 def test_github_annotations_escape_what_would_end_or_split_the_command():
     """A layer name is data from the model file: a newline in it must not end the workflow command
     (GitHub: %, CR and LF in a message; also ':' and ',' in a property)."""
-    from convcost.budget import LayerDiff
+    from convcost.analysis.budget import LayerDiff
     from convcost.render.checks import render_github
 
     text = render_github([], [LayerDiff("conv\n::error::fake 50%", "added", None, 64)], "m", "m.onnx")

@@ -149,7 +149,7 @@ def test_version_help_and_module_entry():
 def test_yaml_path_never_imports_torch(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(
-        "import sys\nfrom convcost.cli import main\n"
+        "import sys\nfrom convcost.cli.app import main\n"
         "try:\n    main(['analyze', sys.argv[1], '-f', 'json'])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'\nassert 'onnx' not in sys.modules\n"
         "print('clean', file=sys.stderr)\n"

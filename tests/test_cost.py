@@ -7,9 +7,10 @@ import math
 import pytest
 
 from convcost.cost import Cost, cost_of, total_cost
-from convcost.model import MatMul
-from convcost.shapes import make_conv
-from convcost.variants import VariantOptions, plan_variant
+from convcost.ir.model import MatMul
+from convcost.ir.shapes import make_conv
+from convcost.variants import plan_variant
+from convcost.variants.base import VariantOptions
 
 
 def macs(conv) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from convcost.devices import REQUIRED_KINDS, load_profile, shipped_profiles
-from convcost.latency import KINDS
+from convcost.latency.devices import REQUIRED_KINDS, load_profile, shipped_profiles
+from convcost.latency.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SPEC = {"name": "tiny", "input": [1, 8, 16, 16], "layers": [
@@ -96,7 +96,7 @@ def test_edgetpu_runs_depthwise_badly() -> None:
 def test_profiles_ship_inside_the_package_and_configs_devices_points_at_them() -> None:
     import convcost
 
-    package = Path(convcost.__file__).parent / "profiles"
+    package = Path(convcost.__file__).parent / "latency" / "profiles"
     assert {p.parent.resolve() for p in shipped_profiles().values()} == {package.resolve()}
     configs = ROOT / "configs" / "devices"
     assert sorted(p.name for p in configs.glob("*.yaml")) == sorted(p.name for p in package.glob("*.yaml"))
@@ -136,7 +136,7 @@ def test_analyze_with_named_and_file_devices(spec: Path, tmp_path: Path, rpi4_do
 
 
 def test_analyze_without_devices_does_not_import_torch(spec: Path, tmp_path: Path) -> None:
-    code = ("import sys; from convcost.cli import main\n"
+    code = ("import sys; from convcost.cli.app import main\n"
             f"try: main(['analyze', {str(spec)!r}, '-d', 'rpi4', '-f', 'json'])\n"
             "except SystemExit: pass\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from convcost.analysis import Settings, analyze
+from convcost.analysis.analyzer import analyze
+from convcost.analysis.result import Settings
 from convcost.cost import cost_of
-from convcost.devices import load_profile
-from convcost.errors import InputError
-from convcost.fit import WORK_KINDS, Sample, fit_roofline
-from convcost.latency import KINDS, Roofline, Saturation, estimate, gemm_dims, op_kind, terms
-from convcost.model import MatMul, Model
-from convcost.shapes import make_conv
+from convcost.ir.model import MatMul, Model
+from convcost.ir.shapes import make_conv
+from convcost.latency.devices import load_profile
+from convcost.latency.fit import WORK_KINDS, Sample, fit_roofline
+from convcost.latency.kinds import KINDS, gemm_dims, op_kind
+from convcost.latency.roofline import Roofline, Saturation, estimate, terms
+from convcost.util.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -215,7 +217,7 @@ def test_a_kind_without_figures_takes_its_parents(tmp_path: Path) -> None:
 def test_profile_fill_constants_per_kind_or_one_figure(tmp_path: Path) -> None:
     """pixels and out_channels take one figure per kind (kinds left out use their parent's) or one
     figure for every kind, as profiles written before the per-kind channel constant have it."""
-    from convcost.devices import dump_profile
+    from convcost.latency.devices import dump_profile
 
     fig = {"value": 16, "source": "test"}
     one = load_profile(write_profile(tmp_path, {**TINY, "saturation": {"out_channels": fig, "reduction": fig}}))
@@ -236,7 +238,7 @@ def test_profile_fill_constants_per_kind_or_one_figure(tmp_path: Path) -> None:
 def test_work_fill_and_memory_share_by_hand(tmp_path: Path) -> None:
     """A kind with a work constant takes one factor over N x K instead of the N and K factors; a
     kind's memory share divides the bandwidth its traffic moves at. Both load, inherit and dump."""
-    from convcost.devices import dump_profile
+    from convcost.latency.devices import dump_profile
 
     doc = {**TINY, "saturation": {"work": {"dense": {"value": 4000, "source": "fit"}},
                                   "out_channels": {"grouped": {"value": 8, "source": "fit"}},
@@ -398,7 +400,7 @@ def test_fit_gives_an_unswept_kind_its_parents_figures() -> None:
 
 
 def test_estimates_are_finite_for_every_shipped_profile_and_dtype() -> None:
-    from convcost.devices import shipped_profiles
+    from convcost.latency.devices import shipped_profiles
 
     ops = [conv(3, 32, 3, 32, stride=2), conv(32, 32, 3, 16, groups=32), conv(32, 64, 1, 16),
            conv(64, 64, 3, 8, groups=4), MatMul("fc", "Linear", 1, 1, 64, 10, 650)]

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from convcost.measure import Timing, measure_many
+from convcost.latency.measure import Timing, measure_many
 
 
 def _recorder(name: str, log: list[str], seconds: float = 0.0):

@@ -18,13 +18,14 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcost.analysis import Settings, analyze
-from convcost.cli import main
+from convcost.analysis.analyzer import analyze
+from convcost.analysis.result import Settings
+from convcost.cli.app import main
 from convcost.cost import cost_of
-from convcost.errors import InputError
+from convcost.ir.model import Conv, MatMul, Model
 from convcost.loaders import LOADERS, detect
-from convcost.loaders.onnx_loader import load_onnx
-from convcost.model import Conv, MatMul, Model
+from convcost.loaders.onnx.loader import load_onnx
+from convcost.util.errors import InputError
 from tests import archs
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -389,7 +390,7 @@ def test_inline_weights_are_left_on_disk_until_asked_for(tmp_path: Path) -> None
 def test_lean_reading_keeps_everything_but_weight_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        whole: bool) -> None:
     """Large files are read through a small window (monkeypatched threshold): same model either way."""
-    from convcost.loaders import onnx_wire
+    from convcost.loaders.onnx import wire as onnx_wire
 
     if not whole:
         monkeypatch.setattr(onnx_wire, "WHOLE_READ_BYTES", 0)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from convcost.errors import UsageError
-from convcost.outfile import write_atomic
+from convcost.util.errors import UsageError
+from convcost.util.outfile import write_atomic
 from tests.conftest import ROOT, invoke
 
 SEED = str(ROOT / "tests" / "data" / "seed.yaml")
@@ -30,7 +30,7 @@ def test_kill_9_mid_write_leaves_the_old_file_intact(tmp_path):
     # The child writes the whole temp file, then blocks inside fsync until it is killed.
     child = textwrap.dedent(f"""
         import os, sys, time
-        from convcost import outfile
+        from convcost.util import outfile
         def stuck(fd):
             print("writing", flush=True)
             time.sleep(60)
@@ -54,7 +54,7 @@ def test_full_disk_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("convcost.outfile.os.fsync", full)
+    monkeypatch.setattr("convcost.util.outfile.os.fsync", full)
     with pytest.raises(UsageError, match="No space left"):
         write_atomic(out, "new")
     assert out.read_text() == "old"

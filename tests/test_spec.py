@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from convcost.analysis import Settings, analyze
+from convcost.analysis.analyzer import analyze
+from convcost.analysis.result import Settings
 from convcost.cost import cost_of
 from convcost.loaders.spec import load_spec
-from convcost.variants import VariantOptions
+from convcost.variants.base import VariantOptions
 from tests import archs
 from tests.conftest import MODELS, assert_one_line_error, run_cli
 

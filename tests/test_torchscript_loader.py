@@ -18,12 +18,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcost.analysis import analyze
+from convcost.analysis.analyzer import analyze
 from convcost.cost import cost_of
-from convcost.errors import InputError
+from convcost.ir.model import Model
 from convcost.loaders import detect, load_model
-from convcost.loaders.torch_capture import capture
-from convcost.model import Model
+from convcost.loaders.pytorch.capture import capture
+from convcost.util.errors import InputError
 from tests import archs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,7 +214,7 @@ def test_same_model_as_torchscript_onnx_and_factory(archives: dict, folder: Path
         scripted = per_layer_macs(load_model(path, {"": shape}))
         factory = per_layer_macs(load_model(spec, {"": shape}))
         assert scripted == factory
-        onnx_loader = pytest.importorskip("convcost.loaders.onnx_loader",
+        onnx_loader = pytest.importorskip("convcost.loaders.onnx.loader",
                                           reason="ONNX loader not on this branch (issue 4)")
         assert onnx_loader is not None
         onnx_path = folder / f"{name}.onnx"
@@ -432,7 +432,7 @@ def test_factory_errors() -> None:
 
 def test_torch_missing_says_how_to_install(archives: dict) -> None:
     _, path, _ = archives["audio1d"]
-    probe = ("import sys; sys.modules['torch'] = None\nfrom convcost.cli import main\n"
+    probe = ("import sys; sys.modules['torch'] = None\nfrom convcost.cli.app import main\n"
              f"main(['analyze', {str(path)!r}, '-i', '1x40x30'])")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert_one_line_error(proc, "pip install torch")
@@ -443,7 +443,7 @@ def test_torch_is_imported_only_on_this_path(folder: Path) -> None:
     spec.write_text("name: tiny\ninput: [1, 3, 8, 8]\nlayers:\n  - {name: c, type: conv, out: 4, kernel: 3}\n")
     state = folder / "refused.pt"
     torch.save({"w": torch.zeros(2)}, str(state))
-    probe = ("import sys\nfrom convcost.cli import main\nfor args in ({!r}, {!r}, {!r}):\n"
+    probe = ("import sys\nfrom convcost.cli.app import main\nfor args in ({!r}, {!r}, {!r}):\n"
              "    try: main(args)\n    except SystemExit: pass\n"
              "print('torch' in sys.modules, file=sys.stderr)")
     args = (["--help"], ["analyze", str(spec), "-f", "json"], ["analyze", str(state)])

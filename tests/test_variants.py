@@ -8,11 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convcost.analysis import Settings, analyze
+from convcost.analysis.analyzer import analyze
+from convcost.analysis.result import Settings
 from convcost.cost import cost_of, total_cost
-from convcost.model import Model
-from convcost.shapes import ShapeError, make_conv
-from convcost.variants import VARIANTS, VariantOptions, plan_variant
+from convcost.ir.model import Model
+from convcost.ir.shapes import ShapeError, make_conv
+from convcost.variants import VARIANTS, plan_variant
+from convcost.variants.base import VariantOptions
 
 
 def conv2d(cin=16, cout=32, k=(3, 3), groups=1, stride=(1, 1), pads=(1, 1, 1, 1), hw=(16, 16)):

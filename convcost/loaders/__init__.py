@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from convcost.errors import InputError
-from convcost.model import Model, Shape
+from convcost.ir.model import Model, Shape
+from convcost.util.errors import InputError
 
 SNIFF_BYTES = 4096
 
@@ -50,7 +50,7 @@ def _looks_like_yaml(path: Path, head: bytes) -> bool:
 
 def _looks_like_onnx(path: Path, head: bytes) -> bool:
     """A serialized ModelProto; a `.onnx` name is enough unless the bytes are a zip (TorchScript)."""
-    from convcost.loaders.onnx_wire import looks_like_onnx
+    from convcost.loaders.onnx.wire import looks_like_onnx
 
     if path.suffix.lower() == ".onnx" and not head.startswith(b"PK"):
         return True
@@ -58,14 +58,14 @@ def _looks_like_onnx(path: Path, head: bytes) -> bool:
 
 
 def _looks_like_torch(path: Path, head: bytes) -> bool:
-    from convcost.loaders.torchscript import looks_like_torch
+    from convcost.loaders.pytorch.torchscript import looks_like_torch
 
     return looks_like_torch(path, head)
 
 
-register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx_loader:load_onnx"))
+register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx.loader:load_onnx"))
 register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
-register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.torchscript:load_torchscript"))
+register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.pytorch.torchscript:load_torchscript"))
 
 
 def detect(path: Path) -> Loader:
@@ -92,10 +92,10 @@ def load_model(model: str | Path, inputs: dict[str, Shape] | None = None) -> Mod
     """Load a model file, or build a PyTorch model from `module:factory` (when no such file exists)."""
     path = Path(model)
     if isinstance(model, str) and not path.exists():
-        from convcost.loaders.factory import split_factory_spec
+        from convcost.loaders.pytorch.factory import split_factory_spec
 
         if split_factory_spec(model):
-            from convcost.loaders.factory import load_factory
+            from convcost.loaders.pytorch.factory import load_factory
 
             return load_factory(model, inputs)
     return detect(path).load(path, inputs)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from convcost.errors import InputError, short
-from convcost.infile import load_yaml, read_text
-from convcost.model import Conv, ConvOp, MatMul, Model, Shape
-from convcost.shapes import ShapeError, conv_out_size, make_conv, same_pads
+from convcost.ir.model import Conv, ConvOp, MatMul, Model, Shape
+from convcost.ir.shapes import ShapeError, conv_out_size, make_conv, same_pads
+from convcost.util.errors import InputError, short
+from convcost.util.infile import load_yaml, read_text
 
 MAX_REPEAT = 10_000
 MAX_LAYERS = 200_000

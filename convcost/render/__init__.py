@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from convcost.analysis import Analysis
+from convcost.analysis.result import Analysis
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from convcost.render.console import to_text
 from convcost.render.numbers import count, json_float, ms, si
 
 if TYPE_CHECKING:
-    from convcost.bench import BenchResult
+    from convcost.analysis.bench import BenchResult
 
 
 #: Share of the CPU taken by other processes above which timings get a warning.

@@ -6,7 +6,7 @@ import json
 import math
 import xml.etree.ElementTree as ET
 
-from convcost.budget import Check, LayerDiff, rule_of
+from convcost.analysis.budget import Check, LayerDiff, rule_of
 from convcost.render.markdown import table_lines
 from convcost.render.numbers import si
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from convcost.analysis import Analysis, shown_layers
+from convcost.analysis.analyzer import shown_layers
+from convcost.analysis.result import Analysis
 from convcost.render import View
 from convcost.render.rows import columns
 

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 from convcost import __version__
-from convcost.analysis import Analysis, LayerResult, Totals, VariantResult, ratio, shown_layers
+from convcost.analysis.analyzer import shown_layers
+from convcost.analysis.result import Analysis, LayerResult, Totals, VariantResult, ratio
 from convcost.cost import MACS_CONVENTION, Cost, bytes_per_element, cost_of
-from convcost.model import Conv
+from convcost.ir.model import Conv
 from convcost.render import View
 from convcost.render.numbers import json_float
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from convcost.analysis import Analysis, shown_layers
+from convcost.analysis.analyzer import shown_layers
+from convcost.analysis.result import Analysis
 from convcost.render import View
 from convcost.render.rows import Column, columns, summary_lines, totals_row
 

@@ -6,7 +6,8 @@ Charts are Mermaid `xychart-beta` blocks, which GitHub renders without images.
 from __future__ import annotations
 
 from convcost import __version__
-from convcost.analysis import Analysis, LayerResult, shown_layers
+from convcost.analysis.analyzer import shown_layers
+from convcost.analysis.result import Analysis, LayerResult
 from convcost.cost import MACS_CONVENTION, bytes_per_element
 from convcost.render import View
 from convcost.render.markdown import layer_table, table_lines

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convcost.analysis import Analysis, LayerResult, VariantResult, ratio
+from convcost.analysis.result import Analysis, LayerResult, VariantResult, ratio
 from convcost.cost import MACS_CONVENTION, cost_of
 from convcost.render.numbers import dims, err, ms, si, times
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from convcost.analysis import Analysis, shown_layers
+from convcost.analysis.analyzer import shown_layers
+from convcost.analysis.result import Analysis
 from convcost.render import View
 from convcost.render.console import to_text
 from convcost.render.rows import columns, summary_lines, totals_row

@@ -1,0 +1,117 @@
+"""What an analysis is made of: the settings it ran with, and per layer, per variant and in
+total what the model costs. Plain data; `analyzer` fills it, renderers only format it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, Protocol
+
+from convcost.cost import Cost
+from convcost.ir.model import Conv, Model, Op
+from convcost.latency.roofline import Estimate
+from convcost.variants import VARIANTS, Approx, Plan, VariantOptions
+
+
+class Device(Protocol):
+    """A device profile as the analysis needs it: a name and a latency estimate per op."""
+
+    name: str
+
+    def estimate(self, op: Op, dtype: str) -> Estimate: ...
+
+
+#: Weight-based approximation error of a variant (SVD, see `convcost.variants.spectra`): a float, an
+#: `Approx` carrying extra keys, or None.
+ApproxFn = Callable[[str, Conv, VariantOptions], float | Approx | None]
+
+#: Per-layer variant options (e.g. `--rank auto` picks the rank from the layer's weights) and the
+#: keys that explain the choice; called before the variant is planned.
+OptionsFn = Callable[[str, Conv, VariantOptions], tuple[VariantOptions, Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the user chose that changes numbers (recorded in reports)."""
+
+    dtype: str = "float32"
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    options: VariantOptions = field(default_factory=VariantOptions)
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+    def selects(self, name: str) -> bool:
+        """Whether a layer is to be factorized (--only / --skip globs)."""
+        if self.only and not any(fnmatchcase(name, g) for g in self.only):
+            return False
+        return not any(fnmatchcase(name, g) for g in self.skip)
+
+
+def ratio(original: int, variant: int) -> float:
+    """original / variant: 8.7 means 8.7 times fewer. A free variant is infinitely cheaper."""
+    return original / variant if variant else float("inf")
+
+
+@dataclass
+class VariantResult:
+    name: str
+    plan: Plan
+    cost: Cost | None = None
+    latency: dict[str, Estimate] = field(default_factory=dict)
+    approx_error: float | None = None
+    mac_ratio: float | None = None
+    param_ratio: float | None = None
+    stage_costs: list[Cost] = field(default_factory=list, repr=False)
+    #: Further per-variant keys (approx_error_permuted, rank, break_even_rank...), JSON as is.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def applicable(self) -> bool:
+        return self.plan.applicable
+
+    @property
+    def intermediate_bytes(self) -> int:
+        """Activations written by one stage and read by the next."""
+        return sum(c.output_bytes for c in self.stage_costs[:-1])
+
+
+@dataclass
+class LayerResult:
+    conv: Conv
+    cost: Cost
+    latency: dict[str, Estimate]
+    variants: dict[str, VariantResult]
+    selected: bool
+
+    def slower(self, variant: str, device: str) -> bool:
+        """The variant saves MACs yet is estimated slower than the original on `device`."""
+        v = self.variants[variant]
+        if v.cost is None or device not in v.latency:
+            return False
+        return v.cost.macs < self.cost.macs and v.latency[device].ms > self.latency[device].ms
+
+
+@dataclass
+class Totals:
+    params: int
+    macs: int
+    latency: dict[str, float]
+
+
+@dataclass
+class Analysis:
+    model: Model
+    settings: Settings
+    devices: list[str]
+    layers: list[LayerResult]
+    totals: Totals
+    conv_cost: Cost
+    variant_totals: dict[str, Totals]
+
+    def variant_ratios(self, name: str) -> tuple[float, float]:
+        vt = self.variant_totals[name]
+        return ratio(self.totals.macs, vt.macs), ratio(self.totals.params, vt.params)
+
+

@@ -1,0 +1,42 @@
+"""`convcost analyze`: the per-conv table (or JSON, CSV, Markdown)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from convcost.cli import options as o
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+@o.with_analysis_options
+def analyze(
+    model: o.ModelArg,
+    opts: o.AnalysisOptions,
+    top: o.Top = None,
+    sort: o.Sort = "order",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")] = "table",
+    output: o.Output = None,
+) -> None:
+    """Count params, MACs and memory of every conv and of its factorized variants.
+
+    \b
+    Examples:
+      convcost analyze configs/models/mobilenet_v1.yaml
+      convcost analyze model.onnx -i 1x3x224x224 --sort macs --top 10
+      convcost analyze configs/models/conv_mobilenet.yaml -V depthwise --skip conv1
+      convcost analyze model.onnx -f json -o costs.json
+      convcost analyze model.onnx --rank auto --tol 0.05
+      convcost analyze configs/models/mobilenet_v1.yaml -d rpi4 -d t4
+    """
+    from convcost.analysis.pipeline import run
+    from convcost.cli.common import command_line, emit, make_view
+    from convcost.render import renderer
+    from convcost.util.errors import UsageError
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    view = make_view(sort, top, output, command_line())
+    emit(renderer(fmt)(run(opts.request(model)), view), output)

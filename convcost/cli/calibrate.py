@@ -1,0 +1,83 @@
+"""`convcost calibrate`: measure this machine and write a device profile fitted to it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from convcost.cli import options as o
+
+CLOCKS = ("wall", "thread")
+
+
+def calibrate(
+    output: o.Output = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A third of the sweep, spread over 15 s, not 60.")] = False,
+    name: Annotated[str, typer.Option("--name", help="Profile name (what -d and output columns show).")] = "calibrated",
+    threads: Annotated[int | None, typer.Option("--threads", min=1,
+                                                help="torch threads (default: torch's choice, all cores).")] = None,
+    clock: Annotated[str, typer.Option("--clock", help="wall (default), or thread: this thread's CPU time, which "
+                                                       "other processes cannot inflate (needs --threads 1).")] = "wall",
+    sweep: Annotated[str | None, typer.Option("--sweep", hidden=True)] = None,
+) -> None:
+    """Measure this machine with torch and write a device profile fitted to it.
+
+    \b
+    Runs a sweep of dense, pointwise, depthwise, grouped and small-channel convs (1-D, 2-D, 3-D,
+    transposed) and a memory-bandwidth test (warm-up, interleaved repeats, median), then fits
+    per-kind efficiency and overhead and the fill constants of the roofline (docs/latency.md).
+    Every figure's source says 'calibrated on <machine> <date>'. About 70 s (samples are spread
+    over a minute, since a shared host's speed drifts); --quick about 20 s.
+    \b
+    Examples:
+      convcost calibrate -o myhost.yaml
+      convcost analyze model.onnx -d myhost.yaml
+      convcost bench model.onnx -d myhost.yaml
+    """
+    import sys
+    import time
+
+    from convcost.cli.common import emit
+    from convcost.util.errors import UsageError
+
+    plan = sweep or ("quick" if quick else "full")
+    _check_clock(clock, threads)
+    from convcost.latency import calibrate as cal_mod
+
+    if plan not in cal_mod.SWEEPS:
+        raise UsageError(f"--sweep {plan!r}: choose one of {', '.join(cal_mod.SWEEPS)}")
+    if not name or any(c.isspace() for c in name):
+        raise UsageError(f"--name {name!r}: expected a name without spaces")
+    from convcost.latency.devices import dump_profile
+    from convcost.util.progress import progress
+
+    start = time.monotonic()
+    with progress(f"calibrating ({plan} sweep)") as tick:
+        cal = cal_mod.calibrate(plan, threads, clock, tick)
+    profile = cal_mod.calibrated_profile(cal, name, output or "<stdout>")
+    header = (f"# convcost calibrate ({plan} sweep) on {cal.machine}, {cal.date}.\n"
+              "# Every figure's source says how it was measured or fitted; see docs/latency.md.\n")
+    emit(header + dump_profile(profile), output)
+    roof = cal.fit.roofline
+    others = "unknown" if cal.others is None else f"{cal.others:.0%}"
+    print(f"calibrated in {time.monotonic() - start:.0f} s: peak {cal.peak_gflops:.4g} GFLOP/s, copy bandwidth "
+          f"{cal.bandwidth_gbs:.3g} GB/s, {cal.threads} thread(s), {cal.clock} clock; other processes used {others} "
+          "of the CPU", file=sys.stderr)
+    if cal.clock == "wall" and cal.others is not None and cal.others > 0.2:
+        print(f"warning: other processes used {cal.others:.0%} of the CPU; wall-clock figures from a busy machine "
+              "are unreliable (--threads 1 --clock thread measures CPU time instead)", file=sys.stderr)
+    for kind, (count, med, within) in cal.fit.quality.items():
+        print(f"  {kind:14s} efficiency {roof.efficiency[kind]:.3g}  overhead {roof.overhead_us[kind]:.3g} us  "
+              f"fit: {count} convs, median |error| {med:.0%}, {within:.0%} within 25%", file=sys.stderr)
+
+
+def _check_clock(clock: str, threads: int | None) -> None:
+    from convcost.util.errors import UsageError
+
+    if clock not in CLOCKS:
+        raise UsageError(f"--clock {clock!r}: choose one of {', '.join(CLOCKS)}")
+    if clock == "thread" and threads != 1:
+        raise UsageError("--clock thread measures one thread's CPU time: use it with --threads 1")
+
+

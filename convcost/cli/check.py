@@ -1,0 +1,67 @@
+"""`convcost check`: fail a CI job when a model breaks its FLOP/params/latency budget."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from convcost.cli import options as o
+
+FORMATS = ("table", "json", "github")
+
+
+def check(
+    model: o.ModelArg,
+    budget: Annotated[str, typer.Option("--budget", "-b", metavar="FILE", help="Budget YAML (see README).")],
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", metavar="FILE", help="An earlier `analyze -f json` to diff against.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output: {', '.join(FORMATS)}.")] = "table",
+    junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Also write JUnit XML.")] = None,
+    input: o.Inputs = None,
+    devices: o.Devices = None,
+    dtype: o.Dtype = "float32",
+) -> None:
+    """Check a model against a budget: exit 0 within budget, 1 when a limit is broken, 2 for bad input.
+
+    \b
+    Examples:
+      convcost check model.onnx --budget configs/budgets/mobilenet_v1.yaml
+      convcost check model.onnx -b budget.yaml --baseline main.json -f github --junit convcost.xml
+    """
+    from convcost.analysis.budget import diff_layers, evaluate, load_baseline, load_budget
+    from convcost.analysis.pipeline import load, run
+    from convcost.cli.common import emit, make_request
+    from convcost.render import checks as out
+    from convcost.util.errors import UsageError
+    from convcost.util.outfile import write_atomic
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    spec = load_budget(budget)
+    request = make_request(model, input, ["none"], list(devices or []) + spec.devices(), dtype)
+    loaded = load(request)
+    base = load_baseline(baseline, loaded.name) if baseline else None
+    analysis = run(request, loaded)
+    checks = evaluate(spec, analysis, base)
+    diffs = diff_layers(analysis, base) if base is not None else None
+    name = loaded.name
+    if fmt == "json":
+        text = out.render_json(checks, diffs, name)
+    elif fmt == "github":
+        text = out.render_github(checks, diffs, name, model)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(out.summary_markdown(checks, diffs, name))
+    else:
+        text = out.render_table(checks, diffs, name)
+    if junit:
+        write_atomic(junit, out.render_junit(checks, name, spec.rule_names(baseline=base is not None)))
+    emit(text, None)
+    if spec.max_increase and base is None and fmt == "table":
+        typer.echo("note: baseline.max_increase not checked (no --baseline given)", err=True)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)

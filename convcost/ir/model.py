@@ -1,0 +1,114 @@
+"""The format-independent model every loader produces and every analysis consumes.
+
+Loaders (YAML spec, ONNX, TorchScript) resolve shapes themselves and hand over plain
+convolutions with their input and output shapes, plus the matrix-multiply ops needed for
+model totals. Nothing here knows about a file format.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
+
+ConvOp = Literal["Conv", "ConvTranspose"]
+Shape = tuple[int, ...]
+
+#: Lazily loads a conv's weight tensor (C_out, C_in/groups, *kernel) — or, for ConvTranspose,
+#: (C_in, C_out/groups, *kernel) — only when a weight-based feature asks for it.
+WeightLoader = Callable[[], "np.ndarray"]
+
+
+@dataclass(frozen=True)
+class Conv:
+    """One convolution (or transposed convolution) with its resolved shapes.
+
+    `padding` lists begin pads for every spatial axis, then end pads (ONNX `pads` order).
+    `dtype` is set only where the model fixes it (quantized convs: "int8"); otherwise the
+    analysis's `--dtype` applies.
+    """
+
+    name: str
+    op: ConvOp
+    in_channels: int
+    out_channels: int
+    kernel: Shape
+    stride: Shape
+    padding: Shape
+    dilation: Shape
+    groups: int
+    input_shape: Shape
+    output_shape: Shape
+    bias: bool = True
+    output_padding: Shape = ()
+    dtype: str | None = None
+    weight: WeightLoader | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def rank(self) -> int:
+        """Number of spatial axes (1, 2 or 3)."""
+        return len(self.kernel)
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.in_channels > 1 and self.groups == self.in_channels
+
+    @property
+    def is_pointwise(self) -> bool:
+        return all(k == 1 for k in self.kernel)
+
+    def with_changes(self, **changes: object) -> Conv:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class MatMul:
+    """A matrix multiply that counts towards model MACs: Gemm, MatMul, Linear or Einsum.
+
+    MACs are `batch * m * k * n`; `params` are the elements of constant operands (weights
+    and bias), zero for a product of two activations.
+    """
+
+    name: str
+    op: str
+    batch: int
+    m: int
+    k: int
+    n: int
+    params: int = 0
+
+
+@dataclass
+class Model:
+    """A loaded model: its inputs, its convolutions in execution order, and the rest."""
+
+    name: str
+    format: Literal["onnx", "torchscript", "spec", "pytorch"]
+    source: str
+    inputs: dict[str, Shape]
+    convs: list[Conv]
+    matmuls: list[MatMul] = field(default_factory=list)
+    #: Parameters of ops that are neither convs nor matmuls (normalization, embeddings...).
+    other_params: int = 0
+    #: The model's own parameter count where the format states it (PyTorch: `sum(p.numel() for p in
+    #: model.parameters())`); totals.params is then exactly this, whatever the convs and matmuls price
+    #: (shared weights count once, computed weights not at all). None: convs + matmuls + other_params.
+    declared_params: int | None = None
+    #: Op types seen but not costed, with their counts (stated in every output).
+    uncosted: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+#: Any op the cost model prices.
+Op = Conv | MatMul
+
+#: The largest count convcost reports: JSON readers (jq, pandas, Go, a database column) overflow past it.
+INT64_MAX = 2**63 - 1
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)

@@ -1,0 +1,231 @@
+"""Fit a device's efficiencies, overheads and fill factors to measured op times (for `calibrate`).
+
+Peak and bandwidth are measured directly (best dense conv rate, a large tensor copy); the rest
+of the roofline is fitted by least squares on log(estimate / measured), so a 2x error counts the
+same on a 20 us layer as on a 20 ms one. numpy only; Levenberg-Marquardt with a numeric Jacobian
+(a dozen parameters, a couple of hundred points).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from convcost.cost import cost_of
+from convcost.ir.model import Op
+from convcost.latency.kinds import KINDS, gemm_dims, lineage, op_kind
+from convcost.latency.roofline import Roofline, Saturation, unfold_bytes
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured op: what ran and its median time."""
+
+    op: Op
+    ms: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    roofline: Roofline
+    #: Per kind: (points, median |error|, share of points within 25%) on the calibration sweep.
+    quality: dict[str, tuple[int, float, float]]
+    #: MACs per millisecond of the "time is proportional to MACs" baseline: the sweep's average throughput.
+    macs_per_ms: float
+
+
+def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
+            memory_kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+    costs = [cost_of(s.op, dtype) for s in samples]
+    dims = np.array([gemm_dims(s.op) for s in samples], dtype=float)
+    kinds = [op_kind(s.op) for s in samples]
+    return {
+        "flops": np.array([2.0 * c.macs for c in costs]),
+        "bytes": np.array([float(c.traffic_bytes) for c in costs]),
+        "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),
+        "kind": np.array([KINDS.index(k) for k in kinds]),
+        "work_kind": np.array([k in work_kinds for k in kinds]),
+        # Which memory share an op takes (its place in memory_kinds), or -1 for the copy's bandwidth.
+        "memory_slot": np.array([memory_kinds.index(k) if k in memory_kinds else -1 for k in kinds]),
+        "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],
+        "ms": np.array([s.ms for s in samples]),
+    }
+
+
+#: The fitted refinements of the plain roofline: the fill factors over output pixels, output
+#: channels, reduction depth and work per pixel (N x K), and the share of the copy bandwidth
+#: ("memory") for MEMORY_KINDS. `fit_roofline(fills=())` fits efficiencies and overheads alone.
+FILLS = ("pixels", "out_channels", "reduction", "work", "memory")
+#: Kinds fitted with the work factor (N x K) instead of separate out_channels and reduction ones
+#: (latency.Saturation says why). Scored offline on seven sets of model measurements against 21
+#: calibrations (benchmarks/latency_offline.py): dense alone gave the most models within 10%;
+#: adding pointwise gave better layers but fewer whole models, grouped and small-channel worse both.
+WORK_KINDS = ("dense",)
+#: Kinds fitted with a memory share (Roofline.memory_efficiency); the rest move their bytes at the
+#: copy's bandwidth. Depthwise convs read and write cold data at about half of it. Fitted for
+#: every kind, the share also went to grouped convs (0.15-0.18): it explained the narrow groups'
+#: slow compute (a 128 -> 128 conv in 32 groups runs at 9 GFLOP/s) as memory traffic, and priced
+#: a 4-group 1x1 conv on a large map as memory-bound at 2.6 GB/s, 80% too slow, so most grouped
+#: variants of MobileNet v2's 1x1 convs got the wrong sign (benchmarks/RESULTS.md, fifth session).
+MEMORY_KINDS = ("depthwise",)
+
+
+def _layout(fills: tuple[str, ...], memory_shares: int) -> dict[str, slice]:
+    """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
+    log pixel halves per kind, one log channel half per kind (over N x K for a work kind, over N
+    for the others), one log half for reduction, one log memory share per memory kind."""
+    nk, at, out = len(KINDS), 0, {}
+    channels = "out_channels" in fills or "work" in fills
+    for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
+                       ("channels", nk if channels else 0), ("reduction", int("reduction" in fills)),
+                       ("memory", memory_shares if "memory" in fills else 0)):
+        out[name] = slice(at, at + size)
+        at += size
+    return out
+
+
+def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: float,
+             fills: tuple[str, ...], at: dict[str, slice]) -> np.ndarray:
+    kind = a["kind"]
+    eff = np.exp(p[at["eff"]])[kind]
+    overhead = np.exp(p[at["overhead"]])[kind]
+    fill = np.ones_like(a["m"])
+    if "pixels" in fills:
+        fill = fill * a["m"] / (a["m"] + np.exp(p[at["pixels"]])[kind])
+    nk = np.ones_like(a["m"])
+    if "reduction" in fills:
+        nk = a["k"] / (a["k"] + np.exp(p[at["reduction"]][0]))
+    if at["channels"].stop > at["channels"].start:
+        half = np.exp(p[at["channels"]])[kind]
+        if "out_channels" in fills:
+            nk = nk * a["n"] / (a["n"] + half)
+        work = a["n"] * a["k"]
+        nk = np.where(a["work_kind"], work / (work + half), nk)
+    fill = fill * nk
+    compute = a["flops"] / (peak * eff * fill)
+    memory = a["bytes"] / bandwidth
+    if at["memory"].stop > at["memory"].start:
+        slot = a["memory_slot"]
+        memory = memory / np.where(slot >= 0, np.exp(p[at["memory"]])[np.maximum(slot, 0)], 1.0)
+    return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory))
+
+
+def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.ndarray,
+                         iters: int = 200) -> np.ndarray:
+    p, lam = p0.copy(), 1e-2
+    improvement = 0.0
+    r = residual(p)
+    cost = float(r @ r)
+    for _ in range(iters):
+        jac = np.empty((r.size, p.size))
+        for j in range(p.size):
+            dp = np.zeros_like(p)
+            dp[j] = 1e-6
+            jac[:, j] = (residual(p + dp) - r) / 1e-6
+        jtj, jtr = jac.T @ jac, jac.T @ r
+        while True:
+            step = np.linalg.solve(jtj + lam * (np.diag(np.diag(jtj)) + 1e-9 * np.eye(p.size)), -jtr)
+            trial = p + step
+            rt = residual(trial)
+            ct = float(rt @ rt)
+            if ct < cost:
+                p, r, lam = trial, rt, max(lam / 3, 1e-9)
+                improvement, cost = cost - ct, ct
+                break
+            lam *= 4
+            if lam > 1e9:
+                return p
+        if improvement < 1e-10 * max(cost, 1e-12):
+            break
+    return p
+
+
+def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
+    """A kind no swept conv measured takes the figures of its nearest measured parent kind
+    (a sweep without 3-D convs prices them as dense, not with the fit's starting values).
+    Channel constants and memory shares need no copy: an unswept kind is written without one
+    (`fit_roofline`), so it takes its parent's through the lineage."""
+    for i, kind in enumerate(KINDS):
+        if i in swept:
+            continue
+        home = next((KINDS.index(k) for k in lineage(kind)[1:] if KINDS.index(k) in swept), None)
+        if home is None:
+            continue
+        for group in ("eff", "overhead", "pixels"):
+            sl = at[group]
+            if sl.stop > sl.start:
+                p[sl.start + i] = p[sl.start + home]
+
+
+def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: float, dtype: str = "float32",
+                 extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS,
+                 work_kinds: tuple[str, ...] = WORK_KINDS, memory_kinds: tuple[str, ...] = MEMORY_KINDS) -> FitResult:
+    """Fit efficiency and overhead per kind, and the fill constants, to `samples`.
+
+    `fills`, `work_kinds` and `memory_kinds` choose the model's refinements
+    (benchmarks/latency_offline.py compares them)."""
+    work_kinds = work_kinds if "work" in fills else ()
+    memory_kinds = memory_kinds if "memory" in fills else ()
+    a = _arrays(samples, dtype, work_kinds, memory_kinds)
+    peak, bandwidth = peak_gflops * 1e9, bandwidth_gbs * 1e9
+    valid = a["ms"] > 0
+    a = {k: v[valid] for k, v in a.items()}
+
+    def residual_from(start: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        def residual(p: np.ndarray) -> np.ndarray:
+            # A weak pull of every parameter towards its start keeps kinds with few points sane.
+            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills, at) / a["ms"]), 0.01 * (p - start)])
+
+        return residual
+
+    at = _layout(fills, len(memory_kinds))
+    size = max(sl.stop for sl in at.values())
+    best: np.ndarray | None = None
+    best_cost = math.inf
+    for eff0, ov0, half0 in ((0.5, 20e-6, 8.0), (0.2, 60e-6, 32.0), (1.0, 5e-6, 2.0)):
+        start = np.full(size, math.log(half0))
+        start[at["eff"]], start[at["overhead"]] = math.log(eff0), math.log(ov0)
+        # N x K: products of two channel-sized numbers
+        start[[at["channels"].start + KINDS.index(k) for k in work_kinds]] = math.log(half0 * 500)
+        start[at["memory"]] = 0.0  # the copy's bandwidth
+        residual = residual_from(start)
+        p = _levenberg_marquardt(residual, start)
+        r = residual(p)
+        if float(r @ r) < best_cost:
+            best, best_cost = p, float(r @ r)
+    assert best is not None
+    _inherit(best, at, set(a["kind"].tolist()))
+    eff = np.exp(best[at["eff"]])
+    overhead = np.exp(best[at["overhead"]])
+    err = _predict(best, a, peak, bandwidth, fills, at) / a["ms"] - 1
+    quality = {}
+    for i, kind in enumerate(KINDS):
+        e = np.abs(err[a["kind"] == i])
+        if e.size:
+            quality[kind] = (int(e.size), float(np.median(e)), float(np.mean(e < 0.25)))
+    halves = {g: dict(zip(KINDS, np.exp(best[at[g]]).tolist(), strict=False)) for g in ("pixels", "channels")}
+    # A kind states the channel constant of its own form; an unswept kind states none and so takes
+    # its parent's, whichever form that is (Saturation.uses_work).
+    work = set(work_kinds)
+    swept = {KINDS[i] for i in set(a["kind"].tolist())}
+    saturation = Saturation(
+        pixels=halves["pixels"],
+        out_channels={k: h for k, h in halves["channels"].items()
+                      if k in swept - work and "out_channels" in fills},
+        work={k: h for k, h in halves["channels"].items() if k in swept & work},
+        reduction=float(np.exp(best[at["reduction"]][0])) if "reduction" in fills else 0.0)
+    roof = Roofline(
+        peak_gflops={dtype: peak_gflops, **(extra_peaks or {})},
+        bandwidth_gbs=bandwidth_gbs,
+        efficiency={k: float(eff[i]) for i, k in enumerate(KINDS)},
+        overhead_us={k: float(overhead[i] * 1e6) for i, k in enumerate(KINDS)},
+        saturation=saturation,
+        memory_efficiency={k: share for k, share in zip(memory_kinds, np.exp(best[at["memory"]]).tolist(), strict=True)
+                           if k in swept},
+    )
+    # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
+    macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))
+    return FitResult(roof, quality, macs_per_ms)

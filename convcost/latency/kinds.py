@@ -1,0 +1,148 @@
+"""Op kinds: which efficiency, overhead and fill constants of a profile apply to an op.
+
+Each kind is a rule registered in order (`register_kind`); the first rule that matches names the
+op's kind (`op_kind`). A kind a profile has no figures for takes its parent's (`lineage`).
+`gemm_dims` says how an op looks as a matrix product, which the fill factors and the fit read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from convcost.ir.model import Conv, MatMul, Op
+from convcost.util.registry import Registry
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One op kind: the test that recognises it, what it means, and the kind whose figures it takes
+    where a profile (or a calibration sweep) has none of its own."""
+
+    name: str
+    test: Callable[[Op], bool]
+    description: str
+    parent: str | None = None
+
+
+#: Kinds in the order they are tried; the first whose test matches names the op's kind.
+KIND_RULES: Registry[str, Kind] = Registry("op kind")
+
+
+def register_kind(name: str, description: str,
+                  parent: str | None = None) -> Callable[[Callable[[Op], bool]], Callable[[Op], bool]]:
+    def wrap(test: Callable[[Op], bool]) -> Callable[[Op], bool]:
+        KIND_RULES.add(name, Kind(name, test, description, parent))
+        return test
+
+    return wrap
+
+
+def lineage(kind: str) -> list[str]:
+    """`kind`, then the kind it falls back to, and so on (volumetric_small, volumetric, dense)."""
+    chain = [kind]
+    while (parent := KIND_RULES[chain[-1]].parent) is not None:
+        chain.append(parent)
+    return chain
+
+
+def nearest(table: dict[str, float], kind: str, default: float) -> float:
+    """`table`'s figure for `kind`, or for the nearest kind in its lineage that has one, or `default`."""
+    return next((table[k] for k in lineage(kind) if k in table), default)
+
+
+#: A conv whose outputs each sum fewer than SMALL_REDUCTION products (C_in/groups * prod(kernel)),
+#: or that has fewer than SMALL_OUTPUTS output channels per group, is "small_channel".
+SMALL_REDUCTION = 32
+SMALL_OUTPUTS = 4
+
+
+@register_kind("depthwise", "groups = C_in > 1 (one filter per input channel, any depth multiplier)")
+def _depthwise(op: Op) -> bool:
+    return isinstance(op, Conv) and op.is_depthwise
+
+
+@register_kind("small_channel", f"each output sums fewer than {SMALL_REDUCTION} products (C_in/groups x kernel "
+                                f"size: a 3x3 RGB stem, a 1x1 conv from 16 channels) or has fewer than "
+                                f"{SMALL_OUTPUTS} output channels per group")
+def _small(op: Op) -> bool:
+    if not isinstance(op, Conv):
+        return False
+    reduction = op.in_channels // op.groups * math.prod(op.kernel)
+    return reduction < SMALL_REDUCTION or op.out_channels // op.groups < SMALL_OUTPUTS
+
+
+@register_kind("transposed", "ConvTranspose (upsampling), unless depthwise or small-channel", parent="dense")
+def _transposed(op: Op) -> bool:
+    return isinstance(op, Conv) and op.op == "ConvTranspose"
+
+
+#: PyTorch's CPU backend hands a batch-1, ungrouped conv with kernels of at most 3 to oneDNN only when
+#: batch x C_in x the first two spatial sizes exceeds this (ConvParams::use_mkldnn in
+#: aten/src/ATen/native/Convolution.cpp, "for some case, native is faster"); below it a 3-D conv
+#: runs as vol2col + GEMM (slow_conv3d), at a third to a half of oneDNN's rate on the same machine.
+NATIVE_PLANE = 20480
+
+
+@register_kind("volumetric_small", f"3-D conv with batch 1, no groups and batch x C_in x D x H <= {NATIVE_PLANE}: "
+                                   "where PyTorch's CPU backend runs vol2col + GEMM instead of oneDNN",
+               parent="volumetric")
+def _volumetric_small(op: Op) -> bool:
+    if not (isinstance(op, Conv) and op.rank == 3 and op.op == "Conv"):
+        return False
+    n, c, d, h = op.input_shape[:4]
+    big_kernel = op.kernel[-1] > 3 and op.kernel[-2] > 3
+    return n == 1 and op.groups == 1 and not big_kernel and n * c * d * h <= NATIVE_PLANE
+
+
+@register_kind("volumetric", "3-D conv (video, medical volumes), unless depthwise, small-channel or transposed",
+               parent="dense")
+def _volumetric(op: Op) -> bool:
+    return isinstance(op, Conv) and op.rank == 3
+
+
+@register_kind("grouped", "1 < groups < C_in")
+def _grouped(op: Op) -> bool:
+    return isinstance(op, Conv) and op.groups > 1
+
+
+@register_kind("pointwise", "1x1 kernel; also matrix multiplies (Linear, Gemm, MatMul)")
+def _pointwise(op: Op) -> bool:
+    return isinstance(op, MatMul) or op.is_pointwise
+
+
+@register_kind("dense", "any other conv")
+def _dense(op: Op) -> bool:
+    return True
+
+
+KINDS: tuple[str, ...] = tuple(KIND_RULES)
+
+
+def op_kind(op: Op) -> str:
+    """Which efficiency and overhead apply to `op`."""
+    for kind in KIND_RULES.values():
+        if kind.test(op):
+            return kind.name
+    raise AssertionError("the 'dense' rule matches every op")
+
+
+def gemm_dims(op: Op) -> tuple[int, int, int]:
+    """(M, N, K) of the op seen as a matrix product: output pixels, outputs per group, reduction depth.
+
+    A ConvTranspose is computed as the backward-data pass of a conv (oneDNN, cuDNN): each output
+    pixel gathers C_in/g x prod(kernel) / prod(stride) products on average, so N = C_out/g and
+    K = MACs / (M x N). A depthwise conv is vectorized across its channels: N = C_out, K = prod(kernel).
+    """
+    if isinstance(op, MatMul):
+        return op.batch * op.m, op.n, op.k
+    k = math.prod(op.kernel)
+    pixels = op.output_shape[0] * math.prod(op.output_shape[2:])
+    if op.op == "ConvTranspose":
+        inputs = op.input_shape[0] * math.prod(op.input_shape[2:])
+        per_group = op.out_channels // op.groups
+        return pixels, per_group, max(1, round(op.in_channels // op.groups * k * inputs / pixels))
+    if op.is_depthwise:
+        return pixels, op.out_channels, k
+    return pixels, op.out_channels // op.groups, op.in_channels // op.groups * k

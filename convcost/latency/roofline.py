@@ -1,0 +1,178 @@
+"""The latency model: a roofline per op, with per-kind efficiency and per-call overhead.
+
+    time = overhead[kind] + unfold + max(compute, memory)
+    compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(kind, M, N, K))
+    memory  = (weight + input + output bytes) / (bandwidth * memory_efficiency[kind])
+    unfold  = 2 * K * M * dtype bytes / bandwidth, for kernels that unfold (UNFOLDS), else 0
+
+`kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel, ...), decided by
+`op_kind`; a kind a profile has no figures for takes its parent's (`lineage`). `fill` is 1
+unless a profile sets saturation constants (calibrated profiles do): each factor x / (x + x_half)
+says how well a kernel fills the machine when one of the three GEMM dimensions of the conv is
+small (`gemm_dims`) -- M output pixels and N output channels per group (x_half per kind), K the
+reduction depth C_in/groups * prod(kernel); or, for a kind with a `work` constant, M and the
+product N x K (`Saturation`). memory_efficiency is likewise 1 unless a profile sets it. A variant
+is priced stage by stage (analysis.py), so its intermediate activation is written by one stage
+and read by the next.
+
+This module holds the whole formula; devices.py only loads and checks the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from convcost.cost import bytes_per_element, cost_of
+from convcost.ir.model import Conv, MatMul, Op
+from convcost.latency.kinds import gemm_dims, lineage, nearest, op_kind
+
+Bound = Literal["compute", "memory", "overhead"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A latency estimate and the roofline bound that decided it."""
+
+    ms: float
+    bound: Bound = "compute"
+
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """Half-saturation constants of the fill factor x / (x + half); 0 (or absent) switches a factor off.
+
+    The pixels and out_channels constants are per kind (a kind without one takes its parent's):
+    kernels block over output pixels and channels differently. A direct 3x3 kernel wastes most of
+    its register tile on a 7x7 map while a 1x1 conv flattened into a matrix product hardly
+    notices; over output channels, the reference machine's fit puts the half point at about 10
+    for a direct (oneDNN) conv and about 45 for vol2col's GEMM.
+
+    A kind may instead have a `work` constant: one factor over N x K, the MACs per output pixel,
+    in place of the separate out_channels and reduction factors. On the reference machine a
+    dense 3x3 conv on a 56x56 map runs at 70 GFLOP/s for 32 -> 32 channels (N x K = 9,216) but at
+    88-91 for 32 -> 128, 64 -> 64 and 128 -> 32 (all 36,864): N and K trade against each other,
+    which a product of two factors cannot say (it priced DenseNet's 128 -> 32 growth convs like
+    32 -> 32 ones, 20% too slow). Whichever form the nearest kind in the lineage states applies
+    (work, where a kind states both).
+    """
+
+    pixels: dict[str, float] = field(default_factory=dict)
+    out_channels: dict[str, float] = field(default_factory=dict)
+    reduction: float = 0.0
+    work: dict[str, float] = field(default_factory=dict)
+
+    #: The constants given per kind; the rest are one figure.
+    PER_KIND: ClassVar[tuple[str, ...]] = ("pixels", "out_channels", "work")
+
+    def uses_work(self, kind: str) -> bool:
+        """Whether the nearest kind in `kind`'s lineage with a channel constant gives a work one."""
+        for k in lineage(kind):
+            if k in self.work or k in self.out_channels:
+                return k in self.work
+        return False
+
+    def fill(self, kind: str, m: int, n: int, k: int, pixels: bool = True) -> float:
+        """The product of the factors; `pixels=False` leaves out the pixel factor (see `terms`)."""
+        factors = [(m, nearest(self.pixels, kind, 0.0) if pixels else 0.0)]
+        if self.uses_work(kind):
+            factors.append((n * k, nearest(self.work, kind, 0.0)))
+        else:
+            factors += [(n, nearest(self.out_channels, kind, 0.0)), (k, self.reduction)]
+        f = 1.0
+        for x, half in factors:
+            if half > 0:
+                f *= x / (x + half)
+        return f
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The figures of one device, in the units the formula uses."""
+
+    peak_gflops: dict[str, float]  # dense FLOP/s (int8: OP/s) per dtype, in units of 1e9
+    bandwidth_gbs: float  # bytes/s to and from main memory, in units of 1e9
+    efficiency: dict[str, float]  # per kind, 0 < e (share of peak reached)
+    overhead_us: dict[str, float]  # per kind, fixed time per op call
+    saturation: Saturation = field(default_factory=Saturation)
+    #: Per kind, the share of `bandwidth_gbs` an op's own traffic moves at (1 where neither the kind nor
+    #: its parents have one). A large copy streams; a conv that finds its input and weights cold reads
+    #: them at a fraction of that: on the reference machine depthwise convs move 6-8 GB/s against a
+    #: 17-18 GB/s copy, so a stride-2 one takes 0.6 of its stride-1 twin's time, not the 0.25 of its MACs.
+    memory_efficiency: dict[str, float] = field(default_factory=dict)
+
+    def memory_share(self, kind: str) -> float:
+        return nearest(self.memory_efficiency, kind, 1.0)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The terms of one estimate, in seconds, and what decided it."""
+
+    kind: str
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    unfold_s: float = 0.0  # the column-matrix pass of an unfolding kernel (UNFOLDS), before its GEMM
+
+    @property
+    def seconds(self) -> float:
+        return self.overhead_s + self.unfold_s + max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> Bound:
+        """The largest term: 'overhead' when the fixed cost outweighs both roofs; the unfold pass
+        is memory traffic, so it counts with the memory roof."""
+        memory = self.memory_s + self.unfold_s
+        if self.overhead_s > max(self.compute_s, memory):
+            return "overhead"
+        return "compute" if self.compute_s >= memory else "memory"
+
+
+class DtypeError(ValueError):
+    """The device has no peak for the requested dtype."""
+
+
+def peak_for(roof: Roofline, dtype: str) -> float:
+    try:
+        return roof.peak_gflops[dtype]
+    except KeyError:
+        have = ", ".join(sorted(roof.peak_gflops))
+        raise DtypeError(f"no peak figure for {dtype} (it has: {have}); pick one with --dtype") from None
+
+
+#: Kinds whose kernel first copies its input into a K x M column matrix (vol2col) and then runs
+#: one GEMM on it: the matrix is written and read once more, a pass of its own before the GEMM.
+#: Its share is about 1/C_out of the compute, so it matters for thin layers: a 16 -> 32 (1,3,3)
+#: conv on 8x28x28 spends 0.4 of its 2.2 ms on it here. (oneDNN's direct kernels do not unfold.)
+UNFOLDS = frozenset({"volumetric_small"})
+
+
+def unfold_bytes(op: Op, dtype: str) -> int:
+    """Bytes the column matrix of an unfolding kernel moves: K x M elements, written and read."""
+    if not isinstance(op, Conv) or op_kind(op) not in UNFOLDS:
+        return 0
+    m, _, k = gemm_dims(op)
+    return 2 * m * k * bytes_per_element(op.dtype or dtype)
+
+
+def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
+    """Compute, memory and overhead time of one op on one device."""
+    own = op.dtype if isinstance(op, Conv) and op.dtype else dtype
+    cost = cost_of(op, own)
+    kind = op_kind(op)
+    # A matrix multiply with few rows is a GEMV that BLAS vectorizes across its outputs; the pixel
+    # fill describes conv kernels blocked over output pixels, so it does not apply. Its rate is
+    # then set by the memory term: it streams the weights.
+    fill = roof.saturation.fill(kind, *gemm_dims(op), pixels=not isinstance(op, MatMul))
+    rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * fill
+    compute = 2 * cost.macs / rate if cost.macs else 0.0
+    bandwidth = roof.bandwidth_gbs * 1e9
+    return Terms(kind, compute, cost.traffic_bytes / (bandwidth * roof.memory_share(kind)),
+                 roof.overhead_us[kind] * 1e-6, unfold_bytes(op, own) / bandwidth)
+
+
+def estimate(roof: Roofline, op: Op, dtype: str) -> Estimate:
+    t = terms(roof, op, dtype)
+    return Estimate(t.seconds * 1e3, t.bound)

@@ -1,0 +1,223 @@
+"""ONNX models: every Conv/ConvTranspose (and quantized form) with exact shapes, plus matmul totals.
+
+Steps: read the file without its weight data (`onnx_wire`), put nodes in evaluation order,
+apply `-i` input shapes, run shape inference (`onnx_shapes`), turn ops into convcost ops
+(`onnx_ops`), attach lazy weight loaders (`onnx_weights`). Named `onnx_loader` so that it
+never shadows the `onnx` package.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from convcost.ir.model import Model, Shape
+from convcost.loaders.onnx.graph import GraphError, Table, constants, evaluation_order, node_label, quote, subgraphs
+from convcost.loaders.onnx.ops import (
+    COSTED,
+    FLOAT_TYPES,
+    HANDLERS,
+    KNOWN_CONTRIB,
+    MAC_LIKE,
+    PARAM_INPUTS,
+    RULES,
+    TRANSFORMS,
+    Ctx,
+)
+from convcost.loaders.onnx.shapes import apply_inputs, infer, static
+from convcost.loaders.onnx.weights import Weights
+from convcost.loaders.onnx.wire import WireError, read_lean
+from convcost.util.errors import InputError, first_line
+
+if TYPE_CHECKING:
+    from onnx import GraphProto, ModelProto, NodeProto
+
+
+def load_onnx(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+    """Load an ONNX model's convolutions and matrix products without reading its weights.
+
+    `inputs` comes from `-i`: key "" is the single input, other keys name inputs.
+    """
+    path = Path(path)
+    try:
+        return _load(path, inputs)
+    except UnicodeError:  # proto2 strings are not checked when parsed; onnx's C++ side does check
+        raise InputError("not a valid ONNX model: a name in it is not valid UTF-8", path) from None
+
+
+def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
+    source = str(path)
+    model = _parse(path)
+    warnings: list[str] = []
+    graph = model.graph
+    table = Table(graph)
+    try:
+        available = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+        order = evaluation_order(table, available)
+    except GraphError as exc:
+        raise InputError(str(exc), source) from None
+    if order is not None:
+        nodes = [graph.node[i] for i in order]
+        copies = [type(n)() for n in nodes]
+        for copy, node in zip(copies, nodes, strict=True):
+            copy.CopyFrom(node)
+        del graph.node[:]
+        graph.node.extend(copies)
+        table = Table(graph)
+        warnings.append("graph nodes were not in topological order (the ONNX spec requires it); "
+                        "convcost sorted them")
+    resolved = apply_inputs(model, inputs, source)
+    model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
+    table.nodes = list(model.graph.node)  # the inferred copy: the original can go
+    initializers = {t.name: t for t in model.graph.initializer}
+    const, made_by = constants(table, set(initializers))
+    producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
+    ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer)
+    _walk(ctx, table)
+    if not len(table):
+        warnings.append("the graph has no nodes")
+    return Model(
+        name=path.stem,
+        format="onnx",
+        source=source,
+        inputs=resolved,
+        convs=ctx.convs,
+        matmuls=ctx.matmuls,
+        other_params=_other_params(ctx, table),
+        uncosted=ctx.uncosted,
+        warnings=warnings + ctx.notes.lines(),
+    )
+
+
+def _parse(path: Path) -> ModelProto:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        lean = read_lean(path)
+    except WireError as exc:
+        raise InputError(f"not a valid ONNX model: {exc}", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(lean)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InputError(f"not a valid ONNX model: protobuf decoding failed ({exc})", path) from None
+    if not model.HasField("graph"):
+        raise InputError("not an ONNX model: it has no graph", path)
+    if model.functions:  # model-local functions (torch's dynamo exporter can write them): inline
+        import onnx.inliner
+
+        try:
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as exc:  # the inliner raises what its C++ side throws
+            first = first_line(exc)
+            raise InputError(f"cannot inline the model's local functions: {first}", path) from None
+    return model
+
+
+def _costed_inside(graph: GraphProto) -> int:
+    count = 0
+    for node in graph.node:
+        count += node.op_type in COSTED
+        for sub in subgraphs(node):
+            count += _costed_inside(sub)
+    return count
+
+
+def _walk(ctx: Ctx, table: Table) -> None:
+    """Cost every node; list what is not costed; warn about ops nobody can infer."""
+    from onnx import defs
+
+    known: dict[tuple[str, str], bool] = {}
+    unknown: dict[str, list[str]] = {}
+    for index, op in enumerate(table.ops):
+        domain = table.domains[index]
+        key = (domain, op)
+        handler = HANDLERS.get(key)
+        node = table.nodes[index]
+        if handler is not None:
+            handler(ctx, node, index)
+            continue
+        if op == "Reshape":
+            _check_reshape(ctx, node, index)
+        if op in MAC_LIKE:
+            ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
+            continue
+        if index in table.outer:
+            inside = sum(_costed_inside(g) for g in subgraphs(node))
+            if inside:
+                ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
+                ctx.notes.add("control-flow bodies",
+                              f"{op} {quote(table.label(index))}: {inside} conv/matmul nodes inside its body "
+                              "are not counted (control flow)")
+                continue
+        if key not in known:
+            try:
+                known[key] = key in KNOWN_CONTRIB or defs.has(op, domain)
+            except (TypeError, UnicodeError):  # a name that is not valid text
+                known[key] = False
+        if not known[key]:
+            label = quote(f"{domain}::{op}" if domain else op)[1:-1]
+            ctx.uncosted[label] = ctx.uncosted.get(label, 0) + 1
+            if any(o and o not in ctx.shapes for o in table.outputs[index]):
+                unknown.setdefault(label, []).append(table.label(index))
+    for label, nodes in unknown.items():
+        more = f" and {len(nodes) - 3} more" if len(nodes) > 3 else ""
+        which = ", ".join(quote(n) for n in nodes[:3])
+        ctx.notes.add("unknown ops", f"unknown op {label} (node {which}{more}): its output shape cannot be "
+                      "inferred; convs and matmuls that depend on it are not counted")
+
+
+def _check_reshape(ctx: Ctx, node: NodeProto, index: int) -> None:
+    """onnx's inference trusts a Reshape's target; a wrong element count means a broken model
+    (or an `-i` size the model cannot take), and the layers after it are counted at a guess."""
+    before = static(ctx.shapes.get(node.input[0])) if node.input else None
+    after = static(ctx.shapes.get(node.output[0])) if node.output else None
+    if before is not None and after is not None and math.prod(before) != math.prod(after):
+        ctx.notes.add("inconsistent reshapes",
+                      f"Reshape {quote(node_label(node, index))} turns {list(before)} "
+                      f"({math.prod(before)} elements) "
+                      f"into {list(after)} ({math.prod(after)}): the model cannot run at this input size")
+
+
+def _root(ctx: Ctx, name: str) -> str:
+    """Walk a constant back through reshapes, casts and transposes to the tensor the model stores.
+
+    Identity stops the walk: exporters alias one stored tensor to several parameters with it
+    (torch.onnx deduplicates equal initializers), and each is a parameter of its own."""
+    for _ in range(64):
+        node = ctx.made_by.get(name)
+        if node is None or node.op_type not in TRANSFORMS or node.op_type == "Identity" or not node.input:
+            break
+        name = node.input[0]
+    return name
+
+
+def _other_params(ctx: Ctx, table: Table) -> int:
+    """Learned parameters outside convs and matmuls: normalization scales and biases, biases added
+    after a MatMul, layer scales, embeddings (see PARAM_INPUTS). Running statistics, shape
+    tensors, scalars and quantization scales are not parameters."""
+    counted: set[str] = set()
+    total = 0
+    for index, op in enumerate(table.ops):
+        positions = PARAM_INPUTS.get(op, ())
+        inputs = table.inputs[index]
+        if positions == () or (table.domains[index], op) in HANDLERS:
+            continue
+        for i in range(len(inputs)) if positions is None else positions:
+            if i >= len(inputs) or inputs[i] not in ctx.const:
+                continue
+            root = _root(ctx, inputs[i])
+            maker = ctx.made_by.get(root)
+            stored = maker is None or maker.op_type in ("Constant", "ConstantOfShape", "Identity")
+            if not stored or root in ctx.covered or root in counted or ctx.types.get(root) not in FLOAT_TYPES:
+                continue
+            shape = static(ctx.shapes.get(root))
+            if shape is None or math.prod(shape) <= 1:
+                continue
+            counted.add(root)
+            total += math.prod(shape)
+    return total

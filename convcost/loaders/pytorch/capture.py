@@ -1,0 +1,490 @@
+"""Find every conv and matrix multiply of a PyTorch module by running it once on zeros.
+
+A `TorchDispatchMode` sees each aten op with its real tensors, below TorchScript and eager
+Python alike, so the same capture serves `torch.jit.load`ed archives and `module:factory`
+models. Conv attributes come from the op's arguments, shapes from its actual input and output.
+
+Layer names: a conv (or matmul) is named by the parameter it multiplies with, found by
+identity of the tensor's memory (`data_ptr`): the qualified parameter name from
+`named_parameters()` without a trailing `.weight`, so an `nn.Conv2d` at `layer1.0.conv1` is
+`layer1.0.conv1`, the module name `named_modules()` gives. A layer called again (weight
+sharing) gets a call index: `block.conv`, then `block.conv#1`, `block.conv#2`. Where the
+weight is not a parameter (computed, e.g. weight norm, or frozen into a constant), an eager
+model names the op by the innermost module running it; otherwise it is `convolution` /
+`matmul` with call indices.
+
+Only this module (and the loaders that call it) imports torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from convcost.ir.model import Conv, MatMul, Model, Shape
+from convcost.ir.shapes import ShapeError, make_conv
+from convcost.util.errors import InputError
+
+UNNAMED = {"conv": "convolution", "matmul": "matmul"}
+
+#: Unhandled ops whose names say they multiply weights: counted in `Model.uncosted`.
+_COSTLY = re.compile(r"conv|linear|matmul|(^|_)mm|lstm|gru|rnn|attention|einsum|bilinear")
+
+aten = torch.ops.aten
+
+
+def param_name_to_layer(qualified: str) -> str:
+    """`layer1.0.conv1.weight` -> `layer1.0.conv1`: the module name, for the usual `weight`."""
+    return qualified[: -len(".weight")] if qualified.endswith(".weight") else qualified
+
+
+@dataclass
+class Capture:
+    """What one forward pass ran: convs and matmuls in call order, calls per layer, any failure."""
+
+    convs: list[Conv] = field(default_factory=list)
+    matmuls: list[MatMul] = field(default_factory=list)
+    uncosted: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    #: The layer whose op raised, and its message (TorchScript loses it when re-raising).
+    failed_at: str | None = None
+    error: str | None = None
+
+
+class _Params:
+    """Which parameter (qualified name) a tensor is, by the address of its data."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.by_ptr: dict[int, tuple[str, int]] = {}
+        for qualified, p in module.named_parameters():
+            if p.numel():
+                self.by_ptr.setdefault(p.data_ptr(), (qualified, p.numel()))
+        self.total = sum(p.numel() for p in module.parameters())
+
+    def lookup(self, t: object) -> tuple[str, int] | None:
+        if isinstance(t, torch.Tensor) and t.numel() and t.device.type != "meta":
+            return self.by_ptr.get(t.data_ptr())
+        return None
+
+
+class _ModuleStack:
+    """The eager modules currently running (global forward hooks); empty for TorchScript."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.names = {id(m): name for name, m in module.named_modules()}
+        self.stack: list[str] = []
+
+    @contextmanager
+    def tracking(self) -> Iterator[None]:
+        from torch.nn.modules import module as mod
+
+        def pre(m: nn.Module, args: object) -> None:
+            self.stack.append(self.names.get(id(m), ""))
+
+        def post(m: nn.Module, args: object, out: object) -> None:
+            if self.stack:
+                self.stack.pop()
+
+        self.stack.clear()
+        handles = [mod.register_module_forward_pre_hook(pre), mod.register_module_forward_hook(post)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def current(self) -> str | None:
+        return next((n for n in reversed(self.stack) if n), None)
+
+
+def _bind(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Arguments of an aten op by their schema names, defaults filled in."""
+    bound: dict[str, Any] = {}
+    for i, a in enumerate(func._schema.arguments):
+        if i < len(args):
+            bound[a.name] = args[i]
+        elif a.name in kwargs:
+            bound[a.name] = kwargs[a.name]
+        elif a.has_default_value():
+            bound[a.name] = a.default_value
+    return bound
+
+
+def _per_axis(value: Any, rank: int) -> tuple[int, ...]:
+    values = [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
+    return tuple(values * rank) if len(values) == 1 else tuple(values)
+
+
+class _Recorder:
+    """Turns captured aten calls into `Conv` / `MatMul` records with names."""
+
+    def __init__(self, params: _Params, stack: _ModuleStack | None) -> None:
+        self.params, self.stack, self.out = params, stack, Capture()
+
+    def base_name(self, kind: str, weight: object) -> str:
+        found = self.params.lookup(weight)
+        if found:
+            return param_name_to_layer(found[0])
+        current = self.stack.current() if self.stack else None
+        return current or UNNAMED[kind]
+
+    def name(self, base: str) -> str:
+        n = self.out.calls[base]
+        self.out.calls[base] += 1
+        return base if n == 0 else f"{base}#{n}"
+
+    def used_params(self, *tensors: object) -> int:
+        """Elements of the parameters among an op's operands."""
+        return sum(found[1] for t in tensors if (found := self.params.lookup(t)))
+
+    def conv(self, b: dict[str, Any], out_shape: Shape, predicted: Conv | None = None) -> None:
+        """Record the conv `b` describes (`predicted`: the one `predict_conv` already built from it)."""
+        w = b["weight"]
+        name = self.name(self.base_name("conv", w))
+        try:
+            conv = predicted.with_changes(name=name) if predicted else conv_from_args(name, b)
+        except ShapeError as exc:  # torch ran it, so this would be a gap in convcost.ir.shapes
+            raise InputError(f"layer {name}: cannot describe this convolution: {exc}") from None
+        if conv.output_shape != out_shape:
+            conv = conv.with_changes(output_shape=out_shape)
+        self.out.convs.append(conv.with_changes(weight=_numpy_loader(w)))
+
+    def matmul(self, a: Shape, b: Shape, operands: tuple[object, ...], weight: object,
+               base: str | None = None) -> None:
+        """`a` (..., m, k) or (k,) times `b` (..., k, n) or (k,); parameters among `operands` count."""
+        m, k = (1, a[0]) if len(a) == 1 else (a[-2], a[-1])
+        n = 1 if len(b) == 1 else b[-1]
+        batch = 1
+        for d in a[:-2]:
+            batch *= d
+        params = self.used_params(*operands)
+        self.out.matmuls.append(MatMul(self.name(base or self.base_name("matmul", weight)),
+                                       "Linear" if params else "MatMul", batch, m, k, n, params))
+
+
+def _conv_input(b: dict[str, Any]) -> Any:
+    return b["input"] if "input" in b else b["self"]
+
+
+def conv_from_args(name: str, b: dict[str, Any]) -> Conv:
+    """A `Conv` from aten convolution arguments (padding is symmetric per axis there)."""
+    x, w = _conv_input(b), b["weight"]
+    rank = w.dim() - 2
+    transposed = bool(b.get("transposed", False))
+    groups = int(b.get("groups", 1))
+    pad = _per_axis(b.get("padding", 0), rank)
+    return make_conv(
+        name, "ConvTranspose" if transposed else "Conv", tuple(x.shape),
+        out_channels=w.shape[1] * groups if transposed else w.shape[0],
+        kernel=tuple(w.shape[2:]), stride=_per_axis(b.get("stride", 1), rank), padding=pad + pad,
+        dilation=_per_axis(b.get("dilation", 1), rank), groups=groups, bias=b.get("bias") is not None,
+        output_padding=_per_axis(b.get("output_padding", 0), rank) if transposed else None,
+    )
+
+
+def predict_conv(b: dict[str, Any]) -> Conv | None:
+    """The conv torch will run, whose output shape is the one torch will produce; None where
+    torch would reject the arguments."""
+    x, w = _conv_input(b), b["weight"]
+    if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dim() != w.dim() or w.dim() < 3:
+        return None
+    groups = int(b.get("groups", 1))
+    if x.shape[1] != (w.shape[0] if b.get("transposed") else w.shape[1] * groups):
+        return None
+    out_channels = w.shape[1] * groups if b.get("transposed") else w.shape[0]
+    if b.get("bias") is not None and tuple(b["bias"].shape) != (out_channels,):
+        return None
+    try:
+        return conv_from_args("", b)
+    except ShapeError:
+        return None
+
+
+def _numpy_loader(w: torch.Tensor) -> Callable[[], Any]:
+    def load() -> Any:
+        return w.detach().to("cpu", torch.float32).numpy()
+
+    return load
+
+
+Handler = Callable[[_Recorder, dict[str, Any], Any], None]
+
+#: Matrix-multiply ops: the argument names of the two multiplicands, then any other operands.
+_MATMUL_ARGS: dict[Any, tuple[str, str, tuple[str, ...]]] = {
+    aten.mm: ("self", "mat2", ()),
+    aten.addmm: ("mat1", "mat2", ("self",)),
+    aten._addmm_activation: ("mat1", "mat2", ("self",)),
+    aten.bmm: ("self", "mat2", ()),
+    aten.baddbmm: ("batch1", "batch2", ("self",)),
+    aten.addbmm: ("batch1", "batch2", ("self",)),
+    aten.mv: ("self", "vec", ()),
+    aten.addmv: ("mat", "vec", ("self",)),
+    aten.dot: ("self", "tensor", ()),
+    aten.vdot: ("self", "tensor", ()),
+}
+
+
+def _matmul_handler(a: str, b: str, extra: tuple[str, ...]) -> Handler:
+    def handle(rec: _Recorder, bound: dict[str, Any], out: Any) -> None:
+        x, y = bound[a], bound[b]
+        weight = y if rec.params.lookup(y) else x
+        rec.matmul(tuple(x.shape), tuple(y.shape), (x, y, *(bound.get(e) for e in extra)), weight)
+
+    return handle
+
+
+def _attention(rec: _Recorder, bound: dict[str, Any], out: Any) -> None:
+    """Fused attention: softmax(Q K^T) V is two batched matmuls, L x E x S then L x S x Ev."""
+    q, k, v = (tuple(bound[n].shape) for n in ("query", "key", "value"))
+    base = (rec.stack.current() if rec.stack else None) or "attention"
+    batch, seq_q, seq_k = q[:-2], q[-2], k[-2]
+    rec.matmul(q, (*batch, k[-1], seq_k), (), None, base=base)
+    rec.matmul((*batch, seq_q, seq_k), (*batch, seq_k, v[-1]), (), None, base=base)
+
+
+#: Convolution ops, and whether the op is transposed whatever its arguments say.
+CONV_OPS: dict[Any, bool] = {
+    aten.convolution: False,
+    aten._convolution: False,
+    aten.convolution_overrideable: False,
+    aten.cudnn_convolution: False,
+    aten.cudnn_convolution_transpose: True,
+    aten.mkldnn_convolution: False,
+}
+
+HANDLERS: dict[Any, Handler] = {
+    **{op: _matmul_handler(*spec) for op, spec in _MATMUL_ARGS.items()},
+    **{getattr(aten, name): _attention for name in (
+        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+    ) if hasattr(aten, name)},
+}
+
+
+class _CaptureMode(TorchDispatchMode):
+    """Records convs and matmuls; breaks composite ops (linear, einsum, conv2d...) down to them.
+
+    Convs are priced from their arguments and (unless `compute_convs`) not run: see `predict_conv`.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # The default wraps __torch_dispatch__ in dynamo.disable, importing torch._dynamo on the
+        # first op: 1-2 s for nothing, since nothing here is ever compiled.
+        return False
+
+    def __init__(self, recorder: _Recorder, compute_convs: bool = False) -> None:
+        super().__init__()
+        self.rec = recorder
+        self.compute_convs = compute_convs
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        if packet in CONV_OPS:
+            bound = _bind(func, args, kwargs)
+            if CONV_OPS[packet]:
+                bound["transposed"] = True
+            # Only shapes matter: a conv's output is zeros of the shape torch would give, unless the
+            # arguments look wrong, when torch runs it and raises the model's own error.
+            predicted = None if self.compute_convs else predict_conv(bound)
+            out = self._run(func, args, kwargs, bound) if predicted is None else \
+                torch.zeros(predicted.output_shape, dtype=_conv_input(bound).dtype)
+            self.rec.conv(bound, tuple(out.shape), predicted)
+            return out
+        handler = HANDLERS.get(packet)
+        if handler is None:
+            if func is not torch.ops.prim.device.default:  # as FlopCounterMode: nothing to decompose
+                with self:
+                    decomposed = func.decompose(*args, **kwargs)
+                if decomposed is not NotImplemented:
+                    return decomposed
+            out = self._run(func, args, kwargs, None)
+            if _COSTLY.search(packet.__name__):
+                self.rec.out.uncosted[str(packet)] += 1
+            return out
+        bound = _bind(func, args, kwargs)
+        out = self._run(func, args, kwargs, bound)
+        handler(self.rec, bound, out)
+        return out
+
+    def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], bound: dict[str, Any] | None) -> Any:
+        """Run the op; if it raises, remember where and why (the innermost failure wins)."""
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            if self.rec.out.error is None:
+                self.rec.out.error = summarize_error(exc)
+                if bound is not None:
+                    weight = bound.get("weight", bound.get("mat2"))
+                    self.rec.out.failed_at = self.rec.base_name("conv" if "weight" in bound else "matmul", weight)
+            raise
+
+
+# --- running the model -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Signature:
+    """The tensor arguments of a model's forward: all of them, and those without defaults."""
+
+    names: tuple[str, ...]
+    required: tuple[str, ...]
+    variadic: bool = False
+
+
+def signature_of(module: nn.Module) -> Signature:
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:  # TorchScript method
+        args = [a for a in schema.arguments if a.name != "self"]
+        return Signature(tuple(a.name for a in args), tuple(a.name for a in args if not a.has_default_value()))
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return Signature((), (), variadic=True)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.KEYWORD_ONLY)
+    named = [p for p in params if p.kind in kinds]
+    return Signature(
+        tuple(p.name for p in named),
+        tuple(p.name for p in named if p.default is inspect.Parameter.empty),
+        variadic=any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params),
+    )
+
+
+def bind_inputs(sig: Signature, inputs: dict[str, Shape], source: str, what: str) -> dict[str, Shape]:
+    """Match -i shapes to the forward's arguments; say what is missing in the user's terms."""
+    takes = ", ".join(sig.names) or "no named inputs"
+    if not inputs:
+        example = " ".join(f"-i {n}=1x3x224x224" for n in sig.required) if len(sig.required) > 1 \
+            else "-i 1x3x224x224"
+        raise InputError(f"-i is required: {what} carries no input shape; give one, e.g. {example} "
+                         f"(forward takes: {takes})", source)
+    if "" in inputs:
+        if len(sig.required) > 1:
+            raise InputError(f"the model takes {len(sig.required)} inputs ({', '.join(sig.required)}); "
+                             "name each: -i NAME=SHAPE", source)
+        first = sig.required[0] if sig.required else (sig.names[0] if sig.names else "input")
+        return {first: inputs[""]}
+    if not sig.variadic:
+        unknown = [n for n in inputs if n not in sig.names]
+        if unknown:
+            raise InputError(f"-i {unknown[0]}=...: the model has no input {unknown[0]!r} (forward takes: {takes})",
+                             source)
+        missing = [n for n in sig.required if n not in inputs]
+        if missing:
+            raise InputError(f"input {missing[0]!r} needs a shape: -i {missing[0]}=SHAPE (forward takes: {takes})",
+                             source)
+    order = {n: i for i, n in enumerate(sig.names)}
+    return dict(sorted(inputs.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def summarize_error(exc: BaseException, limit: int = 300) -> str:
+    """One line from a (possibly TorchScript-traceback) error: the innermost `XError: message`."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = next((m.group(1) for line in reversed(lines)
+                 if (m := re.match(r"^(?:[\w.]+\.)?\w*(?:Error|Exception): (.+)$", line))), None)
+    text = text or (lines[0] if lines else type(exc).__name__)
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _input_dtype(module: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
+def _run(module: nn.Module, rec: _Recorder, shapes: dict[str, Shape], sig: Signature,
+         dtype: torch.dtype, compute_convs: bool) -> Capture:
+    tensors = {n: torch.zeros(s, dtype=dtype) for n, s in shapes.items()}
+    positional = sig.variadic or list(sig.names[: len(tensors)]) == list(tensors)
+    # With conv kernels skipped, what runs is cheap elementwise work, which one thread does faster
+    # than a pool that spins and, on a busy machine, waits for cores (5-10x here).
+    threads = torch.get_num_threads()
+    if not compute_convs:
+        torch.set_num_threads(1)
+    # The model's own warnings (deprecations, "padding='same' may copy") are not about its cost,
+    # and would break the one-line error contract.
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(), _CaptureMode(rec, compute_convs), \
+                rec.stack.tracking() if rec.stack else nullcontext():
+            warnings.simplefilter("ignore")
+            if positional:
+                module(*tensors.values())
+            else:
+                module(**tensors)
+    finally:
+        torch.set_num_threads(threads)
+    return rec.out
+
+
+def capture(module: nn.Module, inputs: dict[str, Shape] | None, *, name: str, source: str,
+            fmt: str, what: str, eager: bool, compute_convs: bool = False) -> Model:
+    """Run `module` once on zeros of the `-i` shapes and describe what it computed.
+
+    `what` names the model kind for the message when -i is missing; `eager` turns on module
+    tracking (forward hooks), which TorchScript modules do not run. Convs are not computed
+    unless `compute_convs` (their outputs are zeros of the right shape; see _CaptureMode).
+    """
+    module.eval()
+    sig = signature_of(module)
+    shapes = bind_inputs(sig, inputs or {}, source, what)
+    params = _Params(module)
+    stack = _ModuleStack(module) if eager else None
+    rec = _Recorder(params, stack)
+    try:
+        try:
+            cap = _run(module, rec, shapes, sig, _input_dtype(module), compute_convs)
+        except (RuntimeError, TypeError) as exc:
+            # Token ids, not pixels: an embedding wants integer input. Try that once.
+            if not re.search(r"indices|\bLong\b", f"{exc} {rec.out.error}"):
+                raise
+            rec = _Recorder(params, stack)
+            cap = _run(module, rec, shapes, sig, torch.long, compute_convs)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - what the model raises on these inputs is an input problem
+        given = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items())
+        where = f" at layer {rec.out.failed_at}" if rec.out.failed_at else ""
+        raise InputError(f"the forward pass on zeros of input {given} failed{where}: "
+                         f"{rec.out.error or summarize_error(exc)} "
+                         "(check -i: the rank, channels and size the model expects)", source) from None
+    return _model_from(cap, params, name=name, source=source, fmt=fmt, inputs=shapes)
+
+
+def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: str,
+                inputs: dict[str, Shape]) -> Model:
+    notes = []
+    repeated = sorted(base for base, n in cap.calls.items() if n > 1 and base not in UNNAMED.values())
+    if repeated:
+        shown = ", ".join(f"{b} x{cap.calls[b]}" for b in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
+        notes.append(f"layers called more than once (rows NAME, NAME#1, ...): {shown}; "
+                        "shared weights count once in totals.params")
+    if any(c.name.split("#")[0] == UNNAMED["conv"] for c in cap.convs):
+        notes.append("some convs use weights that are not module parameters (computed or frozen); "
+                        f"they are named {UNNAMED['conv']}#N")
+    # totals.params is PyTorch's count, sum(p.numel() for p in model.parameters()): the cost model
+    # prices every call (shared weights again) and computed weights (weight norm) as the conv's own.
+    # A model without parameters (frozen) keeps the per-layer sum.
+    if not params.total and (cap.convs or any(m.params for m in cap.matmuls)):
+        notes.append("the model has no parameters (frozen?); params are those of its convs and matmuls")
+    return Model(
+        name=name,
+        format=fmt,  # type: ignore[arg-type]
+        source=source,
+        inputs=inputs,
+        convs=cap.convs,
+        matmuls=cap.matmuls,
+        declared_params=params.total or None,
+        uncosted=dict(cap.uncosted),
+        warnings=notes,
+    )

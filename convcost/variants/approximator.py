@@ -1,0 +1,55 @@
+"""The approximation-error hook the commands pass to `analyze`, light to import.
+
+Every analysis gets one, but numpy and the SVD code in `convcost.variants.spectra` are imported only when
+a layer actually has weights, so the YAML and weightless paths start as fast as before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from convcost.ir.model import Conv
+from convcost.variants.base import Approx, VariantOptions, plan_variant
+
+if TYPE_CHECKING:
+    from convcost.variants.spectra import LayerSpectra
+
+
+class Approximator:
+    """The `ApproxFn` the CLI uses: loads a layer's weight once and shares its SVDs.
+
+    Only the latest layer is kept, since the analysis asks for every variant of one layer
+    before moving on; a ResNet-50's float64 weights are never all in memory at once.
+    `permute=False` skips the grouped variant's channel-permutation heuristic.
+    """
+
+    def __init__(self, permute: bool = True) -> None:
+        self.permute = permute
+        self._spectra: LayerSpectra | None = None
+
+    def spectra(self, conv: Conv) -> LayerSpectra | None:
+        """The conv's weight spectra (None without weights), computed lazily and cached."""
+        if conv.weight is None:
+            return None
+        if self._spectra is None or self._spectra.conv is not conv:  # the cached one holds its conv
+            from convcost.variants.spectra import LayerSpectra, group_major
+
+            self._spectra = LayerSpectra(conv, group_major(conv, conv.weight()))
+        return self._spectra
+
+    def __call__(self, variant: str, conv: Conv, options: VariantOptions) -> Approx | None:
+        if conv.weight is None or not plan_variant(variant, conv, options).applicable:
+            return None
+        from convcost.variants.spectra import ERRORS
+
+        fn = ERRORS.get(variant)
+        spectra = self.spectra(conv) if fn else None
+        if fn is None or spectra is None:
+            return None
+        return fn(spectra, options, self.permute)
+
+
+def approx_error(variant: str, conv: Conv, options: VariantOptions | None = None) -> float | None:
+    """The optimal relative Frobenius error of one variant of one conv (None without weights)."""
+    result = Approximator()(variant, conv, options or VariantOptions())
+    return result.error if result else None
