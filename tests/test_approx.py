@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from convcost.analysis.analyzer import analyze
 from convcost.analysis.pipeline import run
-from convcost.cli.common import make_request
+from convcost.cli.options import Options
 from convcost.cost import cost_of
 from convcost.ir.model import Conv, Model
 from convcost.ir.shapes import make_conv
@@ -356,7 +356,7 @@ def weighted_model() -> Model:
 
 
 def test_analysis_reports_errors_only_with_weights(weighted_model):
-    request = make_request("toy.onnx")
+    request = Options().request("toy.onnx")
     data = json.loads(renderer("json")(run(request, weighted_model), View()))
     sep = data["layers"][0]["variants"]
     assert sep["spatial"]["approx_error"] < 1e-9  # an outer product at R = C_out
@@ -370,7 +370,7 @@ def test_analysis_reports_errors_only_with_weights(weighted_model):
         for v in layer["variants"].values():
             assert v["approx_error"] is None and "approx_error_permuted" not in v
     assert " err" not in renderer("markdown")(run(request, bare), View())
-    off = json.loads(renderer("json")(run(make_request("toy.onnx", approx=False), weighted_model), View()))
+    off = json.loads(renderer("json")(run(Options(no_approx=True).request("toy.onnx"), weighted_model), View()))
     assert all(v["approx_error"] is None for layer in off["layers"] for v in layer["variants"].values())
 
 
@@ -385,12 +385,12 @@ def test_weights_are_loaded_once_per_layer_and_only_when_asked(weighted_model):
                   [counted(c) for c in weighted_model.convs])
     analyze(model)
     assert calls == []
-    run(make_request("toy.onnx", rank="auto"), model)
+    run(Options(rank="auto").request("toy.onnx"), model)
     assert sorted(calls) == sorted(c.name for c in model.convs)
 
 
 def test_rank_auto_end_to_end(weighted_model):
-    analysis = run(make_request("toy.onnx", rank="auto", tol=0.05), weighted_model)
+    analysis = run(Options(rank="auto", tol=0.05).request("toy.onnx"), weighted_model)
     data = json.loads(renderer("json")(analysis, View()))
     assert data["settings"]["rank"] == "auto" and data["settings"]["tol"] == 0.05
     first = data["layers"][0]["variants"]["spatial"]
@@ -415,15 +415,15 @@ def test_rank_auto_end_to_end(weighted_model):
 
 def test_rank_option_errors(weighted_model):
     with pytest.raises(UsageError, match="auto"):
-        make_request("toy.onnx", rank="three")
+        Options(rank="three").request("toy.onnx")
     with pytest.raises(UsageError, match="no-approx"):
-        make_request("toy.onnx", rank="auto", approx=False)
+        Options(rank="auto", no_approx=True).request("toy.onnx")
     with pytest.raises(UsageError, match="tol"):
-        make_request("toy.onnx", rank="auto", tol=1.5)
+        Options(rank="auto", tol=1.5).request("toy.onnx")
     bare = Model("toy", "spec", "toy.yaml", weighted_model.inputs,
                  [c.with_changes(weight=None) for c in weighted_model.convs])
     with pytest.raises(UsageError, match="needs weights"):
-        run(make_request("toy.yaml", rank="auto"), bare)
+        run(Options(rank="auto").request("toy.yaml"), bare)
 
 
 NET_YAML = "name: net\ninput: [1, 3, 16, 16]\nlayers:\n  - {name: c1, type: conv, out: 8, kernel: 3}\n"

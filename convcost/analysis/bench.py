@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from convcost.analysis.analyzer import analyze
-from convcost.analysis.result import Analysis, OptionsFn, Settings
+from convcost.analysis.pipeline import hooks
+from convcost.analysis.result import Analysis, Settings
 from convcost.ir.model import Model
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.kinds import op_kind
@@ -153,11 +154,11 @@ def bench_result(analysis: Analysis, profile: DeviceProfile, measured: Measured,
 
 
 def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = None,
-              timing: Timing | None = None, tick: Tick | None = None,
-              options_for: OptionsFn | None = None) -> BenchResult:
+              timing: Timing | None = None, tick: Tick | None = None) -> BenchResult:
     """Measure `model`'s convs, their variants and the whole model here; estimate them on `profile`.
 
-    `options_for` picks variant options per layer, as in `analyze` (`--rank auto`)."""
+    Variant options are picked per layer where the settings ask (`--rank auto`), as in `analyze`;
+    the weight-based errors themselves are not needed here."""
     settings = settings or Settings()
     steady_allocator()
     if profile.threads:
@@ -166,6 +167,7 @@ def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = 
     clock = "thread" if profile.clock == "thread" and threads == 1 else "wall"
     base = timing or Timing()
     timing = replace(base, clock=clock, cold=True)  # as calibrate measures: each op cold, as inside a model
+    _, options_for = hooks(settings)
     analysis = analyze(model, settings, [profile], options_for=options_for)
     measured = measure_many(bench_runners(analysis), timing, tick)
     return bench_result(analysis, profile, measured, threads, clock)

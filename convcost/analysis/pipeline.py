@@ -21,9 +21,21 @@ class Request:
     inputs: dict[str, Shape] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     devices: Sequence[Device] = ()
-    approx: ApproxFn | None = None
-    #: Per-layer variant options (`--rank auto`); None: `settings.options` for every layer.
-    options_for: OptionsFn | None = None
+
+
+def hooks(settings: Settings) -> tuple[ApproxFn | None, OptionsFn | None]:
+    """The analysis hooks the settings ask for: the weight-based errors (`settings.approx`) and,
+    with a tolerance set (`--rank auto`), the per-layer rank picked from them."""
+    if not settings.approx:
+        return None, None
+    from convcost.variants.approximator import Approximator
+
+    approximator = Approximator()
+    if settings.options.tol is None:
+        return approximator, None
+    from convcost.variants.autorank import AutoRank
+
+    return approximator, AutoRank(approximator, settings.options.tol)
 
 
 def load(request: Request) -> Model:
@@ -32,7 +44,7 @@ def load(request: Request) -> Model:
 
 def check_model(request: Request, model: Model) -> None:
     """Refuse a request the loaded model cannot serve: --rank auto picks ranks from weights."""
-    if request.options_for and not any(c.weight for c in model.convs):
+    if request.settings.options.tol is not None and not any(c.weight for c in model.convs):
         raise UsageError("--rank auto needs weights (ONNX initializers or TorchScript parameters); "
                          "this model has none", source=model.source)
 
@@ -41,4 +53,5 @@ def run(request: Request, model: Model | None = None) -> Analysis:
     model = model or load(request)
     check_model(request, model)
     with progress(f"analyzing {len(model.convs)} convs") as tick:
-        return analyze(model, request.settings, request.devices, request.approx, tick, request.options_for)
+        approx, options_for = hooks(request.settings)
+        return analyze(model, request.settings, request.devices, approx, tick, options_for)

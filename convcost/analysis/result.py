@@ -41,6 +41,8 @@ class Settings:
     options: VariantOptions = field(default_factory=VariantOptions)
     only: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
+    #: Compute each variant's weight-based error where a layer has weights (`approx_error`).
+    approx: bool = False
 
     def selects(self, name: str) -> bool:
         """Whether a layer is to be factorized (--only / --skip globs)."""

@@ -11,10 +11,10 @@ from convcost.cli import options as o
 FORMATS = ("table", "json", "csv", "markdown")
 
 
-@o.with_analysis_options
+@o.with_options()
 def analyze(
     model: o.ModelArg,
-    opts: o.AnalysisOptions,
+    opts: o.Options = o.DEFAULTS,
     top: o.Top = None,
     sort: o.Sort = "order",
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")] = "table",

@@ -14,19 +14,14 @@ if TYPE_CHECKING:
 BENCH_FORMATS = ("table", "json")
 
 
+@o.with_options("input", "variants", "only", "skip", "rank", "depth_multiplier", "groups")
 def bench(
     model: o.ModelArg,
     device: Annotated[str | None, typer.Option(
         "--device", "-d", metavar="DEVICE",
         help="Profile to compare with (a calibrate output or a shipped name); default: calibrate --quick first.")
     ] = None,
-    input: o.Inputs = None,
-    variants: o.Variants = None,
-    only: o.Only = None,
-    skip: o.Skip = None,
-    rank: o.Rank = None,
-    depth_multiplier: o.DepthMultiplier = 1,
-    groups: o.Groups = 4,
+    opts: o.Options = o.DEFAULTS,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed samples per op, at least (median).")] = 11,
     seconds: Annotated[float, typer.Option(
         "--seconds", min=0, help="Keep sampling until this many seconds have gone by, so a drift of the host's "
@@ -47,14 +42,14 @@ def bench(
       convcost bench model.onnx -i 1x3x224x224 -d here.yaml -f json -o bench.json
     """
     import sys
+    from dataclasses import replace
 
-    from convcost.cli.common import emit, make_request
+    from convcost.cli.common import emit
     from convcost.util.errors import UsageError
 
     if fmt not in BENCH_FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(BENCH_FORMATS)}")
-    request = make_request(model, input, variants, [device] if device else None, "float32", only, skip, rank,
-                           depth_multiplier, groups)
+    request = replace(opts, device=[device] if device else None).request(model)
     from convcost.analysis.pipeline import check_model, load
 
     loaded = load(request)
@@ -69,15 +64,14 @@ def bench(
         from convcost.latency.devices import DeviceProfile as Profile
 
         first = request.devices[0]
-        assert isinstance(first, Profile)  # make_request resolves -d into DeviceProfiles
+        assert isinstance(first, Profile)  # Options.request resolves -d into DeviceProfiles
         profile = first
     else:
         print("no -d: calibrating this machine first (calibrate --quick)", file=sys.stderr)
         with progress("calibrating (quick sweep)") as tick:
             profile = cal_mod.calibrated_profile(cal_mod.calibrate("quick", tick=tick), "here")
     with progress(f"benchmarking {len(loaded.convs)} convs and their variants") as tick:
-        result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats, span_s=seconds), tick,
-                           request.options_for)
+        result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats, span_s=seconds), tick)
     from convcost.render.bench import render_bench_json, render_bench_table
 
     emit(render_bench_json(result) if fmt == "json" else render_bench_table(result), output)

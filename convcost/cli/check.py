@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from convcost.cli import options as o
 FORMATS = ("table", "json", "github")
 
 
+@o.with_options("input", "device", "dtype")
 def check(
     model: o.ModelArg,
     budget: Annotated[str, typer.Option("--budget", "-b", metavar="FILE", help="Budget YAML (see README).")],
@@ -20,9 +22,7 @@ def check(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output: {', '.join(FORMATS)}.")] = "table",
     junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Also write JUnit XML.")] = None,
-    input: o.Inputs = None,
-    devices: o.Devices = None,
-    dtype: o.Dtype = "float32",
+    opts: o.Options = o.DEFAULTS,
 ) -> None:
     """Check a model against a budget: exit 0 within budget, 1 when a limit is broken, 2 for bad input.
 
@@ -33,7 +33,7 @@ def check(
     """
     from convcost.analysis.budget import diff_layers, evaluate, load_baseline, load_budget
     from convcost.analysis.pipeline import load, run
-    from convcost.cli.common import emit, make_request
+    from convcost.cli.common import emit
     from convcost.render import checks as out
     from convcost.util.errors import UsageError
     from convcost.util.outfile import write_atomic
@@ -41,7 +41,7 @@ def check(
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     spec = load_budget(budget)
-    request = make_request(model, input, ["none"], list(devices or []) + spec.devices(), dtype)
+    request = replace(opts, variants=["none"], device=[*(opts.device or []), *spec.devices()]).request(model)
     loaded = load(request)
     base = load_baseline(baseline, loaded.name) if baseline else None
     analysis = run(request, loaded)

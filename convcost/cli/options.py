@@ -1,10 +1,10 @@
-"""Options shared by the analysis commands (analyze, report, check, bench), declared once."""
+"""The options the analysis commands share (analyze, report, check, bench): declared once, parsed once."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +14,7 @@ from convcost.analysis.analyzer import SORT_KEYS
 
 if TYPE_CHECKING:
     from convcost.analysis.pipeline import Request
+    from convcost.latency.devices import DeviceProfile
 
 ModelArg = Annotated[
     str,
@@ -78,8 +79,12 @@ Output = Annotated[
 
 
 @dataclass(frozen=True)
-class AnalysisOptions:
-    """The options every analysis command shares, gathered by `with_analysis_options`."""
+class Options:
+    """Every option the analysis commands share, with its default.
+
+    A command takes the ones it declares with `with_options` and receives them here, gathered;
+    `request` validates and parses them into the one `Request` every analysis runs from.
+    """
 
     input: list[str] | None = None
     variants: list[str] | None = None
@@ -94,43 +99,137 @@ class AnalysisOptions:
     no_approx: bool = False
 
     def request(self, model: str) -> Request:
-        """Validated and parsed (exit 2 on a bad value), ready for `pipeline.run`."""
-        from convcost.cli.common import make_request
+        """Validated and parsed (exit 2 on a bad value), ready for `pipeline.run`.
 
-        return make_request(model, self.input, self.variants, self.device, self.dtype, self.only, self.skip,
-                            self.rank, self.depth_multiplier, self.groups, tol=self.tol, approx=not self.no_approx)
+        Weight-based errors are on unless --no-approx; `--rank auto` picks ranks from them, so it
+        is recorded once, as the tolerance in `VariantOptions.tol`.
+        """
+        from convcost.analysis.pipeline import Request
+        from convcost.analysis.result import Settings
+        from convcost.cost import DTYPE_BYTES
+        from convcost.ir.inputs import InputSyntaxError, parse_inputs
+        from convcost.util.errors import UsageError
+        from convcost.variants import VARIANTS, VariantOptions
+
+        if self.dtype not in DTYPE_BYTES:
+            raise UsageError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPE_BYTES)}")
+        auto = self.rank is not None and self.rank.strip().lower() == "auto"
+        if auto:
+            if self.no_approx:
+                raise UsageError("--rank auto picks ranks from the weights' errors; not with --no-approx")
+            if not 0 <= self.tol < 1:
+                raise UsageError(f"--tol {self.tol}: expected a relative error in [0, 1)")
+        try:
+            inputs = parse_inputs(self.input or [])
+        except InputSyntaxError as exc:
+            raise UsageError(f"-i {exc}") from None
+        settings = Settings(
+            dtype=self.dtype,
+            variants=parse_variants(self.variants) if self.variants else tuple(VARIANTS),
+            options=VariantOptions(rank=None if auto else _rank(self.rank), depth_multiplier=self.depth_multiplier,
+                                   groups=self.groups, tol=self.tol if auto else None),
+            only=tuple(self.only or ()),
+            skip=tuple(self.skip or ()),
+            approx=not self.no_approx,
+        )
+        return Request(model=model, inputs=inputs, settings=settings, devices=_devices(self.device, self.dtype))
 
 
-#: (parameter, typer annotation) of each shared option, in --help order; defaults from AnalysisOptions.
-_SHARED: tuple[tuple[str, Any], ...] = (
-    ("input", Inputs), ("variants", Variants), ("device", Devices), ("dtype", Dtype), ("only", Only),
-    ("skip", Skip), ("rank", Rank), ("depth_multiplier", DepthMultiplier), ("groups", Groups), ("tol", Tol),
-    ("no_approx", NoApprox),
-)
+#: The defaults, for a command's `opts` parameter (`with_options` replaces it with the parsed flags).
+DEFAULTS = Options()
 
 
-def with_analysis_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a typer command the shared analysis options, declared once here.
+def _rank(text: str | None) -> int | None:
+    from convcost.util.errors import UsageError
 
-    The command declares `opts: AnalysisOptions` where they should go and receives them gathered;
-    its --help lists them at that place, as if written out in its signature. (typer reads a
-    command's parameters from `inspect.signature`, which honours `__signature__`.)
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--rank {text!r}: expected a positive integer or auto") from None
+    if value < 1:
+        raise UsageError(f"--rank {text!r}: expected a positive integer or auto")
+    return value
+
+
+def _devices(names: Sequence[str] | None, dtype: str) -> list[DeviceProfile]:
+    """The profiles -d names, each able to price `dtype`."""
+    if not names:
+        return []
+    from convcost.latency.devices import DeviceChoiceError, resolve_devices
+    from convcost.util.errors import UsageError
+
+    try:
+        profiles = resolve_devices(names)
+    except DeviceChoiceError as exc:
+        raise UsageError(exc.message, f"--device {exc.source}" if exc.source else "--device") from None
+    for profile in profiles:
+        if dtype not in profile.roofline.peak_gflops:
+            have = ", ".join(profile.roofline.peak_gflops)
+            raise UsageError(f"--dtype {dtype}: device {profile.name} has no {dtype} peak (it has {have})")
+    return profiles
+
+
+def parse_variants(values: Sequence[str]) -> tuple[str, ...]:
+    """-V values: comma-separated variant names, `all` or `none`, in registry order of first mention."""
+    from convcost.util.errors import UsageError
+    from convcost.variants import VARIANTS
+
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip().lower()
+            if part == "all":
+                names.extend(VARIANTS)
+            elif part == "none":
+                continue
+            elif part in VARIANTS:
+                names.append(part)
+            elif part:
+                raise UsageError(f"-V: unknown variant {part!r} (choose from {', '.join(VARIANTS)}, all, none)")
+    return tuple(dict.fromkeys(names))
+
+
+#: Each shared option's typer declaration, in --help order; defaults come from `Options`.
+DECLARATIONS: dict[str, Any] = {
+    "input": Inputs, "variants": Variants, "device": Devices, "dtype": Dtype, "only": Only, "skip": Skip,
+    "rank": Rank, "depth_multiplier": DepthMultiplier, "groups": Groups, "tol": Tol, "no_approx": NoApprox,
+}
+
+
+def with_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a typer command the shared options `names` (all of them when none are named).
+
+    The command declares `opts: Options` where they should go and receives them gathered (the
+    options it does not take keep their defaults); its --help lists them at that place, as if
+    written out in its signature. (typer reads a command's parameters from `inspect.signature`,
+    which honours `__signature__`.)
     """
-    own = inspect.signature(command, eval_str=True)
-    defaults = AnalysisOptions()
-    params: list[inspect.Parameter] = []
-    for p in own.parameters.values():
-        if p.name == "opts":
-            params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation,
-                                         default=getattr(defaults, name)) for name, annotation in _SHARED]
-        else:
-            params.append(p)
+    chosen = names or tuple(DECLARATIONS)
+    unknown = set(chosen) - set(DECLARATIONS)
+    if unknown:
+        raise ValueError(f"no shared option {sorted(unknown)}")
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> None:
-        opts = AnalysisOptions(**{name: kwargs.pop(name) for name, _ in _SHARED})
-        command(opts=opts, **kwargs)
+    def wrap(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        defaults = Options()
+        params: list[inspect.Parameter] = []
+        for p in own.parameters.values():
+            if p.name == "opts":
+                params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                             annotation=DECLARATIONS[name], default=getattr(defaults, name))
+                           for name in chosen]
+            else:
+                params.append(p)
 
-    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            opts = Options(**{name: kwargs.pop(name) for name in chosen})
+            command(opts=opts, **kwargs)
+
+        wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return wrap

@@ -5,10 +5,10 @@ from __future__ import annotations
 from convcost.cli import options as o
 
 
-@o.with_analysis_options
+@o.with_options()
 def report(
     model: o.ModelArg,
-    opts: o.AnalysisOptions,
+    opts: o.Options = o.DEFAULTS,
     top: o.Top = None,
     output: o.Output = None,
 ) -> None:

@@ -40,7 +40,7 @@ from convcost.cost import DTYPE_BYTES
 from convcost.ir.model import Op
 from convcost.latency.kinds import KINDS, lineage
 from convcost.latency.roofline import DtypeError, Estimate, Roofline, Saturation, estimate
-from convcost.util.errors import InputError, UsageError
+from convcost.util.errors import ConvcostError, InputError
 from convcost.util.infile import load_yaml, read_text
 
 MAX_PROFILE_BYTES = 4 * 1024 * 1024
@@ -245,6 +245,11 @@ def _looks_like_path(spec: str) -> bool:
     return spec.endswith((".yaml", ".yml")) or "/" in spec or "\\" in spec or Path(spec).is_file()
 
 
+class DeviceChoiceError(ConvcostError):
+    """A device choice that names no profile, or a profile already chosen; `source` is the choice
+    where it helps to repeat it."""
+
+
 def resolve_device(spec: str) -> DeviceProfile:
     """`-d NAME` (a shipped profile) or `-d path.yaml` (any profile file)."""
     shipped = shipped_profiles()
@@ -252,8 +257,8 @@ def resolve_device(spec: str) -> DeviceProfile:
         return load_profile(shipped[spec])
     if _looks_like_path(spec):
         return load_profile(spec)
-    raise InputError(f"unknown device {spec!r}; known devices: {', '.join(shipped)} (or give a profile .yaml path)",
-                     "--device")
+    raise DeviceChoiceError(f"unknown device {spec!r}; known devices: {', '.join(shipped)} "
+                            "(or give a profile .yaml path)")
 
 
 def resolve_devices(specs: Sequence[str]) -> list[DeviceProfile]:
@@ -262,7 +267,7 @@ def resolve_devices(specs: Sequence[str]) -> list[DeviceProfile]:
     for spec in specs:
         profile = resolve_device(spec)
         if any(p.name == profile.name for p in profiles):
-            raise UsageError(f"--device {spec}: a device named {profile.name} is already selected")
+            raise DeviceChoiceError(f"a device named {profile.name} is already selected", spec)
         profiles.append(profile)
     return profiles
 

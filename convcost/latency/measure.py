@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from convcost.ir.model import Conv, MatMul, Op
-from convcost.util.errors import UsageError
+from convcost.util.errors import InputError
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -79,7 +79,8 @@ def torch_dtype(dtype: str) -> torch.dtype:
     try:
         return TORCH_DTYPES[dtype]
     except KeyError:
-        raise UsageError(f"--dtype {dtype}: measuring supports {', '.join(TORCH_DTYPES)}") from None
+        supported = ", ".join(TORCH_DTYPES)
+        raise InputError(f"cannot measure {dtype} ops with torch here (it measures {supported})") from None
 
 
 def _conv_step(conv: Conv, dt: torch.dtype) -> tuple[Step, tuple[int, ...]]:

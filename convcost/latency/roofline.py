@@ -139,7 +139,7 @@ def peak_for(roof: Roofline, dtype: str) -> float:
         return roof.peak_gflops[dtype]
     except KeyError:
         have = ", ".join(sorted(roof.peak_gflops))
-        raise DtypeError(f"no peak figure for {dtype} (it has: {have}); pick one with --dtype") from None
+        raise DtypeError(f"no peak figure for {dtype} (it has: {have})") from None
 
 
 #: Kinds whose kernel first copies its input into a K x M column matrix (vol2col) and then runs
