@@ -680,7 +680,7 @@ def test_onnx_is_recognised_by_content(tmp_path: Path) -> None:
     assert detect(renamed).name == "onnx"
     zipped = tmp_path / "traced.onnx"  # TorchScript archives are zips, whatever their name
     zipped.write_bytes(b"PK\x03\x04" + bytes(100))
-    onnx_loader = next(loader for loader in LOADERS if loader.name == "onnx")
+    onnx_loader = LOADERS["onnx"]
     assert not onnx_loader.sniff(zipped, zipped.read_bytes())
     spec = tmp_path / "spec.txt"
     spec.write_text("name: tiny\ninput: [1, 3, 8, 8]\nlayers:\n  - {type: conv, out: 4, kernel: 3}\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from convcost.ir.model import Model, Shape
 from convcost.util.errors import InputError
+from convcost.util.registry import Registry
 
 SNIFF_BYTES = 4096
 
@@ -31,11 +32,12 @@ class Loader:
         return loaded
 
 
-LOADERS: list[Loader] = []
+#: Formats in the order `detect` tries them.
+LOADERS: Registry[str, Loader] = Registry("model format")
 
 
 def register_loader(loader: Loader) -> None:
-    LOADERS.append(loader)
+    LOADERS.add(loader.name, loader)
 
 
 def _looks_like_yaml(path: Path, head: bytes) -> bool:
@@ -81,10 +83,10 @@ def detect(path: Path) -> Loader:
         raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
     if not head:
         raise InputError("file is empty", path)
-    for loader in LOADERS:
+    for loader in LOADERS.values():
         if loader.sniff(path, head):
             return loader
-    known = ", ".join(loader.name for loader in LOADERS)
+    known = ", ".join(LOADERS)
     raise InputError(f"not a model convcost can read (recognised formats: {known})", path)
 
 

@@ -23,6 +23,7 @@ from convcost.ir.model import Conv, ConvOp, MatMul, Model, Shape
 from convcost.ir.shapes import ShapeError, conv_out_size, make_conv, same_pads
 from convcost.util.errors import InputError, short
 from convcost.util.infile import load_yaml, read_text
+from convcost.util.registry import Registry
 
 MAX_REPEAT = 10_000
 MAX_LAYERS = 200_000
@@ -118,6 +119,11 @@ def _spatial(shape: Shape, where: str, what: str) -> int:
     return rank
 
 
+#: How each layer type maps its input shape to its output shape (and records its conv or matmul).
+SHAPE_OPS: Registry[str, Callable[[dict[str, Any], Shape, str, _State], Shape]] = Registry("spec layer type")
+
+
+@SHAPE_OPS.register("conv", "conv_transpose")
 def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     where = _where(name)
     op: ConvOp = "ConvTranspose" if layer["type"] == "conv_transpose" else "Conv"
@@ -156,6 +162,7 @@ def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     return conv.output_shape
 
 
+@SHAPE_OPS.register("pool")
 def _pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     where = _where(name)
     rank = _spatial(shape, where, "pool")
@@ -171,15 +178,18 @@ def _pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     return (shape[0], shape[1], *out)
 
 
+@SHAPE_OPS.register("global_pool")
 def _global_pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     rank = _spatial(shape, _where(name), "global_pool")
     return (shape[0], shape[1], *([1] * rank))
 
 
+@SHAPE_OPS.register("flatten")
 def _flatten(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     return (shape[0], math.prod(shape[1:]))
 
 
+@SHAPE_OPS.register("linear")
 def _linear(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     where = _where(name)
     out = _positive(_need(layer, "out", where), "out", where)
@@ -194,14 +204,6 @@ def _linear(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape
     return (*shape[:-1], out)
 
 
-SHAPE_OPS: dict[str, Callable[[dict[str, Any], Shape, str, _State], Shape]] = {
-    "conv": _conv,
-    "conv_transpose": _conv,
-    "pool": _pool,
-    "global_pool": _global_pool,
-    "flatten": _flatten,
-    "linear": _linear,
-}
 
 
 def _lookup(ref: Any, scopes: list[str], st: _State, where: str) -> Shape:

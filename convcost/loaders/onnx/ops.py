@@ -17,6 +17,7 @@ from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx.graph import Names, attrs, node_label, op_key, quote
 from convcost.loaders.onnx.weights import Weights
 from convcost.util.errors import short
+from convcost.util.registry import Registry
 
 if TYPE_CHECKING:
     from onnx import NodeProto
@@ -252,6 +253,14 @@ def _quantized_input(ctx: Ctx, name: str) -> bool:
     return node is not None and node.op_type == "DequantizeLinear" and ctx.types.get(node.input[0]) in (2, 3)
 
 
+Handler = Callable[[Ctx, "NodeProto", int], None]
+#: The ops convcost costs, keyed by (domain, op type): each handler records its node's convs or matmuls.
+HANDLERS: Registry[tuple[str, str], Handler] = Registry("ONNX op handler")
+#: Our output-shape rules for ops onnx's inference cannot shape (contrib ops), keyed likewise.
+RULES: Registry[tuple[str, str], Rule] = Registry("ONNX shape rule")
+
+
+@HANDLERS.register(*CONV_FORMS)
 def handle_conv(ctx: Ctx, node: NodeProto, index: int) -> None:
     key_op = op_key(node)
     form = CONV_FORMS[key_op]
@@ -298,6 +307,7 @@ def _copy(template: Conv, **changes: object) -> Conv:
     return conv
 
 
+@RULES.register(*CONV_FORMS)
 def conv_rule(node: NodeProto, shapes: Shapes, types: dict[str, int]) -> list[tuple[Dims, int]] | None:
     """Our shape rule for conv-like ops onnx cannot infer (contrib domains)."""
     form = CONV_FORMS[op_key(node)]
@@ -349,19 +359,23 @@ def _matmul(ctx: Ctx, node: NodeProto, index: int, ia: int, ib: int, trans_a: bo
                               k=a2[-1], n=b2[-1], params=params))
 
 
+@HANDLERS.register(("", "MatMul"), ("", "MatMulInteger"))
 def handle_matmul(ctx: Ctx, node: NodeProto, index: int) -> None:
     _matmul(ctx, node, index, 0, 1)
 
 
+@HANDLERS.register(("", "QLinearMatMul"))
 def handle_qlinear_matmul(ctx: Ctx, node: NodeProto, index: int) -> None:
     _matmul(ctx, node, index, 0, 3)
 
 
+@HANDLERS.register(("", "Gemm"), (MS, "FusedGemm"))
 def handle_gemm(ctx: Ctx, node: NodeProto, index: int) -> None:
     a = attrs(node)
     _matmul(ctx, node, index, 0, 1, bool(a.get("transA", 0)), bool(a.get("transB", 0)), extra=(2,))
 
 
+@HANDLERS.register((MS, "FusedMatMul"))
 def handle_fused_matmul(ctx: Ctx, node: NodeProto, index: int) -> None:
     a = attrs(node)
     if a.get("transBatchA") or a.get("transBatchB"):
@@ -399,6 +413,7 @@ def _einsum_terms(equation: str, ranks: list[int]) -> tuple[list[str], str] | No
     return expanded, out
 
 
+@HANDLERS.register(("", "Einsum"))
 def handle_einsum(ctx: Ctx, node: NodeProto, index: int) -> None:
     """Pairwise, left to right: batch letters (in both and kept), m, n (in one and kept), k (summed).
 
@@ -439,28 +454,20 @@ def handle_einsum(ctx: Ctx, node: NodeProto, index: int) -> None:
         left = "".join(batch + m + n)
 
 
-Handler = Callable[[Ctx, "NodeProto", int], None]
-HANDLERS: dict[tuple[str, str], Handler] = {
-    **{key: handle_conv for key in CONV_FORMS},
-    ("", "MatMul"): handle_matmul,
-    ("", "MatMulInteger"): handle_matmul,
-    ("", "QLinearMatMul"): handle_qlinear_matmul,
-    ("", "Gemm"): handle_gemm,
-    (MS, "FusedGemm"): handle_gemm,
-    (MS, "FusedMatMul"): handle_fused_matmul,
-    ("", "Einsum"): handle_einsum,
-}
 COSTED = frozenset(op for _, op in HANDLERS)
 
 
 # --- our shape rules where onnx inference gives up ---------------------------------------------
 
 
+@RULES.register(*((MS, op) for op in ("Gelu", "FastGelu", "BiasGelu", "QuickGelu", "BiasAdd",
+                                     "SkipLayerNormalization", "BiasDropout")))
 def _same_as_input(node: NodeProto, shapes: Shapes, types: dict[str, int]) -> list[tuple[Dims, int]] | None:
     dims = shapes.get(node.input[0]) if node.input else None
     return [(dims, types.get(node.input[0], 1))] if dims is not None else None
 
 
+@RULES.register((MS, "FusedGemm"))
 def _gemm_rule(node: NodeProto, shapes: Shapes, types: dict[str, int]) -> list[tuple[Dims, int]] | None:
     a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
     if a is None or b is None or len(a) != 2 or len(b) != 2:
@@ -471,12 +478,6 @@ def _gemm_rule(node: NodeProto, shapes: Shapes, types: dict[str, int]) -> list[t
     return [((m, n), types.get(node.input[0], 1))]
 
 
-RULES: dict[tuple[str, str], Rule] = {
-    **{key: conv_rule for key in CONV_FORMS},
-    (MS, "FusedGemm"): _gemm_rule,
-    **{(MS, op): _same_as_input for op in ("Gelu", "FastGelu", "BiasGelu", "QuickGelu", "BiasAdd",
-                                           "SkipLayerNormalization", "BiasDropout")},
-}
 #: Contrib ops our rules cover: not "unknown" even though onnx has no schema for them.
 KNOWN_CONTRIB = frozenset(RULES) | frozenset(HANDLERS)
 

@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from convcost.ir.model import Conv, MatMul, Model, Shape
 from convcost.ir.shapes import ShapeError, make_conv
 from convcost.util.errors import InputError
+from convcost.util.registry import Registry
 
 UNNAMED = {"conv": "convolution", "matmul": "matmul"}
 
@@ -262,13 +263,14 @@ CONV_OPS: dict[Any, bool] = {
     aten.mkldnn_convolution: False,
 }
 
-HANDLERS: dict[Any, Handler] = {
-    **{op: _matmul_handler(*spec) for op, spec in _MATMUL_ARGS.items()},
-    **{getattr(aten, name): _attention for name in (
-        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-        "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
-    ) if hasattr(aten, name)},
-}
+#: Non-conv ops that count: every matmul form, and fused attention as its two batched matmuls.
+HANDLERS: Registry[Any, Handler] = Registry("aten op handler")
+for _op, _args in _MATMUL_ARGS.items():
+    HANDLERS.add(_op, _matmul_handler(*_args))
+for _name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+              "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention"):
+    if hasattr(aten, _name):
+        HANDLERS.add(getattr(aten, _name), _attention)
 
 
 class _CaptureMode(TorchDispatchMode):
