@@ -28,7 +28,8 @@ from convcost.variants import plan_variant
 from convcost.variants.approximator import Approximator, approx_error
 from convcost.variants.autorank import AutoRank, break_even_rank
 from convcost.variants.base import VariantOptions
-from convcost.variants.spectra import block_labels, factorize
+from convcost.variants.permutation import block_labels
+from convcost.variants.spectra import factorize
 
 SOBEL_X = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
 SOBEL_Y = SOBEL_X.T
