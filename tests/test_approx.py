@@ -1,5 +1,5 @@
-"""Optimal approximation errors (convcost.variants.spectra, convcost.variants.autorank), checked against brute-force
-SVD reconstructions done here, hand calculations, and the factorized layers run in torch."""
+"""Optimal approximation errors (each variant's fit to a weight, convcost.variants.autorank), checked against
+brute-force SVD reconstructions done here, hand calculations, and the factorized layers run in torch."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from convcost.util.errors import UsageError
 from convcost.variants import plan_variant
 from convcost.variants.approximator import Approximator, approx_error
 from convcost.variants.autorank import AutoRank, break_even_rank
-from convcost.variants.base import VariantOptions
-from convcost.variants.spectra import block_labels, factorize
+from convcost.variants.base import VariantOptions, factorize
+from convcost.variants.permutation import block_labels
 
 SOBEL_X = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
 SOBEL_Y = SOBEL_X.T

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,8 +15,13 @@ from convcost.analysis.result import Settings
 from convcost.cost import cost_of, total_cost
 from convcost.ir.model import Model
 from convcost.ir.shapes import ShapeError, make_conv
+from convcost.util.registry import DuplicateRegistration
 from convcost.variants import VARIANTS, plan_variant
-from convcost.variants.base import VariantOptions
+from convcost.variants.approximator import Approximator
+from convcost.variants.autorank import AutoRank
+from convcost.variants.base import Approx, Variant, VariantOptions, register_variant
+from convcost.variants.spatial import SPATIAL, Spatial
+from convcost.variants.spectra import expected_weight_shape
 
 
 def conv2d(cin=16, cout=32, k=(3, 3), groups=1, stride=(1, 1), pads=(1, 1, 1, 1), hw=(16, 16)):
@@ -119,7 +126,7 @@ def convs(draw):
 
 
 def independent_macs(conv) -> int:
-    """PRODUCT.md's formulas, written out again here on purpose."""
+    """The MAC formulas, written out again here on purpose."""
     k = math.prod(conv.kernel)
     if conv.op == "ConvTranspose":
         return conv.input_shape[0] * conv.in_channels * math.prod(conv.input_shape[2:]) * (
@@ -146,3 +153,52 @@ def test_variant_cost_is_sum_of_parts_and_ratio_is_original_over_variant(conv, n
     assert v.plan.layers[-1].output_shape == conv.output_shape
     # Intermediate activations are memory traffic: every stage but the last writes one.
     assert v.intermediate_bytes == sum(4 * math.prod(layer.output_shape) for layer in v.plan.layers[:-1])
+
+
+# --- the registry: one Variant object per name, each with every part --------------------------------
+
+def test_variants_are_registered_once_in_display_order():
+    assert list(VARIANTS) == ["spatial", "depthwise", "grouped"]
+    assert all(isinstance(v, Variant) and v.name == name for name, v in VARIANTS.items())
+
+
+def test_a_second_variant_under_a_registered_name_is_refused():
+    class Impostor(Spatial):
+        pass
+
+    with pytest.raises(DuplicateRegistration, match="variant 'spatial' is registered twice"):
+        register_variant(Impostor())
+    assert VARIANTS["spatial"] is SPATIAL and len(VARIANTS) == 3
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_registered_variant_has_plan_error_factors_and_rank(name):
+    variant = VARIANTS[name]
+    bare = conv2d(cin=8, cout=8, groups=2, hw=(8, 8))
+    w = np.random.default_rng(4).standard_normal(expected_weight_shape(bare))
+    conv = bare.with_changes(weight=lambda: w)
+    options = VariantOptions(rank=4, depth_multiplier=2, groups=4)
+    plan = variant.plan(conv, options)
+    assert plan.applicable, plan.reason
+    spectra = Approximator().spectra(conv)
+    assert spectra is not None
+    found = variant.error(spectra, options, False)
+    assert isinstance(found, Approx) and found.error is not None and 0 < found.error < 1
+    fac = variant.factorize(conv, spectra.t, options)
+    assert [s.shape for s in fac.stages] == [expected_weight_shape(layer) for layer in plan.layers]
+    assert float(np.linalg.norm(w - fac.kernel) / np.linalg.norm(w)) == pytest.approx(found.error, abs=1e-9)
+    field = variant.rank_field
+    if field is None:  # no rank: --rank auto leaves the options alone
+        assert AutoRank(Approximator(), 0.5)(name, conv, options) == (options, {})
+        return
+    assert field in {f.name for f in dataclasses.fields(VariantOptions)}
+    step = variant.rank_step(conv)
+    rank = variant.smallest_rank(spectra, 0.5)
+
+    def error_at(n: int) -> float:
+        e = variant.error(spectra, dataclasses.replace(options, **{field: n}), False).error
+        assert e is not None
+        return e
+
+    assert rank % step == 0 and error_at(rank) <= 0.5
+    assert rank == step or error_at(rank - step) > 0.5

@@ -12,6 +12,7 @@ from rich.text import Text
 from convcost import __version__
 from convcost.render.console import to_text
 from convcost.render.numbers import count, json_float, ms, si
+from convcost.variants import VARIANTS
 
 if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
@@ -64,9 +65,9 @@ def summary_lines(result: BenchResult) -> list[str]:
 
 
 def render_bench_table(result: BenchResult, width: int | None = None, color: bool = False) -> str:
+    order = list(VARIANTS)
     names = sorted({name for layer in result.layers for name in layer.variants},
-                   key=lambda n: ("spatial", "depthwise", "grouped").index(n) if n in ("spatial", "depthwise",
-                                                                                        "grouped") else 9)
+                   key=lambda n: order.index(n) if n in order else len(order))
     table = Table(title=f"convcost bench: {result.model.name} on {result.device.name}", title_justify="left",
                   header_style="bold")
     for header in ("layer", "kind", "MACs", "measured ms", "estimated ms", "error", "bound"):

@@ -1,7 +1,7 @@
 """The approximation-error hook the commands pass to `analyze`, light to import.
 
-Every analysis gets one, but numpy and the SVD code in `convcost.variants.spectra` are imported only when
-a layer actually has weights, so the YAML and weightless paths start as fast as before.
+Every analysis gets one, but numpy and the SVD code are imported only when a layer actually has
+weights, so the YAML and weightless paths start without them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from convcost.ir.model import Conv
-from convcost.variants.base import Approx, VariantOptions, plan_variant
+from convcost.variants.base import VARIANTS, Approx, VariantOptions, plan_variant
 
 if TYPE_CHECKING:
     from convcost.variants.spectra import LayerSpectra
@@ -40,13 +40,8 @@ class Approximator:
     def __call__(self, variant: str, conv: Conv, options: VariantOptions) -> Approx | None:
         if conv.weight is None or not plan_variant(variant, conv, options).applicable:
             return None
-        from convcost.variants.spectra import ERRORS
-
-        fn = ERRORS.get(variant)
-        spectra = self.spectra(conv) if fn else None
-        if fn is None or spectra is None:
-            return None
-        return fn(spectra, options, self.permute)
+        spectra = self.spectra(conv)
+        return None if spectra is None else VARIANTS[variant].error(spectra, options, self.permute)
 
 
 def approx_error(variant: str, conv: Conv, options: VariantOptions | None = None) -> float | None:

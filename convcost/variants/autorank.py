@@ -1,9 +1,9 @@
 """`--rank auto --tol T`: per layer, the smallest rank whose optimal error is within T.
 
-"Rank" is the spatial variant's R (channels between its stages) and the depthwise variant's
-depth multiplier m (the rank of each input channel's slice). Each layer also reports its
-break-even rank: the largest rank at which the variant still needs fewer MACs than the original
-conv, priced by the cost model itself rather than by a formula of its own.
+A variant's rank is the `VariantOptions` field it names in `rank_field` (the spatial variant's
+R, the depthwise variant's depth multiplier m); variants without one keep their options. Each
+layer also reports its break-even rank: the largest rank at which the variant still needs fewer
+MACs than the original conv, priced by the cost model itself rather than by a formula of its own.
 """
 
 from __future__ import annotations
@@ -14,15 +14,7 @@ from typing import Any
 from convcost.cost import cost_of
 from convcost.ir.model import Conv
 from convcost.variants.approximator import Approximator
-from convcost.variants.base import VariantOptions, active_axes, plan_variant
-from convcost.variants.spectra import LayerSpectra
-
-#: Which option is the variant's rank, and the step between valid values (spatial: groups).
-RANK_FIELDS: dict[str, str] = {"spatial": "rank", "depthwise": "depth_multiplier"}
-
-
-def _step(variant: str, conv: Conv) -> int:
-    return conv.groups if variant == "spatial" else 1
+from convcost.variants.base import VARIANTS, VariantOptions, plan_variant
 
 
 def _macs(variant: str, conv: Conv, options: VariantOptions) -> int | None:
@@ -36,7 +28,10 @@ def break_even_rank(variant: str, conv: Conv, options: VariantOptions) -> int:
     Variant MACs grow with the rank (linearly, or quadratically for 3-D's middle stage), so a
     doubling search then bisection finds it with a few dozen plans.
     """
-    field, step = RANK_FIELDS[variant], _step(variant, conv)
+    v = VARIANTS[variant]
+    if v.rank_field is None:
+        raise ValueError(f"variant {variant!r} has no rank")
+    field, step = v.rank_field, v.rank_step(conv)
     original = cost_of(conv).macs
 
     def saves(n: int) -> bool:
@@ -54,24 +49,6 @@ def break_even_rank(variant: str, conv: Conv, options: VariantOptions) -> int:
     return lo * step
 
 
-def smallest_rank(variant: str, spectra: LayerSpectra, tol: float) -> int:
-    """Smallest rank (a multiple of groups for spatial) whose optimal error is <= tol."""
-    conv = spectra.conv
-    limit = tol * tol * spectra.energy
-    if variant == "depthwise":
-        lost = spectra.depthwise_tails()
-        return int((lost[1:] <= limit).argmax()) + 1
-    if len(active_axes(conv)) == 2:
-        lost = spectra.spatial_tails()
-        return (int((lost[1:] <= limit).argmax()) + 1) * conv.groups
-    # three stages: TT-SVD error per rank, bisected (the error falls as the rank grows)
-    lo, hi = 0, spectra.spatial_max_rank()
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if spectra.spatial_tt(mid)[0] <= limit else (mid, hi)
-    return hi * conv.groups
-
-
 class AutoRank:
     """An `OptionsFn`: resolves each layer's rank from its weights before its variant is planned."""
 
@@ -82,7 +59,8 @@ class AutoRank:
     def __call__(
         self, variant: str, conv: Conv, options: VariantOptions
     ) -> tuple[VariantOptions, dict[str, Any]]:
-        field = RANK_FIELDS.get(variant)
+        v = VARIANTS[variant]
+        field = v.rank_field
         if field is None or not plan_variant(variant, conv, options).applicable:
             return options, {}
         extra: dict[str, Any] = {"tol": self.tol, "break_even_rank": break_even_rank(variant, conv, options)}
@@ -90,5 +68,5 @@ class AutoRank:
         if spectra is None:  # no weights: the fixed option applies
             current = getattr(options, field) or conv.out_channels
             return options, {**extra, "rank": current, "rank_auto": False}
-        rank = smallest_rank(variant, spectra, self.tol)
+        rank = v.smallest_rank(spectra, self.tol)
         return replace(options, **{field: rank}), {**extra, "rank": rank, "rank_auto": True}

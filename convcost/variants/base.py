@@ -1,19 +1,27 @@
-"""The three "what if it were factorized" replacements, each a short list of ordinary convs.
+"""The variant interface and the registry every part of convcost looks variants up in.
 
-A variant builder takes one conv and returns the convs that would replace it, or a reason why
-the replacement does not apply. The cost model prices the result like any other conv, so a
-variant's cost always equals the sum of its parts.
+A variant rebuilds one conv as a short list of ordinary convs (its `Plan`), so the cost model
+prices it like any other conv and its cost always equals the sum of its parts. With a trained
+weight, the same variant also knows the best kernel it can express: its optimal error and the
+factors that reach it. This module imports no numpy; the weight-side methods import it when
+they are first called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from convcost.ir.model import Conv
-from convcost.ir.shapes import ShapeError, make_conv
+from convcost.ir.shapes import ShapeError
 from convcost.util.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from convcost.variants.spectra import Factorization, LayerSpectra
 
 
 @dataclass(frozen=True)
@@ -53,127 +61,77 @@ class Approx:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-Builder = Callable[[Conv, VariantOptions], Plan]
-VARIANTS: Registry[str, Builder] = Registry("variant")
+class Variant(ABC):
+    """One factorized replacement: its plan from a conv's shape, and its fit to a trained weight.
+
+    `error`, `factorize` and `smallest_rank` are asked only for convs whose plan is applicable.
+    A variant with a rank names the `VariantOptions` field that holds it in `rank_field`; that
+    rank is what `--rank auto` picks per layer, in multiples of `rank_step`.
+    """
+
+    #: The name users select it by (`-V`) and the JSON key of its results.
+    name: ClassVar[str]
+    #: The `VariantOptions` field that is this variant's rank, or None for a variant without one.
+    rank_field: ClassVar[str | None] = None
+
+    @abstractmethod
+    def plan(self, conv: Conv, options: VariantOptions) -> Plan:
+        """The convs that replace `conv`; raises ShapeError when a stage is not a valid conv."""
+
+    @abstractmethod
+    def error(self, spectra: LayerSpectra, options: VariantOptions, permute: bool) -> Approx:
+        """The optimal relative Frobenius error of the replacement; `permute` allows the grouped
+        variant's channel-permutation heuristic."""
+
+    @abstractmethod
+    def factorize(self, conv: Conv, t: np.ndarray, options: VariantOptions) -> Factorization:
+        """Weights for the plan's convs that reach the optimal error, from the group-major weight
+        `t` (g, C_in/g, C_out/g, *k)."""
+
+    def rank_step(self, conv: Conv) -> int:
+        """The step between valid values of the rank field."""
+        return 1
+
+    def smallest_rank(self, spectra: LayerSpectra, tol: float) -> int:
+        """The smallest valid rank whose optimal error is <= tol."""
+        raise NotImplementedError(f"variant {self.name!r} has no rank")
 
 
-def register_variant(name: str) -> Callable[[Builder], Builder]:
-    return VARIANTS.register(name)
+#: Every variant by name, in the order users see them (`convcost.variants` registers them).
+VARIANTS: Registry[str, Variant] = Registry("variant")
+
+
+def register_variant(variant: Variant) -> Variant:
+    """Add `variant` to VARIANTS; a second variant under one name raises DuplicateRegistration."""
+    return VARIANTS.add(variant.name, variant)
 
 
 def plan_variant(name: str, conv: Conv, options: VariantOptions) -> Plan:
     """Build variant `name` of `conv`; a stage whose shape is invalid makes it not applicable."""
     try:
-        return VARIANTS[name](conv, options)
+        return VARIANTS[name].plan(conv, options)
     except ShapeError as exc:
         return Plan.na(f"replacement is not a valid conv: {exc}")
 
 
-def _on_axes(values: tuple[int, ...], axes: set[int], fill: int) -> tuple[int, ...]:
-    """Keep `values` on `axes`, `fill` elsewhere."""
-    return tuple(v if i in axes else fill for i, v in enumerate(values))
+def factorize(variant: str, conv: Conv, options: VariantOptions | None = None,
+              weight: np.ndarray | None = None) -> Factorization:
+    """Weights for the convs of `plan_variant(variant, conv, options)` realizing the optimum.
+
+    `weight` is in the op's own layout (default: the conv's). Uses full SVDs (exact, slower
+    than the error path); meant for exporting a replacement and for checking that the reported
+    error is that of a runnable one.
+    """
+    from convcost.variants.spectra import group_major
+
+    if weight is None:
+        if conv.weight is None:
+            raise ValueError(f"conv {conv.name} has no weights")
+        weight = conv.weight()
+    return VARIANTS[variant].factorize(conv, group_major(conv, weight), options or VariantOptions())
 
 
 def active_axes(conv: Conv) -> list[int]:
-    """Spatial axes with extent > 1: the spatial variant makes one 1-D stage per axis here, in this order."""
+    """Spatial axes with extent > 1: the spatial variant makes one 1-D stage per axis here, in this
+    order, and its SVDs squeeze the other axes away."""
     return [i for i, k in enumerate(conv.kernel) if k > 1]
-
-
-def spatial_rank(conv: Conv, options: VariantOptions) -> int:
-    """Channels between the spatial variant's stages: --rank, or C_out."""
-    return options.rank or conv.out_channels
-
-
-@register_variant("spatial")
-def spatial(conv: Conv, options: VariantOptions) -> Plan:
-    """One 1-D conv per spatial axis with extent > 1: k x k -> (k x 1) then (1 x k).
-
-    Channels between stages: rank R (default C_out). Each axis's stride, padding and dilation go
-    to its own stage; axes with kernel 1 keep theirs in the first stage. Groups are kept, so a
-    depthwise k x k becomes two depthwise 1-D convs (9 -> 6 multiplications per output).
-    """
-    axes = active_axes(conv)
-    if conv.rank == 1:
-        return Plan.na("a 1-D conv has a single spatial axis; nothing to separate")
-    if not axes:
-        return Plan.na("a 1x1 conv has no spatial kernel to separate")
-    if len(axes) < 2:
-        return Plan.na(f"kernel {list(conv.kernel)} has extent > 1 on only one axis; already separable")
-    rank = spatial_rank(conv, options)
-    if rank % conv.groups:
-        return Plan.na(f"rank {rank} is not a multiple of groups={conv.groups}")
-    r = conv.rank
-    flat = [i for i in range(r) if i not in axes]
-    layers: list[Conv] = []
-    shape = conv.input_shape
-    for j, axis in enumerate(axes):
-        own = {axis, *(flat if j == 0 else ())}
-        last = j == len(axes) - 1
-        stage = make_conv(
-            name=f"{conv.name}/spatial.{j}",
-            op=conv.op,
-            input_shape=shape,
-            out_channels=conv.out_channels if last else rank,
-            kernel=_on_axes(conv.kernel, own, 1),
-            stride=_on_axes(conv.stride, own, 1),
-            padding=_on_axes(conv.padding[:r], own, 0) + _on_axes(conv.padding[r:], own, 0),
-            dilation=_on_axes(conv.dilation, own, 1),
-            groups=conv.groups,
-            bias=conv.bias and last,
-            output_padding=_on_axes(conv.output_padding, own, 0) if conv.op == "ConvTranspose" else None,
-            dtype=conv.dtype,
-        )
-        layers.append(stage)
-        shape = stage.output_shape
-    return Plan(True, None, tuple(layers))
-
-
-@register_variant("depthwise")
-def depthwise(conv: Conv, options: VariantOptions) -> Plan:
-    """Depthwise k x k (groups = C_in, depth multiplier m) then a 1 x 1 pointwise conv to C_out."""
-    if conv.is_pointwise:
-        return Plan.na("a 1x1 conv has no spatial kernel to make depthwise")
-    if conv.is_depthwise:
-        return Plan.na("already depthwise (groups = C_in)")
-    m = options.depth_multiplier
-    dw = make_conv(
-        name=f"{conv.name}/depthwise",
-        op=conv.op,
-        input_shape=conv.input_shape,
-        out_channels=m * conv.in_channels,
-        kernel=conv.kernel,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.in_channels,
-        bias=False,
-        output_padding=conv.output_padding or None,
-        dtype=conv.dtype,
-    )
-    pw = make_conv(
-        name=f"{conv.name}/pointwise",
-        op="Conv",
-        input_shape=dw.output_shape,
-        out_channels=conv.out_channels,
-        kernel=(1,) * conv.rank,
-        bias=conv.bias,
-        dtype=conv.dtype,
-    )
-    return Plan(True, None, (dw, pw))
-
-
-@register_variant("grouped")
-def grouped(conv: Conv, options: VariantOptions) -> Plan:
-    """The same conv with `groups = G`; G must be a multiple of the current groups."""
-    g = options.groups
-    if conv.is_depthwise:
-        return Plan.na("already depthwise (groups = C_in)")
-    if g == conv.groups:
-        return Plan.na(f"already has groups={g}")
-    if g % conv.groups:
-        return Plan.na(f"groups={g} is not a multiple of the current groups={conv.groups}")
-    if conv.in_channels % g or conv.out_channels % g:
-        return Plan.na(
-            f"groups={g} does not divide C_in={conv.in_channels} and C_out={conv.out_channels}"
-        )
-    return Plan(True, None, (conv.with_changes(name=f"{conv.name}/grouped", groups=g),))

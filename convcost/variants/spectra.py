@@ -1,38 +1,32 @@
-"""How much of a trained kernel each variant can keep: the optimal relative Frobenius error.
+"""What the variants share to fit a trained weight: the weight group-major, its energy and SVDs.
 
-For every variant the set of kernels it can express is known in closed form, so the best
-approximation Ŵ and its error ‖W − Ŵ‖/‖W‖ come from SVDs (Eckart–Young):
+Every variant's set of expressible kernels is known in closed form, so the best approximation Ŵ
+and its relative Frobenius error ‖W − Ŵ‖/‖W‖ come from SVDs (Eckart–Young) of reshapes of the
+group-major weight; each variant's own module says which. `LayerSpectra` holds one conv's weight
+for all of them, with a memo so the SVDs behind every rank are done once; `Factorization` holds
+the runnable factors a variant returns.
 
-- spatial, rank R: per group, W as a (C_in/g·k_a) × (C_out/g·k_b) matrix has rank ≤ R/g;
-  error = tail singular values. Three axes with extent > 1 (the variant's three 1-D stages)
-  form a tensor train of ranks (R, R); TT-SVD in both sweep directions gives an achievable
-  error, and the two single unfoldings give a lower bound on the optimum (reported too).
-- depthwise, multiplier m: per input channel the C_out × prod(k) slice has rank ≤ m.
-- grouped, G groups: the kernel outside the G diagonal blocks is lost; a channel permutation
-  heuristic (documented in docs/approx.md) is reported beside it.
-
-Only numpy is used (never torch), so the ONNX and YAML paths stay light. Weights are loaded
-when the first variant of a layer asks and dropped when the next layer comes.
+Only numpy is used (never torch), so the ONNX and YAML paths stay light; this module is imported
+only when a layer has weights.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from convcost.ir.model import Conv
 from convcost.util.errors import InputError
-from convcost.variants.base import Approx, VariantOptions, active_axes, spatial_rank
 
 #: Above this smaller matrix side, squared singular values come from the Gram matrix's
 #: eigenvalues (about 3x faster than LAPACK's SVD here; absolute error ~1e-7 on the relative error).
 GRAM_ABOVE = 384
 
-#: Balanced k-means rounds seeding the grouped variant's channel permutation.
-KMEANS_ROUNDS = 2
+T = TypeVar("T")
 
 
 # --- linear algebra helpers --------------------------------------------------------------------
@@ -56,18 +50,39 @@ def tails(sq: np.ndarray) -> np.ndarray:
     return np.concatenate([rev, np.zeros((*sq.shape[:-1], 1))], axis=-1)
 
 
-def _tail_at(t: np.ndarray, r: int) -> float:
+def tail_at(t: np.ndarray, r: int) -> float:
     """Energy lost at rank r from a summed tails vector (0 beyond full rank)."""
     return float(t[min(r, len(t) - 1)])
 
 
-def _left_basis(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def smallest_within(t: np.ndarray, limit: float) -> int:
+    """The smallest rank >= 1 whose energy lost in a summed tails vector is <= limit."""
+    return int((t[1:] <= limit).argmax()) + 1
+
+
+def left_basis(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Squared singular values (descending) and left singular vectors of a stack (..., p, q)."""
     if min(m.shape[-2:]) <= GRAM_ABOVE:
         u, s, _ = np.linalg.svd(m, full_matrices=False)
         return s * s, u
     ev, vec = np.linalg.eigh(m @ np.swapaxes(m, -1, -2))
     return np.clip(ev[..., ::-1], 0.0, None), vec[..., ::-1]
+
+
+def svd_split(m: np.ndarray, r: int, weight_on: str = "both") -> tuple[np.ndarray, np.ndarray]:
+    """m (..., p, q) ≈ left (..., p, r) @ right (..., r, q): truncated SVD, zero-padded to r.
+
+    The singular values go to `weight_on` ("left", "right" or sqrt to "both"); a TT-SVD sweep
+    needs the side it leaves behind orthonormal so the next truncation stays optimal.
+    """
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    k = min(r, s.shape[-1])
+    power = {"left": (1.0, 0.0), "right": (0.0, 1.0), "both": (0.5, 0.5)}[weight_on]
+    left = np.zeros((*m.shape[:-2], m.shape[-2], r))
+    right = np.zeros((*m.shape[:-2], r, m.shape[-1]))
+    left[..., :k] = u[..., :k] * (s[..., :k] ** power[0])[..., None, :]
+    right[..., :k, :] = (s[..., :k] ** power[1])[..., :, None] * vt[..., :k, :]
+    return left, right
 
 
 # --- the weight, group-major ---------------------------------------------------------------------
@@ -99,25 +114,17 @@ def to_layout(op: str, core: np.ndarray) -> np.ndarray:
     return np.swapaxes(core, 1, 2).reshape(g * co, ci, *k)
 
 
-def _squeezed(conv: Conv, t: np.ndarray) -> np.ndarray:
-    """(g, ci, co, k_a0, k_a1[, k_a2]) over the active axes only (flat axes have extent 1)."""
-    return t.reshape(*t.shape[:3], *(conv.kernel[a] for a in active_axes(conv)))
-
-
-# --- per-layer spectra, computed once and shared by the variants and --rank auto ---------------
+# --- one conv's weight, shared by the variants and --rank auto ------------------------------------
 
 @dataclass
 class LayerSpectra:
-    """Everything about one conv's weight that the error of any rank or grouping needs."""
+    """One conv's group-major weight `t` and its energy; `memo` keeps what the variants derive
+    from it (keyed by variant name first), so every rank and grouping reuses one set of SVDs."""
 
     conv: Conv
-    t: np.ndarray  # group-major weight
+    t: np.ndarray
     energy: float = 0.0
-    _spatial: np.ndarray | None = None
-    _tt: dict[int, tuple[float, float]] = field(default_factory=dict)
-    _tt_bases: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-    _depthwise: np.ndarray | None = None
-    _grouped: dict[int, tuple[float, float | None]] = field(default_factory=dict)
+    memo: dict[Hashable, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.energy = float(np.sum(self.t * self.t))
@@ -126,223 +133,14 @@ class LayerSpectra:
         """sqrt(lost energy / total): the relative Frobenius error (0 for an all-zero kernel)."""
         return math.sqrt(max(lost, 0.0) / self.energy) if self.energy > 0 else 0.0
 
-    # spatial, two active axes: one SVD per group gives every rank at once
-    def spatial_tails(self) -> np.ndarray:
-        if self._spatial is None:
-            s = _squeezed(self.conv, self.t)
-            g, ci, co, ka, kb = s.shape
-            m = s.transpose(0, 1, 3, 2, 4).reshape(g, ci * ka, co * kb)
-            self._spatial = tails(sq_singular_values(m)).sum(axis=0)
-        return self._spatial
-
-    def spatial_max_rank(self) -> int:
-        """Per-group rank beyond which the spatial error is 0."""
-        s = _squeezed(self.conv, self.t)
-        if s.ndim == 5:
-            return min(s.shape[1] * s.shape[3], s.shape[2] * s.shape[4])
-        _, ci, co, k0, k1, k2 = s.shape
-        return max(min(ci * k0, k1 * k2 * co), min(ci * k0 * k1, k2 * co))
-
-    # spatial, three active axes: a tensor train (C_in,k0) -r- k1 -r- (k2,C_out)
-    def spatial_tt(self, r: int) -> tuple[float, float]:
-        """(achievable, lower bound) lost energy at per-group rank r: best TT-SVD sweep per group."""
-        if r not in self._tt:
-            s = _squeezed(self.conv, self.t)
-            g, ci, co, k0, k1, k2 = s.shape
-            x = s.transpose(0, 1, 3, 4, 5, 2)  # (g, ci, k0, k1, k2, co)
-            m1 = x.reshape(g, ci * k0, k1 * k2 * co)
-            m2 = x.reshape(g, ci * k0 * k1, k2 * co)
-            if self._tt_bases is None:
-                ev1, u1 = _left_basis(m1)
-                ev2, v2 = _left_basis(np.swapaxes(m2, 1, 2))
-                self._tt_bases = (ev1, u1, ev2, v2)
-            ev1, u1, ev2, v2 = self._tt_bases
-            first_l = tails(ev1)[:, min(r, ev1.shape[1])]
-            first_r = tails(ev2)[:, min(r, ev2.shape[1])]
-            ur = u1[:, :, :r]
-            rest_l = (np.swapaxes(ur, 1, 2) @ m1).reshape(g, ur.shape[2] * k1, k2 * co)
-            vr = v2[:, :, :r]
-            rest_r = (m2 @ vr).reshape(g, ci * k0, k1 * vr.shape[2])
-            second_l = tails(sq_singular_values(rest_l))[:, min(r, min(rest_l.shape[1:]))]
-            second_r = tails(sq_singular_values(rest_r))[:, min(r, min(rest_r.shape[1:]))]
-            lost = np.minimum(first_l + second_l, first_r + second_r)
-            self._tt[r] = (float(lost.sum()), float(np.maximum(first_l, first_r).sum()))
-        return self._tt[r]
-
-    def depthwise_tails(self) -> np.ndarray:
-        if self._depthwise is None:
-            g, ci, co = self.t.shape[:3]
-            m = self.t.reshape(g * ci, co, -1)
-            self._depthwise = tails(sq_singular_values(m)).sum(axis=0)
-        return self._depthwise
-
-    def grouped(self, groups: int, permute: bool) -> tuple[float, float | None]:
-        """(lost energy keeping the G diagonal blocks, the same after the permutation heuristic)."""
-        if groups not in self._grouped or (permute and self._grouped[groups][1] is None):
-            g, ci, co = self.t.shape[:3]
-            h = groups // g
-            e = (self.t * self.t).reshape(g, ci, co, -1).sum(axis=-1)
-            # summed directly (not total - kept), so an exact block structure gives exactly 0
-            off = 1.0 - np.eye(h)
-            lost = float(np.einsum("gaibj,ab->", e.reshape(g, h, ci // h, h, co // h), off))
-            permuted: float | None = None
-            if permute:
-                dense = dense_energy(e)
-                rows, cols = block_labels(dense, groups)
-                permuted = float(np.sum(dense, where=rows[:, None] != cols[None, :]))
-            self._grouped[groups] = (lost, permuted)
-        return self._grouped[groups]
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """memo[key], computed by `compute()` the first time it is asked for."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return cast(T, self.memo[key])
 
 
-# --- channel permutation heuristic for the grouped variant ---------------------------------------
-
-def dense_energy(e: np.ndarray) -> np.ndarray:
-    """Per-group energies (g, ci, co) -> the dense (C_out, C_in) energy matrix (zero off-group)."""
-    g, ci, co = e.shape
-    dense = np.zeros((g * co, g * ci))
-    for i in range(g):
-        dense[i * co:(i + 1) * co, i * ci:(i + 1) * ci] = e[i].T
-    return dense
-
-
-def kept_mass(e: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
-    """Energy inside the blocks where an output's label equals an input's label."""
-    return float(np.sum(e, where=rows[:, None] == cols[None, :]))
-
-
-def _group_sums(e: np.ndarray, labels: np.ndarray, groups: int) -> np.ndarray:
-    """score[i, k] = sum of e[i, j] over the j labelled k."""
-    return np.asarray(e @ np.eye(groups)[labels])
-
-
-def _balanced_refine(score: np.ndarray, labels: np.ndarray, sweeps: int = 10) -> np.ndarray:
-    """Maximize sum(score[i, labels[i]]) keeping group sizes: exact two-group exchanges, repeated.
-
-    For two groups the best split of their members sorts them by score[:, a] - score[:, b];
-    sweeping the pairs that can still gain until nothing moves is block-coordinate ascent.
-    """
-    labels = labels.copy()
-    n, groups = score.shape
-    eps = 1e-12 * float(np.abs(score).sum() + 1e-300)
-    for _ in range(sweeps):
-        # best[a, b]: the most one member of a gains by moving to b; a swap needs both ways > 0
-        gain = score - score[np.arange(n), labels][:, None]
-        best = np.full((groups, groups), -np.inf)
-        np.maximum.at(best, labels, gain)
-        pairs = np.argwhere(np.triu(best + best.T > eps, 1))
-        moved = False
-        for a, b in pairs:
-            members = np.flatnonzero((labels == a) | (labels == b))
-            n_a = int(np.count_nonzero(labels[members] == a))
-            diff = score[members, a] - score[members, b]
-            new = np.full(len(members), b)
-            new[np.argsort(-diff, kind="stable")[:n_a]] = a
-            if float(diff[new == a].sum() - diff[labels[members] == a].sum()) > eps:
-                labels[members] = new
-                moved = True
-        if not moved:
-            break
-    return labels
-
-
-def _alternate(e: np.ndarray, rows: np.ndarray, cols: np.ndarray, groups: int,
-               rounds: int = 8) -> tuple[np.ndarray, np.ndarray, float]:
-    """Alternately re-assign outputs (inputs fixed) and inputs (outputs fixed); mass never drops."""
-    best = kept_mass(e, rows, cols)
-    for _ in range(rounds):
-        rows = _balanced_refine(_group_sums(e, cols, groups), rows)
-        score = _group_sums(e.T, rows, groups)
-        cols = _balanced_refine(score, cols)
-        mass = float(score[np.arange(len(cols)), cols].sum())
-        if mass <= best * (1 + 1e-3):  # converged (to 0.1 % of the kept energy)
-            best = max(best, mass)
-            break
-        best = mass
-    return rows, cols, best
-
-
-def _spectral_labels(e: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Balanced spectral co-clustering (Dhillon 2001): rows and columns embedded together."""
-    n_out, n_in = e.shape
-    d_r, d_c = e.sum(axis=1), e.sum(axis=0)
-    inv_r = np.where(d_r > 0, 1 / np.sqrt(np.where(d_r > 0, d_r, 1)), 0.0)
-    inv_c = np.where(d_c > 0, 1 / np.sqrt(np.where(d_c > 0, d_c, 1)), 0.0)
-    a = e * inv_r[:, None] * inv_c[None, :]
-    rng = np.random.default_rng(0)
-    q = np.linalg.qr(rng.standard_normal((n_in, min(groups + 4, n_in))))[0]
-    for _ in range(8):  # subspace iteration for the top singular vectors
-        q = np.linalg.qr(a.T @ (a @ q))[0]
-    u, _, vt = np.linalg.svd(a @ q, full_matrices=False)
-    u, v = u[:, :groups], (q @ vt.T)[:, :groups]
-    points = np.vstack([u * inv_r[:, None], v * inv_c[:, None]])
-    norms = np.linalg.norm(points, axis=1, keepdims=True)
-    points = points / np.where(norms > 0, norms, 1.0)
-    centers = [points[int(np.argmax(norms))]]  # farthest-point initialisation
-    for _ in range(1, groups):
-        dist = np.min([np.sum((points - c) ** 2, axis=1) for c in centers], axis=0)
-        centers.append(points[int(np.argmax(dist))])
-    rows, cols = np.arange(n_out) * groups // n_out, np.arange(n_in) * groups // n_in
-    for _ in range(KMEANS_ROUNDS):  # balanced k-means: rows and columns keep equal group sizes
-        c = np.array(centers)
-        dist = -np.sum((points[:, None, :] - c[None]) ** 2, axis=2)
-        rows = _balanced_refine(dist[:n_out], rows)
-        cols = _balanced_refine(dist[n_out:], cols)
-        labels = np.concatenate([rows, cols])
-        centers = [points[labels == k].mean(axis=0) for k in range(groups)]
-    return rows, cols
-
-
-def block_labels(e: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Output and input group labels (G equal groups each) keeping most of the energy in blocks.
-
-    Balanced spectral co-clustering seeds the groups; alternating exact two-group exchanges
-    polish them. Should that keep less than the plain contiguous grouping, the plain one is
-    returned, so the permuted error never exceeds the unpermuted one.
-    """
-    n_out, n_in = e.shape
-    identity = (np.arange(n_out) * groups // n_out, np.arange(n_in) * groups // n_in)
-    if groups == 1 or e.sum() <= 0:
-        return identity
-    rows, cols, mass = _alternate(e, *_spectral_labels(e, groups), groups)
-    return (rows, cols) if mass > kept_mass(e, *identity) else identity
-
-
-# --- the error functions, one per variant -----------------------------------------------------------
-
-ErrorFn = Callable[[LayerSpectra, VariantOptions, bool], Approx]
-ERRORS: dict[str, ErrorFn] = {}
-
-
-def register_error(name: str) -> Callable[[ErrorFn], ErrorFn]:
-    def wrap(fn: ErrorFn) -> ErrorFn:
-        ERRORS[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_error("spatial")
-def _spatial_error(s: LayerSpectra, options: VariantOptions, permute: bool) -> Approx:
-    r = spatial_rank(s.conv, options) // s.conv.groups
-    if len(active_axes(s.conv)) == 2:
-        return Approx(s.relative(_tail_at(s.spatial_tails(), r)))
-    lost, bound = s.spatial_tt(r)
-    return Approx(s.relative(lost), {"approx_error_lower_bound": s.relative(bound)})
-
-
-@register_error("depthwise")
-def _depthwise_error(s: LayerSpectra, options: VariantOptions, permute: bool) -> Approx:
-    return Approx(s.relative(_tail_at(s.depthwise_tails(), options.depth_multiplier)))
-
-
-@register_error("grouped")
-def _grouped_error(s: LayerSpectra, options: VariantOptions, permute: bool) -> Approx:
-    lost, permuted = s.grouped(options.groups, permute)
-    extra = {"approx_error_permuted": s.relative(permuted)} if permuted is not None else {}
-    return Approx(s.relative(lost), extra)
-
-
-# --- the factors themselves: a runnable replacement with exactly that error ------------------------
+# --- the factors themselves: a runnable replacement with exactly the optimal error -------------------
 
 @dataclass(frozen=True)
 class Factorization:
@@ -351,112 +149,3 @@ class Factorization:
     stages: list[np.ndarray]
     kernel: np.ndarray
 
-
-def _axis_kernel(conv: Conv, axis: int, values: np.ndarray) -> np.ndarray:
-    """(..., k_axis) -> (..., *kernel) with extent 1 on every other spatial axis."""
-    shape = [1] * conv.rank
-    shape[axis] = conv.kernel[axis]
-    return values.reshape(*values.shape[:-1], *shape)
-
-
-def _svd_split(m: np.ndarray, r: int, weight_on: str = "both") -> tuple[np.ndarray, np.ndarray]:
-    """m (..., p, q) ≈ left (..., p, r) @ right (..., r, q): truncated SVD, zero-padded to r.
-
-    The singular values go to `weight_on` ("left", "right" or sqrt to "both"); a TT-SVD sweep
-    needs the side it leaves behind orthonormal so the next truncation stays optimal.
-    """
-    u, s, vt = np.linalg.svd(m, full_matrices=False)
-    k = min(r, s.shape[-1])
-    power = {"left": (1.0, 0.0), "right": (0.0, 1.0), "both": (0.5, 0.5)}[weight_on]
-    left = np.zeros((*m.shape[:-2], m.shape[-2], r))
-    right = np.zeros((*m.shape[:-2], r, m.shape[-1]))
-    left[..., :k] = u[..., :k] * (s[..., :k] ** power[0])[..., None, :]
-    right[..., :k, :] = (s[..., :k] ** power[1])[..., :, None] * vt[..., :k, :]
-    return left, right
-
-
-def _factor_spatial(conv: Conv, t: np.ndarray, options: VariantOptions) -> Factorization:
-    axes = active_axes(conv)
-    r = spatial_rank(conv, options) // conv.groups
-    s = _squeezed(conv, t)
-    g, ci, co = s.shape[:3]
-    ks = [conv.kernel[a] for a in axes]
-    x = np.moveaxis(s, 2, -1)  # (g, ci, k_a0, ..., co)
-    if len(axes) == 2:
-        left, right = _svd_split(x.reshape(g, ci * ks[0], ks[1] * co), r)
-        cores = [left.reshape(g, ci, ks[0], r).transpose(0, 1, 3, 2),  # (g, in, out, k)
-                 right.reshape(g, r, ks[1], co).transpose(0, 1, 3, 2)]
-    else:  # TT-SVD, left to right and right to left; each group keeps its better sweep
-        k0, k1, k2 = ks
-        a, rest = _svd_split(x.reshape(g, ci * k0, k1 * k2 * co), r, "right")
-        b, c = _svd_split(rest.reshape(g, r * k1, k2 * co), r)
-        lr = [a.reshape(g, ci, k0, r).transpose(0, 1, 3, 2), b.reshape(g, r, k1, r).transpose(0, 1, 3, 2),
-              c.reshape(g, r, k2, co).transpose(0, 1, 3, 2)]
-        rest2, c2 = _svd_split(x.reshape(g, ci * k0 * k1, k2 * co), r, "left")
-        a2, b2 = _svd_split(rest2.reshape(g, ci * k0, k1 * r), r)
-        rl = [a2.reshape(g, ci, k0, r).transpose(0, 1, 3, 2), b2.reshape(g, r, k1, r).transpose(0, 1, 3, 2),
-              c2.reshape(g, r, k2, co).transpose(0, 1, 3, 2)]
-
-        def compose(cs: list[np.ndarray]) -> np.ndarray:
-            return np.einsum("giaP,gabQ,gboR->giPQRo", *cs).reshape(x.shape)
-        err_lr = ((compose(lr) - x) ** 2).reshape(g, -1).sum(axis=1)
-        err_rl = ((compose(rl) - x) ** 2).reshape(g, -1).sum(axis=1)
-        pick = (err_rl < err_lr)[:, None, None, None]
-        cores = [np.where(pick, q, p) for p, q in zip(lr, rl, strict=True)]
-    stages = [to_layout(conv.op, _axis_kernel(conv, axis, core))
-              for axis, core in zip(axes, cores, strict=True)]
-    spec = "gira,grob->gioab" if len(axes) == 2 else "gira,grsb,gsoc->gioabc"
-    full = np.einsum(spec, *cores).reshape(t.shape)  # flat axes have extent 1
-    return Factorization(stages, to_layout(conv.op, full))
-
-
-def _factor_depthwise(conv: Conv, t: np.ndarray, options: VariantOptions) -> Factorization:
-    g, ci, co = t.shape[:3]
-    m = options.depth_multiplier
-    k = conv.kernel
-    left, right = _svd_split(t.reshape(g, ci, co, -1), m)  # (g, ci, co, m), (g, ci, m, K)
-    n_in = g * ci
-    pointwise = np.zeros((conv.out_channels, n_in * m))
-    for gi in range(g):
-        for c in range(ci):
-            ch = gi * ci + c
-            pointwise[gi * co:(gi + 1) * co, ch * m:(ch + 1) * m] = left[gi, c]
-    dw = right.reshape(n_in, m, *k)  # ConvTranspose depthwise layout (C_in, m, *k)
-    if conv.op == "Conv":
-        dw = dw.reshape(n_in * m, 1, *k)
-    stages = [dw, pointwise.reshape(*pointwise.shape, *(1,) * conv.rank)]
-    hat = (left @ right).reshape(t.shape)
-    return Factorization(stages, to_layout(conv.op, hat))
-
-
-def _factor_grouped(conv: Conv, t: np.ndarray, options: VariantOptions) -> Factorization:
-    g, ci, co = t.shape[:3]
-    h = options.groups // g
-    blocks = t.reshape(g, h, ci // h, h, co // h, *conv.kernel)
-    kept = np.einsum("gaiajk->gaijk", blocks.reshape(g, h, ci // h, h, co // h, -1))
-    core = kept.reshape(g * h, ci // h, co // h, *conv.kernel)
-    hat = np.zeros_like(blocks)
-    for a in range(h):
-        hat[:, a, :, a] = blocks[:, a, :, a]
-    return Factorization([to_layout(conv.op, core)], to_layout(conv.op, hat.reshape(t.shape)))
-
-
-FACTORS: dict[str, Callable[[Conv, np.ndarray, VariantOptions], Factorization]] = {
-    "spatial": _factor_spatial,
-    "depthwise": _factor_depthwise,
-    "grouped": _factor_grouped,
-}
-
-
-def factorize(variant: str, conv: Conv, options: VariantOptions | None = None,
-              weight: np.ndarray | None = None) -> Factorization:
-    """Weights for the convs of `plan_variant(variant, conv, options)` realizing the optimum.
-
-    Uses full SVDs (exact, slower than the error path); meant for exporting a replacement
-    and for checking that the reported error is that of a runnable one.
-    """
-    if weight is None:
-        if conv.weight is None:
-            raise ValueError(f"conv {conv.name} has no weights")
-        weight = conv.weight()
-    return FACTORS[variant](conv, group_major(conv, weight), options or VariantOptions())
