@@ -11,6 +11,7 @@ from convcost.loaders import LOADERS, Loader, register_loader
 from convcost.loaders.onnx.ops import HANDLERS, RULES
 from convcost.loaders.spec import SHAPE_OPS
 from convcost.util.registry import DuplicateRegistration, Registry
+from convcost.variants import SPATIAL, register_variant
 
 
 def test_registry_keeps_order_and_refuses_a_duplicate() -> None:
@@ -30,6 +31,7 @@ def test_registry_keeps_order_and_refuses_a_duplicate() -> None:
     lambda: HANDLERS.add(("", "Conv"), lambda ctx, node, index: None),
     lambda: RULES.add(("", "Conv"), lambda node, shapes, types: None),
     lambda: SHAPE_OPS.add("conv", lambda *args: ()),
+    lambda: register_variant(SPATIAL),
 ])
 def test_each_registry_of_convcost_refuses_a_duplicate(register) -> None:
     before = {"kinds": KINDS, "loaders": list(LOADERS)}

@@ -23,7 +23,7 @@ class Device(Protocol):
     def estimate(self, op: Op, dtype: str) -> Estimate: ...
 
 
-#: Weight-based approximation error of a variant (SVD, see `convcost.variants.spectra`): a float, an
+#: Weight-based approximation error of a variant (SVD, see each `Variant.error`): a float, an
 #: `Approx` carrying extra keys, or None.
 ApproxFn = Callable[[str, Conv, VariantOptions], float | Approx | None]
 
