@@ -84,6 +84,11 @@ def test_every_shipped_profile_loads_with_a_source_for_every_figure(name: str) -
         numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", src.replace(",", ""))]
         quoted = any(abs(n - value) <= 0.01 * value or abs(n * 1000 - value) <= 0.01 * value for n in numbers)
         assert quoted or src.startswith(("computed", "estimate")), (field, src)
+    # A source names a document a user can read or the machine and date of a calibration, never a
+    # benchmark run label or a section of the project's own results log.
+    for field, _, source in figures:
+        assert not re.search(r"RESULTS|\b[Ii]ssue\b|\brun [A-Z]{1,2}\b|\bsession\b", source), (field, source)
+    assert not re.search(r"RESULTS|\b[Ii]ssue\b|\brun [A-Z]{1,2}\b|\bsession\b", path.read_text()), path.name
 
 
 def test_edgetpu_runs_depthwise_badly() -> None:

@@ -91,7 +91,7 @@ def _full() -> list[Conv]:
     ops += [_conv(16, 64, 1, 16, rank=3), _conv(256, 64, 1, 8, rank=3), _conv(64, 64, 3, 16, 2, rank=3),
             _conv(32, 32, 3, 16, groups=4, rank=3)]
     # Video-shaped clips (few frames, wide maps) on both sides of PyTorch's oneDNN / vol2col line
-    # (latency.NATIVE_PLANE): the same conv can run at half the rate just below it.
+    # (kinds.NATIVE_PLANE): the same conv can run at half the rate just below it.
     ops += [_conv(c, c, 3, hw, rank=3, depth=d) for c, d, hw in ((64, 16, 28), (256, 8, 14), (32, 16, 56), (512, 4, 7))]
     ops += [_conv(cin, cout, k, hw, s, op="ConvTranspose") for cin, cout, k, hw, s in (
         (128, 64, 4, 14, 2), (32, 16, 3, 56, 2), (256, 128, 2, 28, 2), (64, 64, 3, 28, 1), (512, 256, 4, 7, 2),

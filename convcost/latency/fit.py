@@ -60,16 +60,16 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
 #: ("memory") for MEMORY_KINDS. `fit_roofline(fills=())` fits efficiencies and overheads alone.
 FILLS = ("pixels", "out_channels", "reduction", "work", "memory")
 #: Kinds fitted with the work factor (N x K) instead of separate out_channels and reduction ones
-#: (latency.Saturation says why). Scored offline on seven sets of model measurements against 21
-#: calibrations (benchmarks/latency_offline.py): dense alone gave the most models within 10%;
-#: adding pointwise gave better layers but fewer whole models, grouped and small-channel worse both.
+#: (roofline.Saturation says why). Scored offline on seven sets of model measurements against 21
+#: calibrations (benchmarks/latency_offline.py), dense alone gives the most models within 10%;
+#: adding pointwise gives better layers but fewer whole models, grouped and small-channel worse on both.
 WORK_KINDS = ("dense",)
 #: Kinds fitted with a memory share (Roofline.memory_efficiency); the rest move their bytes at the
-#: copy's bandwidth. Depthwise convs read and write cold data at about half of it. Fitted for
-#: every kind, the share also went to grouped convs (0.15-0.18): it explained the narrow groups'
-#: slow compute (a 128 -> 128 conv in 32 groups runs at 9 GFLOP/s) as memory traffic, and priced
-#: a 4-group 1x1 conv on a large map as memory-bound at 2.6 GB/s, 80% too slow, so most grouped
-#: variants of MobileNet v2's 1x1 convs got the wrong sign (benchmarks/RESULTS.md, fifth session).
+#: copy's bandwidth. Depthwise convs read and write cold data at about half of it. Not every kind:
+#: fitted for grouped convs too, the share comes out at 0.15-0.18, explaining the narrow groups'
+#: slow compute (a 128 -> 128 conv in 32 groups runs at 9 GFLOP/s) as memory traffic, and prices a
+#: 4-group 1x1 conv on a large map as memory-bound at 2.6 GB/s, 80% too slow, so most grouped
+#: variants of MobileNet v2's 1x1 convs get the wrong speed-up sign (benchmarks/RESULTS.md).
 MEMORY_KINDS = ("depthwise",)
 
 

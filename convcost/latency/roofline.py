@@ -53,7 +53,7 @@ class Saturation:
     in place of the separate out_channels and reduction factors. On the reference machine a
     dense 3x3 conv on a 56x56 map runs at 70 GFLOP/s for 32 -> 32 channels (N x K = 9,216) but at
     88-91 for 32 -> 128, 64 -> 64 and 128 -> 32 (all 36,864): N and K trade against each other,
-    which a product of two factors cannot say (it priced DenseNet's 128 -> 32 growth convs like
+    which a product of two factors cannot say (it prices DenseNet's 128 -> 32 growth convs like
     32 -> 32 ones, 20% too slow). Whichever form the nearest kind in the lineage states applies
     (work, where a kind states both).
     """

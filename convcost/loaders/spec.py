@@ -1,4 +1,4 @@
-"""YAML layer specs (PRODUCT.md): a model written by hand, with shapes propagated layer by layer.
+"""YAML layer specs (README, "YAML layer spec"): a model written by hand, with shapes propagated layer by layer.
 
 ```yaml
 name: tiny

@@ -1,0 +1,7 @@
+"""The PyTorch loaders: TorchScript archives and `module:factory` models, run once on zeros.
+
+`torchscript` recognises `.pt` files without importing torch or unpickling anything and loads
+archives, `factory` imports and calls a user's `module:factory`, and `capture` runs either model
+under a dispatch mode that records every conv and matrix multiply. Only `capture` imports torch at
+the top, and the loaders import it only when a model is loaded.
+"""
