@@ -1,7 +1,8 @@
-"""Output formats: one registry, one dispatch."""
+"""Output formats: one registry, one dispatch, and savings that read as words."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from convcost.render import FORMATS, CheckReport, FormatError, formats_for, render
 from convcost.render.csvfmt import CsvFormat
 from convcost.render.jsonfmt import JsonFormat
+from convcost.render.numbers import compared, times
 from convcost.util.registry import DuplicateRegistration
 from tests.conftest import ROOT, assert_one_line_error, run_cli
 
@@ -52,6 +54,38 @@ def test_render_refuses_a_format_without_the_document():
 def test_every_command_refuses_a_format_in_the_same_words(args, choices):
     fmt = args[-1]
     assert_one_line_error(run_cli(*args), f"--format {fmt!r}: choose one of {choices}")
+
+
+@pytest.mark.parametrize("original,variant,words", [
+    (8_700, 1_000, "8.7x fewer"),
+    (1_000, 1_050, "1.05x more"),
+    (4_096, 4_096, "same"),
+    (4_096, 0, "costs nothing"),
+    (0, 0, "same"),
+    (0, 10, "up from none"),
+    (10_000, 9_997, "1.0003x fewer"),  # not '1x fewer': as many digits as tell it from 1
+    (200_000, 1_000, "200x fewer"),
+    (10_000_000, 9_999_999, "about the same"),
+])
+def test_a_saving_reads_as_words(original, variant, words):
+    assert compared(original, variant) == words
+
+
+def test_a_ratio_cell_never_says_inf():
+    assert [times(r) for r in (8.694, 0.952, 1.0, 150.2, float("inf"), None)] == \
+        ["8.69x", "0.952x", "1x", "150x", "free", "n/a"]
+
+
+def test_the_summary_says_fewer_more_and_same():
+    """The seed's 5x5 conv on 3 channels: spatial costs more, depthwise-separable fewer, grouped applies
+    to no conv (the same)."""
+    out = run_cli("analyze", SEED).out
+    assert "With spatial where it applies: 335.9K params (13.8x more), 21.44M MACs (15.6x more)" in out
+    assert "With depthwise where it applies: 5.973K params (4.07x fewer), 204.0K MACs (6.76x fewer)" in out
+    assert "With grouped where it applies: 24.33K params (same), 1.379M MACs (same)" in out
+    assert not re.search(r"\((0\.\d+|1)x fewer\)|\binf\b", out)
+    md = run_cli("analyze", SEED, "-f", "markdown").out
+    assert "- With spatial where it applies: 335.9K params (13.8x more), 21.44M MACs (15.6x more)" in md
 
 
 def test_start_up_imports_no_renderer_dependency():
