@@ -37,8 +37,8 @@ ONNX_TOOL = ("import sys, onnx_tool\nm = onnx_tool.Model(sys.argv[1])\nm.graph.s
              "m.graph.profile()\nprint(m.graph.macs)")
 #: The same pipeline as `convcost analyze -f json`, without the command-line framework.
 LEAN = ("import sys\nfrom convcost.cli.common import emit, make_view\nfrom convcost.cli.options import Options\n"
-        "from convcost.analysis.pipeline import run\nfrom convcost.render import renderer\n"
-        "emit(renderer('json')(run(Options().request(sys.argv[1])), make_view('order', None, None)), None)")
+        "from convcost.analysis.pipeline import run\nfrom convcost.render import render\n"
+        "emit(render('analysis', 'json', run(Options().request(sys.argv[1])), make_view('order', None, None)), None)")
 ONNX_LOAD = "import sys, onnx\nonnx.load(sys.argv[1])"
 FLOOR = "`python -c 'import onnx'` (floor)"
 

@@ -22,7 +22,7 @@ from convcost.cli.options import Options
 from convcost.cost import cost_of
 from convcost.ir.model import Conv, Model
 from convcost.ir.shapes import make_conv
-from convcost.render import View, renderer
+from convcost.render import View, render
 from convcost.util.errors import UsageError
 from convcost.variants import plan_variant
 from convcost.variants.approximator import Approximator, approx_error
@@ -357,7 +357,7 @@ def weighted_model() -> Model:
 
 def test_analysis_reports_errors_only_with_weights(weighted_model):
     request = Options().request("toy.onnx")
-    data = json.loads(renderer("json")(run(request, weighted_model), View()))
+    data = json.loads(render("analysis", "json", run(request, weighted_model), View()))
     sep = data["layers"][0]["variants"]
     assert sep["spatial"]["approx_error"] < 1e-9  # an outer product at R = C_out
     assert 0 < sep["depthwise"]["approx_error"] < 1
@@ -365,12 +365,13 @@ def test_analysis_reports_errors_only_with_weights(weighted_model):
     assert "approx_error_permuted" in data["layers"][1]["variants"]["grouped"]
     bare = Model("toy", "spec", "toy.yaml", weighted_model.inputs,
                  [c.with_changes(weight=None) for c in weighted_model.convs])
-    plain = json.loads(renderer("json")(run(request, bare), View()))
+    plain = json.loads(render("analysis", "json", run(request, bare), View()))
     for layer in plain["layers"]:
         for v in layer["variants"].values():
             assert v["approx_error"] is None and "approx_error_permuted" not in v
-    assert " err" not in renderer("markdown")(run(request, bare), View())
-    off = json.loads(renderer("json")(run(Options(no_approx=True).request("toy.onnx"), weighted_model), View()))
+    assert " err" not in render("analysis", "markdown", run(request, bare), View())
+    off_analysis = run(Options(no_approx=True).request("toy.onnx"), weighted_model)
+    off = json.loads(render("analysis", "json", off_analysis, View()))
     assert all(v["approx_error"] is None for layer in off["layers"] for v in layer["variants"].values())
 
 
@@ -391,7 +392,7 @@ def test_weights_are_loaded_once_per_layer_and_only_when_asked(weighted_model):
 
 def test_rank_auto_end_to_end(weighted_model):
     analysis = run(Options(rank="auto", tol=0.05).request("toy.onnx"), weighted_model)
-    data = json.loads(renderer("json")(analysis, View()))
+    data = json.loads(render("analysis", "json", analysis, View()))
     assert data["settings"]["rank"] == "auto" and data["settings"]["tol"] == 0.05
     first = data["layers"][0]["variants"]["spatial"]
     # C_in = 4, C_out = 8, 3x3 same, 8x8: per pixel 4*3 R + 8*3 R = 36 R MACs against 9*4*8 = 288,
@@ -405,11 +406,11 @@ def test_rank_auto_end_to_end(weighted_model):
             v = layer["variants"][name]
             if v["applicable"]:
                 assert v["approx_error"] <= 0.05 + 1e-12
-    header = renderer("markdown")(analysis, View()).splitlines()[2]
+    header = render("analysis", "markdown", analysis, View()).splitlines()[2]
     for column in ("spatial err", "spatial rank", "spatial break-even", "depthwise err", "grouped err perm"):
         assert f"| {column} |" in header
-    assert "spatial rank" in renderer("table")(analysis, View(width=400))
-    csv = renderer("csv")(analysis, View())
+    assert "spatial rank" in render("analysis", "table", analysis, View(width=400))
+    csv = render("analysis", "csv", analysis, View())
     assert "spatial_break_even_rank" in csv.splitlines()[0]
 
 

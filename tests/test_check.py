@@ -178,9 +178,10 @@ def test_github_annotations_escape_what_would_end_or_split_the_command():
     """A layer name is data from the model file: a newline in it must not end the workflow command
     (GitHub: %, CR and LF in a message; also ':' and ',' in a property)."""
     from convcost.analysis.budget import LayerDiff
-    from convcost.render.checks import render_github
+    from convcost.render import CheckReport, render
 
-    text = render_github([], [LayerDiff("conv\n::error::fake 50%", "added", None, 64)], "m", "m.onnx")
+    diff = LayerDiff("conv\n::error::fake 50%", "added", None, 64)
+    text = render("checks", "github", CheckReport("m", "m.onnx", [], [diff], []))
     warning, summary = text.splitlines()
     assert warning == "::warning title=convcost layer added::conv%0A::error::fake 50%25: MACs +64 since the baseline"
     assert summary == "convcost check m: 0 passed, 0 failed"

@@ -10,6 +10,8 @@ from convcost.latency.kinds import KINDS, register_kind
 from convcost.loaders import LOADERS, Loader, register_loader
 from convcost.loaders.onnx.ops import HANDLERS, RULES
 from convcost.loaders.spec import SHAPE_OPS
+from convcost.render import FORMATS
+from convcost.render.csvfmt import CsvFormat
 from convcost.util.registry import DuplicateRegistration, Registry
 from convcost.variants import SPATIAL, register_variant
 
@@ -32,6 +34,7 @@ def test_registry_keeps_order_and_refuses_a_duplicate() -> None:
     lambda: RULES.add(("", "Conv"), lambda node, shapes, types: None),
     lambda: SHAPE_OPS.add("conv", lambda *args: ()),
     lambda: register_variant(SPATIAL),
+    lambda: FORMATS.add("json", CsvFormat()),
 ])
 def test_each_registry_of_convcost_refuses_a_duplicate(register) -> None:
     before = {"kinds": KINDS, "loaders": list(LOADERS)}

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from convcost.cli import options as o
-
-FORMATS = ("table", "json", "csv", "markdown")
+from convcost.render import formats_for
 
 
 @o.with_options()
@@ -17,7 +16,8 @@ def analyze(
     opts: o.Options = o.DEFAULTS,
     top: o.Top = None,
     sort: o.Sort = "order",
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")] = "table",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help=f"Output format: {', '.join(formats_for('analysis'))}.")] = "table",
     output: o.Output = None,
 ) -> None:
     """Count params, MACs and memory of every conv and of its factorized variants.
@@ -32,11 +32,9 @@ def analyze(
       convcost analyze configs/models/mobilenet_v1.yaml -d rpi4 -d t4
     """
     from convcost.analysis.pipeline import run
-    from convcost.cli.common import command_line, emit, make_view
-    from convcost.render import renderer
-    from convcost.util.errors import UsageError
+    from convcost.cli.common import choose_format, command_line, emit, make_view
+    from convcost.render import render
 
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    fmt = choose_format("analysis", fmt)
     view = make_view(sort, top, output, command_line())
-    emit(renderer(fmt)(run(opts.request(model)), view), output)
+    emit(render("analysis", fmt, run(opts.request(model)), view), output)

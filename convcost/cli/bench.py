@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from convcost.cli import options as o
+from convcost.render import formats_for
 
 if TYPE_CHECKING:
     from convcost.latency.devices import DeviceProfile
-
-BENCH_FORMATS = ("table", "json")
 
 
 @o.with_options("input", "variants", "only", "skip", "rank", "depth_multiplier", "groups")
@@ -26,7 +25,8 @@ def bench(
     seconds: Annotated[float, typer.Option(
         "--seconds", min=0, help="Keep sampling until this many seconds have gone by, so a drift of the host's "
                                  "speed averages out (0: just --repeats; 10: quicker, noisier).")] = 30.0,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")] = "table",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help=f"Output format: {' or '.join(formats_for('bench'))}.")] = "table",
     output: o.Output = None,
 ) -> None:
     """Run every conv and its variants here with torch and compare with the latency estimates.
@@ -44,11 +44,9 @@ def bench(
     import sys
     from dataclasses import replace
 
-    from convcost.cli.common import emit
-    from convcost.util.errors import UsageError
+    from convcost.cli.common import choose_format, emit
 
-    if fmt not in BENCH_FORMATS:
-        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(BENCH_FORMATS)}")
+    fmt = choose_format("bench", fmt)
     request = replace(opts, device=[device] if device else None).request(model)
     from convcost.analysis.pipeline import check_model, load
 
@@ -72,6 +70,6 @@ def bench(
             profile = cal_mod.calibrated_profile(cal_mod.calibrate("quick", tick=tick), "here")
     with progress(f"benchmarking {len(loaded.convs)} convs and their variants") as tick:
         result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats, span_s=seconds), tick)
-    from convcost.render.bench import render_bench_json, render_bench_table
+    from convcost.render import render
 
-    emit(render_bench_json(result) if fmt == "json" else render_bench_table(result), output)
+    emit(render("bench", fmt, result), output)

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 
 from convcost.cli import options as o
-
-FORMATS = ("table", "json", "github")
+from convcost.render import formats_for
 
 
 @o.with_options("input", "device", "dtype")
@@ -20,7 +19,8 @@ def check(
     baseline: Annotated[
         str | None, typer.Option("--baseline", metavar="FILE", help="An earlier `analyze -f json` to diff against.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"Output: {', '.join(FORMATS)}.")] = "table",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help=f"Output: {', '.join(formats_for('checks'))}.")] = "table",
     junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Also write JUnit XML.")] = None,
     opts: o.Options = o.DEFAULTS,
 ) -> None:
@@ -33,13 +33,11 @@ def check(
     """
     from convcost.analysis.budget import diff_layers, evaluate, load_baseline, load_budget
     from convcost.analysis.pipeline import load, run
-    from convcost.cli.common import emit
-    from convcost.render import checks as out
-    from convcost.util.errors import UsageError
+    from convcost.cli.common import choose_format, emit
+    from convcost.render import CheckReport, render
     from convcost.util.outfile import write_atomic
 
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    fmt = choose_format("checks", fmt)
     spec = load_budget(budget)
     request = replace(opts, variants=["none"], device=[*(opts.device or []), *spec.devices()]).request(model)
     loaded = load(request)
@@ -47,19 +45,15 @@ def check(
     analysis = run(request, loaded)
     checks = evaluate(spec, analysis, base)
     diffs = diff_layers(analysis, base) if base is not None else None
-    name = loaded.name
-    if fmt == "json":
-        text = out.render_json(checks, diffs, name)
-    elif fmt == "github":
-        text = out.render_github(checks, diffs, name, model)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a", encoding="utf-8") as fh:
-                fh.write(out.summary_markdown(checks, diffs, name))
-    else:
-        text = out.render_table(checks, diffs, name)
+    report = CheckReport(loaded.name, model, checks, diffs, spec.rule_names(baseline=base is not None))
+    text = render("checks", fmt, report)
+    if fmt == "github" and (summary := os.environ.get("GITHUB_STEP_SUMMARY")):
+        from convcost.render.github import GitHubFormat
+
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(GitHubFormat().step_summary(report))
     if junit:
-        write_atomic(junit, out.render_junit(checks, name, spec.rule_names(baseline=base is not None)))
+        write_atomic(junit, render("checks", "junit", report))
     emit(text, None)
     if spec.max_increase and base is None and fmt == "table":
         typer.echo("note: baseline.max_increase not checked (no --baseline given)", err=True)

@@ -18,6 +18,16 @@ def make_view(sort: str, top: int | None, output: str | None, command: str | Non
                 width=shutil.get_terminal_size().columns if tty else None)
 
 
+def choose_format(document: str, fmt: str) -> str:
+    """`fmt` when --format may choose it for `document` (see `render.formats_for`); else exit 2."""
+    from convcost.render import formats_for
+
+    choices = formats_for(document)
+    if fmt not in choices:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(choices)}")
+    return fmt
+
+
 def emit(text: str, output: str | None) -> None:
     """Print to stdout, or write `output` whole (atomically)."""
     if output is None:

@@ -21,6 +21,6 @@ def report(
     """
     from convcost.analysis.pipeline import run
     from convcost.cli.common import command_line, emit
-    from convcost.render import View, renderer
+    from convcost.render import View, render
 
-    emit(renderer("report")(run(opts.request(model)), View(top=top, command=command_line())), output)
+    emit(render("analysis", "report", run(opts.request(model)), View(top=top, command=command_line())), output)

@@ -1,38 +1,71 @@
-"""Renderers turn an `Analysis` into text. Registered by format name, imported lazily."""
+"""Output formats: each command's result as text, through one dispatch.
+
+`base.Format` is the interface: one method per kind of document (analysis, checks, bench,
+devices). Each format is one subclass in its own module (table, jsonfmt, csvfmt, markdown,
+report, github, junit) and renders the documents it overrides. `FORMATS` lists them in the
+order users see; `formats_for` says which formats `--format` offers for a document, and `render`
+renders one or raises `FormatError`.
+
+The helpers several formats share: rows (the per-conv columns), numbers (how a number and a
+saving read), console (rich to text), checks and bench (what every format of those commands
+shows alike).
+"""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from convcost.analysis.result import Analysis
+from convcost.render.base import DOCUMENTS, CheckReport, Document, Format, View
+from convcost.render.csvfmt import CsvFormat
+from convcost.render.github import GitHubFormat
+from convcost.render.jsonfmt import JsonFormat
+from convcost.render.junit import JUnitFormat
+from convcost.render.markdown import MarkdownFormat
+from convcost.render.report import ReportFormat
+from convcost.render.table import TableFormat
+from convcost.util.registry import Registry
 
+if TYPE_CHECKING:
+    from convcost.analysis.bench import BenchResult
+    from convcost.analysis.result import Analysis
+    from convcost.latency.devices import DeviceProfile
 
-@dataclass(frozen=True)
-class View:
-    """What to show: layer order and how many (totals always cover the whole model)."""
+__all__ = ["DOCUMENTS", "FORMATS", "CheckReport", "Document", "Format", "FormatError", "View", "formats_for",
+           "render"]
 
-    sort: str = "order"
-    top: int | None = None
-    command: str | None = None  # the command line that reproduces the output, for reports
-    color: bool = False  # ANSI colours (only when writing to a terminal)
-    width: int | None = None  # terminal width; None = wide enough for logs
-
-
-Renderer = Callable[[Analysis, View], str]
-
-#: format name -> "module:function"
-RENDERERS: dict[str, str] = {
-    "table": "convcost.render.table:render_table",
-    "json": "convcost.render.jsonfmt:render_json",
-    "csv": "convcost.render.csvfmt:render_csv",
-    "markdown": "convcost.render.markdown:render_markdown",
-    "report": "convcost.render.report:render_report",
-}
+#: Every output format by name, in the order help texts and errors list them.
+FORMATS: Registry[str, Format] = Registry("output format")
+for _format in (TableFormat(), JsonFormat(), CsvFormat(), MarkdownFormat(), ReportFormat(), GitHubFormat(),
+                JUnitFormat()):
+    FORMATS.add(_format.name, _format)
 
 
-def renderer(fmt: str) -> Renderer:
-    module, func = RENDERERS[fmt].split(":")
-    fn: Renderer = getattr(importlib.import_module(module), func)
-    return fn
+class FormatError(ValueError):
+    """A format that does not exist or does not render the document asked for (a programming error:
+    the command line checks --format first)."""
+
+
+def formats_for(document: str, choosable: bool = True) -> list[str]:
+    """The formats that render `document`, in registry order; with `choosable`, only those `--format` offers."""
+    if document not in DOCUMENTS:
+        raise FormatError(f"no document {document!r}: choose one of {', '.join(DOCUMENTS)}")
+    return [name for name, f in FORMATS.items() if f.supports(document) and (f.choosable or not choosable)]
+
+
+@overload
+def render(document: Literal["analysis"], fmt: str, analysis: Analysis, view: View, /) -> str: ...
+@overload
+def render(document: Literal["checks"], fmt: str, report: CheckReport, /) -> str: ...
+@overload
+def render(document: Literal["bench"], fmt: str, result: BenchResult, /) -> str: ...
+@overload
+def render(document: Literal["devices"], fmt: str, profiles: Sequence[DeviceProfile], /) -> str: ...
+def render(document: Document, fmt: str, *args: Any) -> str:
+    """`document` in format `fmt`: the arguments are those of the `Format` method named `document`."""
+    chosen = FORMATS.get(fmt)
+    if chosen is None or not chosen.supports(document):
+        raise FormatError(f"no {document} output in format {fmt!r}: choose one of "
+                          f"{', '.join(formats_for(document, choosable=False))}")
+    method: Callable[..., str] = getattr(chosen, document)
+    return method(*args)

@@ -1,17 +1,23 @@
-"""`-f json`: the shape PRODUCT.md fixes for scripts (extra keys only ever added)."""
+"""`-f json`: every document as data for scripts, in the shape docs/json.md fixes (keys are only
+ever added)."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from convcost import __version__
 from convcost.analysis.analyzer import shown_layers
 from convcost.analysis.result import Analysis, LayerResult, Totals, VariantResult, ratio
 from convcost.cost import MACS_CONVENTION, Cost, bytes_per_element, cost_of
 from convcost.ir.model import Conv
-from convcost.render import View
+from convcost.render.base import CheckReport, Format, View
 from convcost.render.numbers import json_float
+
+if TYPE_CHECKING:
+    from convcost.analysis.bench import BenchResult
+    from convcost.latency.devices import DeviceProfile
 
 
 def conv_dict(conv: Conv, cost: Cost) -> dict[str, Any]:
@@ -78,7 +84,7 @@ def _latency(t: Totals) -> dict[str, float | None]:
 
 
 def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
-    """The whole analysis as JSON-ready data; other renderers and `check` build on it."""
+    """The whole analysis as JSON-ready data."""
     model, s = analysis.model, analysis.settings
     layers = shown_layers(analysis, view.sort, view.top)
     return {
@@ -131,5 +137,77 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
     }
 
 
-def render_json(analysis: Analysis, view: View) -> str:
-    return json.dumps(analysis_dict(analysis, view), indent=2) + "\n"
+def checks_dict(report: CheckReport) -> dict[str, Any]:
+    from convcost.render.checks import violation_line
+
+    def num(x: float) -> float | None:
+        return None if math.isinf(x) else x
+
+    return {
+        "model": report.model,
+        "passed": all(c.ok for c in report.checks),
+        "checks": [{"rule": c.rule, "scope": c.scope, "metric": c.metric, "value": num(c.value),
+                    "limit": c.limit, "ok": c.ok} for c in report.checks],
+        "violations": [violation_line(c) for c in report.checks if not c.ok],
+        "layer_diff": None if report.diffs is None else [
+            {"name": d.name, "change": d.change, "old_macs": d.old_macs, "new_macs": d.new_macs, "delta": d.delta}
+            for d in report.diffs],
+    }
+
+
+def bench_dict(result: BenchResult) -> dict[str, Any]:
+    model = result.model
+    return {
+        "convcost_version": __version__,
+        "model": {"name": model.name, "format": model.format, "source": model.source,
+                  "inputs": {k: list(v) for k, v in model.inputs.items()}},
+        "device": {"name": result.device.name, "profile": result.device.path},
+        "conditions": {"threads": result.threads, "clock": result.clock,
+                       "other_processes_cpu": json_float(result.others), "rounds_retaken": result.rounds_retaken},
+        "layers": [
+            {"name": layer.name, "kind": layer.kind, "macs": layer.macs, "measured_ms": json_float(layer.measured_ms),
+             "estimated_ms": json_float(layer.estimated_ms), "error": json_float(layer.error), "bound": layer.bound,
+             "baseline_ms": json_float(layer.baseline_ms),
+             "variants": {name: {"measured_ms": json_float(v.measured_ms), "estimated_ms": json_float(v.estimated_ms),
+                                 "error": json_float(v.error), "baseline_ms": json_float(v.baseline_ms),
+                                 "speedup_measured": json_float(layer.measured_ms / v.measured_ms),
+                                 "speedup_estimated": json_float(layer.estimated_ms / v.estimated_ms),
+                                 "sign_right": layer.sign_right(name)}
+                          for name, v in layer.variants.items()}}
+            for layer in result.layers],
+        "totals": {"measured_ms": json_float(result.whole_measured_ms),
+                   "estimated_ms": json_float(result.whole_estimated_ms),
+                   "error": json_float(result.whole_error), "baseline_ms": json_float(result.whole_baseline_ms)},
+        "summary": {k: json_float(v) if isinstance(v, float) else v for k, v in result.summary().items()},
+        "baseline_summary": {k: json_float(v) if isinstance(v, float) else v
+                             for k, v in result.summary(baseline=True).items()} or None,
+    }
+
+
+def devices_dict(profiles: Sequence[DeviceProfile]) -> dict[str, Any]:
+    """Every figure of every profile with its source, and the file it comes from."""
+    from convcost.latency.devices import profile_document
+
+    return {"devices": [{**profile_document(p), "file": p.path} for p in profiles]}
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, indent=2) + "\n"
+
+
+class JsonFormat(Format):
+    name = "json"
+
+    def analysis(self, analysis: Analysis, view: View) -> str:
+        return _dumps(analysis_dict(analysis, view))
+
+    def checks(self, report: CheckReport) -> str:
+        return _dumps(checks_dict(report))
+
+    def bench(self, result: BenchResult) -> str:
+        return _dumps(bench_dict(result))
+
+    def devices(self, profiles: Sequence[DeviceProfile]) -> str:
+        return _dumps(devices_dict(profiles))

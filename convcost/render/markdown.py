@@ -1,11 +1,17 @@
-"""`-f markdown`: a GitHub-flavoured table that pastes into an issue or pull request."""
+"""`-f markdown`: a GitHub-flavoured table that pastes into an issue or pull request.
+
+`table_lines` also builds the tables of the report and of the GitHub step summary; `layer_table`
+the report's per-conv tables.
+"""
 
 from __future__ import annotations
 
-from convcost.analysis.analyzer import shown_layers
-from convcost.analysis.result import Analysis
-from convcost.render import View
-from convcost.render.rows import Column, columns, summary_lines, totals_row
+from typing import TYPE_CHECKING
+
+from convcost.render.base import Format, View
+
+if TYPE_CHECKING:
+    from convcost.analysis.result import Analysis
 
 
 def escape(cell: str) -> str:
@@ -20,17 +26,26 @@ def table_lines(header: list[str], rows: list[list[str]], numeric: list[bool]) -
     return lines
 
 
-def layer_table(analysis: Analysis, view: View, cols: list[Column] | None = None) -> list[str]:
-    cols = cols or columns(analysis)
+def layer_table(analysis: Analysis, view: View) -> list[str]:
+    """One row per conv (sorted and cut as `view` says) and the totals row in bold."""
+    from convcost.analysis.analyzer import shown_layers
+    from convcost.render.rows import columns, totals_row
+
+    cols = columns(analysis)
     rows = [[("n/a" if (v := c.value(layer)) is None else c.fmt(v)) for c in cols]
             for layer in shown_layers(analysis, view.sort, view.top)]
     rows.append([f"**{cell}**" if cell else "" for cell in totals_row(analysis, cols)])
     return table_lines([c.header for c in cols], rows, [c.numeric for c in cols])
 
 
-def render_markdown(analysis: Analysis, view: View) -> str:
-    lines = [f"### convcost: `{analysis.model.name}`", ""]
-    lines += layer_table(analysis, view)
-    lines.append("")
-    lines += [f"- {line}" for line in summary_lines(analysis)]
-    return "\n".join(lines) + "\n"
+class MarkdownFormat(Format):
+    name = "markdown"
+
+    def analysis(self, analysis: Analysis, view: View) -> str:
+        from convcost.render.rows import summary_lines
+
+        lines = [f"### convcost: `{analysis.model.name}`", ""]
+        lines += layer_table(analysis, view)
+        lines.append("")
+        lines += [f"- {line}" for line in summary_lines(analysis)]
+        return "\n".join(lines) + "\n"

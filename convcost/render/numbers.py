@@ -18,12 +18,40 @@ def si(n: float, digits: int = 4) -> str:
 
 
 def times(r: float | None) -> str:
-    """A savings ratio: 8.69 -> '8.69x'; below 1 means the variant costs more."""
+    """A ratio column's cell, original / variant: 8.69 -> '8.69x' (below 1 the variant costs more);
+    'free' for a variant that costs nothing."""
     if r is None:
         return "n/a"
     if math.isinf(r):
-        return "inf"
+        return "free"
     return f"{r:.3g}x" if r < 100 else f"{r:.0f}x"
+
+
+def compared(original: float, variant: float) -> str:
+    """A variant's count beside the original's, in words: '8.7x fewer', '1.05x more', 'same',
+    'costs nothing'. Every sentence that words a saving uses this, so all text outputs read alike."""
+    if variant == original:
+        return "same"
+    if variant == 0:
+        return "costs nothing"
+    if original == 0:
+        return "up from none"
+    factor = _factor(max(original, variant) / min(original, variant))
+    if factor is None:
+        return "about the same"
+    return f"{factor} {'fewer' if variant < original else 'more'}"
+
+
+def _factor(r: float) -> str | None:
+    """A factor above 1 with the digits that tell it from 1: 8.69 -> '8.69x', 1.0003 -> '1.0003x';
+    None when even six digits cannot."""
+    if r >= 100:
+        return f"{r:.0f}x"
+    for digits in range(3, 7):
+        text = f"{r:.{digits}g}"
+        if text != "1":
+            return f"{text}x"
+    return None
 
 
 def ms(value: float | None) -> str:

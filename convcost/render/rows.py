@@ -14,7 +14,7 @@ from typing import Any
 
 from convcost.analysis.result import Analysis, LayerResult, VariantResult, ratio
 from convcost.cost import MACS_CONVENTION, cost_of
-from convcost.render.numbers import dims, err, ms, si, times
+from convcost.render.numbers import compared, dims, err, ms, si, times
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def na_reasons(analysis: Analysis, name: str) -> Counter[str]:
 
 
 def summary_lines(analysis: Analysis) -> list[str]:
-    """Model totals, per-variant model savings, conventions and what was not costed."""
+    """Model totals, per-variant model savings, conventions and the ops not costed."""
     t, model = analysis.totals, analysis.model
     inputs = ", ".join(dims(v) if len(model.inputs) == 1 else f"{k} {dims(v)}" for k, v in model.inputs.items())
     lines = [
@@ -206,10 +206,10 @@ def summary_lines(analysis: Analysis) -> list[str]:
         + "".join(f"; {d} {ms(v)} ms" for d, v in t.latency.items()),
     ]
     for name, vt in analysis.variant_totals.items():
-        mr, pr = analysis.variant_ratios(name)
         lines.append(
-            f"With {name} where it applies: {si(vt.params)} params ({times(pr)} fewer), "
-            f"{si(vt.macs)} MACs ({times(mr)} fewer)" + "".join(f"; {d} {ms(v)} ms" for d, v in vt.latency.items())
+            f"With {name} where it applies: {si(vt.params)} params ({compared(t.params, vt.params)}), "
+            f"{si(vt.macs)} MACs ({compared(t.macs, vt.macs)})"
+            + "".join(f"; {d} {ms(v)} ms" for d, v in vt.latency.items())
         )
     for name in analysis.settings.variants:
         reasons = na_reasons(analysis, name)

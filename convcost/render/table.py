@@ -1,33 +1,133 @@
-"""The default terminal output: a rich table, one row per conv, then model totals."""
+"""`-f table`, the default: rich tables for a terminal or a CI log, each followed by its summary lines."""
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from convcost.analysis.analyzer import shown_layers
-from convcost.analysis.result import Analysis
-from convcost.render import View
-from convcost.render.console import to_text
-from convcost.render.rows import columns, summary_lines, totals_row
+from convcost.render.base import CheckReport, Format, View
+
+if TYPE_CHECKING:
+    from convcost.analysis.bench import BenchResult
+    from convcost.analysis.result import Analysis
+    from convcost.latency.devices import DeviceProfile
 
 
-def render_table(analysis: Analysis, view: View) -> str:
-    cols = columns(analysis)
-    layers = shown_layers(analysis, view.sort, view.top)
-    title = f"convcost: {analysis.model.name}"
-    if view.top and view.top < len(analysis.layers):
-        title += f" (top {view.top} of {len(analysis.layers)} convs by {view.sort})"
-    table = Table(title=title, show_footer=False, header_style="bold", title_justify="left")
-    for c in cols:
-        table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.header == "layer")
-    for layer in layers:
-        cells = []
+class TableFormat(Format):
+    name = "table"
+
+    def analysis(self, analysis: Analysis, view: View) -> str:
+        """One row per conv (sorted and cut as `view` says), the totals row, then the summary lines."""
+        from rich.table import Table
+        from rich.text import Text
+
+        from convcost.analysis.analyzer import shown_layers
+        from convcost.render.console import to_text
+        from convcost.render.rows import columns, summary_lines, totals_row
+
+        cols = columns(analysis)
+        layers = shown_layers(analysis, view.sort, view.top)
+        title = f"convcost: {analysis.model.name}"
+        if view.top and view.top < len(analysis.layers):
+            title += f" (top {view.top} of {len(analysis.layers)} convs by {view.sort})"
+        table = Table(title=title, show_footer=False, header_style="bold", title_justify="left")
         for c in cols:
-            value = c.value(layer)
-            cells.append(Text("n/a", style="dim") if value is None else Text(c.fmt(value)))
-        table.add_row(*cells)
-    table.add_section()
-    table.add_row(*(Text(cell, style="bold") for cell in totals_row(analysis, cols)))
-    notes = [Text(line, style="dim" if line.startswith("dtype") else "") for line in summary_lines(analysis)]
-    return to_text([table, *notes], view.color, view.width)
+            table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.header == "layer")
+        for layer in layers:
+            cells = []
+            for c in cols:
+                value = c.value(layer)
+                cells.append(Text("n/a", style="dim") if value is None else Text(c.fmt(value)))
+            table.add_row(*cells)
+        table.add_section()
+        table.add_row(*(Text(cell, style="bold") for cell in totals_row(analysis, cols)))
+        notes = [Text(line, style="dim" if line.startswith("dtype") else "") for line in summary_lines(analysis)]
+        return to_text([table, *notes], view.color, view.width)
+
+    def checks(self, report: CheckReport) -> str:
+        """Every check, the layers changed since the baseline, the tally and one line per broken limit."""
+        from rich.console import RenderableType
+        from rich.table import Table
+
+        from convcost.render.checks import CHECK_COLUMNS, DIFF_COLUMNS, check_rows, diff_rows, tally, violation_line
+        from convcost.render.console import to_text
+
+        table = Table(title=f"convcost check: {report.model}", title_justify="left")
+        for col in CHECK_COLUMNS:
+            table.add_column(col, justify="right" if col in ("value", "limit") else "left")
+        for row in check_rows(report.checks, "[bold red]FAIL[/]"):
+            table.add_row(*row)
+        out: list[RenderableType] = [table]
+        if report.diffs is not None:
+            if report.diffs:
+                diff = Table(title="layers changed since the baseline", title_justify="left")
+                for col in DIFF_COLUMNS:
+                    diff.add_column(col)
+                for row in diff_rows(report.diffs):
+                    diff.add_row(*row)
+                out.append(diff)
+            else:
+                out.append("no layer changed since the baseline")
+        out.append(tally(report.checks))
+        out += [f"FAIL {violation_line(c)}" for c in report.checks if not c.ok]
+        return to_text(out, width=200)
+
+    def bench(self, result: BenchResult) -> str:
+        """Per layer: measured and estimated time, the error, and each variant's times and speed-up sign."""
+        from rich.table import Table
+        from rich.text import Text
+
+        from convcost.render.bench import pct, summary_lines, variant_names
+        from convcost.render.console import to_text
+        from convcost.render.numbers import ms, si
+
+        names = variant_names(result)
+        table = Table(title=f"convcost bench: {result.model.name} on {result.device.name}", title_justify="left",
+                      header_style="bold")
+        for header in ("layer", "kind", "MACs", "measured ms", "estimated ms", "error", "bound"):
+            table.add_column(header, justify="left" if header in ("layer", "kind", "bound") else "right")
+        for name in names:
+            table.add_column(f"{name} measured", justify="right")
+            table.add_column(f"{name} estimated", justify="right")
+            table.add_column(f"{name} sign", justify="center")
+        for layer in result.layers:
+            cells = [Text(layer.name), Text(layer.kind), Text(si(layer.macs)), Text(ms(layer.measured_ms)),
+                     Text(ms(layer.estimated_ms)),
+                     Text(pct(layer.error), style="red" if abs(layer.error) > 0.25 else ""), Text(layer.bound)]
+            for name in names:
+                v = layer.variants.get(name)
+                if v is None:
+                    cells += [Text("n/a", style="dim")] * 3
+                    continue
+                ok = layer.sign_right(name)
+                cells += [Text(ms(v.measured_ms)), Text(ms(v.estimated_ms)),
+                          Text("ok" if ok else "WRONG", style="" if ok else "red")]
+            table.add_row(*cells)
+        return to_text([table, *(Text(line) for line in summary_lines(result))])
+
+    def devices(self, profiles: Sequence[DeviceProfile]) -> str:
+        """One row per profile: peak, bandwidth, efficiency per op kind, overhead, how many figures are estimates."""
+        from rich.table import Table
+
+        from convcost.latency.devices import REQUIRED_KINDS
+        from convcost.render.console import to_text
+
+        table = Table(title="convcost device profiles", title_justify="left", header_style="bold")
+        for header in ("name", "description", "peak GFLOP/s (GOP/s int8)", "GB/s"):
+            table.add_column(header, justify="right" if header == "GB/s" else "left")
+        for kind in REQUIRED_KINDS:
+            table.add_column(f"eff {kind}", justify="right")
+        table.add_column("overhead us", justify="right")
+        table.add_column("estimated figures", justify="right")
+        for p in profiles:
+            roof = p.roofline
+            peaks = ", ".join(f"{d} {v:g}" for d, v in roof.peak_gflops.items())
+            figures = list(p.figures())
+            estimated = sum(1 for _, _, source in figures if source.lower().startswith("estimate"))
+            overheads = sorted(set(roof.overhead_us.values()))
+            table.add_row(p.name, p.description, peaks, f"{roof.bandwidth_gbs:g}",
+                          *(f"{roof.efficiency[k]:.2g}" for k in REQUIRED_KINDS),
+                          "/".join(f"{v:.3g}" for v in overheads), f"{estimated}/{len(figures)}")
+        return to_text([table]) + (
+            "Sources: convcost devices -f json. 'estimated figures' counts figures no datasheet or paper "
+            "publishes; `convcost calibrate` on the device replaces them with measured ones.\n")

@@ -1,0 +1,77 @@
+"""`Format`, the interface every output format implements, and what its methods are given.
+
+A format is one class with one method per kind of document: `analysis` (analyze, report),
+`checks` (check), `bench` (bench) and `devices` (devices). Each method returns the whole text;
+the command decides where it goes. A format supports exactly the documents whose method it
+overrides, so adding a document to a format is writing that one method.
+
+This module imports nothing heavy: the command line reads every format's name and documents at
+start-up (for --help), so rich, csv and the like are imported inside the methods that use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args
+
+if TYPE_CHECKING:
+    from convcost.analysis.bench import BenchResult
+    from convcost.analysis.budget import Check, LayerDiff
+    from convcost.analysis.result import Analysis
+    from convcost.latency.devices import DeviceProfile
+
+#: The kinds of document a format can render; each is the name of a `Format` method.
+Document = Literal["analysis", "checks", "bench", "devices"]
+DOCUMENTS: tuple[Document, ...] = get_args(Document)
+
+
+@dataclass(frozen=True)
+class View:
+    """What to show: layer order and how many (totals always cover the whole model)."""
+
+    sort: str = "order"
+    top: int | None = None
+    command: str | None = None  # the command line that reproduces the output, for reports
+    color: bool = False  # ANSI colours (only when writing to a terminal)
+    width: int | None = None  # terminal width; None = wide enough for logs
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `convcost check` found, and what its outputs name."""
+
+    model: str  # the model's name
+    source: str  # the model file as given (GitHub annotations point at it)
+    checks: list[Check]
+    diffs: list[LayerDiff] | None  # layers changed since the baseline; None without --baseline
+    rules: list[str]  # the budget's rules in file order (one JUnit test case each)
+
+
+class Format:
+    """One output format. Subclasses set `name` and override the methods of the documents they render."""
+
+    name: ClassVar[str]
+    #: Whether `--format` offers this format. The report format is the `report` command's and
+    #: JUnit is written with `check --junit FILE`, so neither is a `--format` choice.
+    choosable: ClassVar[bool] = True
+
+    def analysis(self, analysis: Analysis, view: View) -> str:
+        """The costs of every conv and of its variants (`analyze`, `report`)."""
+        raise NotImplementedError
+
+    def checks(self, report: CheckReport) -> str:
+        """A model against its budget (`check`)."""
+        raise NotImplementedError
+
+    def bench(self, result: BenchResult) -> str:
+        """Measured beside estimated latency (`bench`)."""
+        raise NotImplementedError
+
+    def devices(self, profiles: Sequence[DeviceProfile]) -> str:
+        """The shipped device profiles (`devices`)."""
+        raise NotImplementedError
+
+    def supports(self, document: str) -> bool:
+        """Whether this format renders `document`: whether it overrides that method."""
+        return document in DOCUMENTS and getattr(type(self), document) is not getattr(Format, document)

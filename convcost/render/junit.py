@@ -1,0 +1,36 @@
+"""JUnit XML for `check --junit FILE`: CI systems show each budget rule as a test that passes or fails."""
+
+from __future__ import annotations
+
+from convcost.render.base import CheckReport, Format
+
+
+class JUnitFormat(Format):
+    name = "junit"
+    choosable = False  # written with `check --junit FILE`, beside the --format output
+
+    def checks(self, report: CheckReport) -> str:
+        """One <testcase> per budget rule (in file order); each broken limit under it is a <failure>."""
+        import xml.etree.ElementTree as ET
+
+        from convcost.analysis.budget import Check, rule_of
+        from convcost.render.checks import violation_line
+
+        by_rule: dict[str, list[Check]] = {rule: [] for rule in report.rules}
+        for c in report.checks:
+            by_rule.setdefault(rule_of(c), []).append(c)
+        failures = sum(1 for cs in by_rule.values() if any(not c.ok for c in cs))
+        suite = ET.Element("testsuite", name=f"convcost budget {report.model}", tests=str(len(by_rule)),
+                           failures=str(failures), errors="0", skipped="0")
+        for rule, cs in by_rule.items():
+            case = ET.SubElement(suite, "testcase", classname=f"convcost.{report.model}", name=rule)
+            bad = [c for c in cs if not c.ok]
+            if bad:
+                failure = ET.SubElement(case, "failure", message=f"{len(bad)} limit(s) exceeded",
+                                        type="BudgetExceeded")
+                failure.text = "\n".join(violation_line(c) for c in bad)
+            elif not cs:
+                ET.SubElement(case, "system-out").text = "rule matched no layer"
+        root = ET.Element("testsuites", tests=str(len(by_rule)), failures=str(failures))
+        root.append(suite)
+        return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
