@@ -6,7 +6,7 @@ import shutil
 import sys
 
 from convcost.analysis.analyzer import SORT_KEYS
-from convcost.render import View
+from convcost.render import View, formats_for
 from convcost.util.errors import UsageError
 
 
@@ -20,8 +20,6 @@ def make_view(sort: str, top: int | None, output: str | None, command: str | Non
 
 def choose_format(document: str, fmt: str) -> str:
     """`fmt` when --format may choose it for `document` (see `render.formats_for`); else exit 2."""
-    from convcost.render import formats_for
-
     choices = formats_for(document)
     if fmt not in choices:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(choices)}")
