@@ -6,7 +6,7 @@ import pytest
 
 from convcost.cost import register_cost
 from convcost.ir.model import Conv
-from convcost.latency.kinds import KINDS, register_kind
+from convcost.latency.kinds import KIND_RULES, KINDS, register_kind
 from convcost.loaders import LOADERS, Loader, register_loader
 from convcost.loaders.onnx.ops import HANDLERS, RULES
 from convcost.loaders.spec import SHAPE_OPS
@@ -37,7 +37,8 @@ def test_registry_keeps_order_and_refuses_a_duplicate() -> None:
     lambda: FORMATS.add("json", CsvFormat()),
 ])
 def test_each_registry_of_convcost_refuses_a_duplicate(register) -> None:
-    before = {"kinds": KINDS, "loaders": list(LOADERS)}
+    kinds, loaders = KINDS, list(LOADERS)
     with pytest.raises(DuplicateRegistration):
         register()
-    assert list(LOADERS) == before["loaders"]
+    assert list(LOADERS) == loaders
+    assert tuple(KIND_RULES) == kinds

@@ -213,12 +213,11 @@ def with_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., N
 
     def wrap(command: Callable[..., None]) -> Callable[..., None]:
         own = inspect.signature(command, eval_str=True)
-        defaults = Options()
         params: list[inspect.Parameter] = []
         for p in own.parameters.values():
             if p.name == "opts":
                 params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                             annotation=DECLARATIONS[name], default=getattr(defaults, name))
+                                             annotation=DECLARATIONS[name], default=getattr(DEFAULTS, name))
                            for name in chosen]
             else:
                 params.append(p)
