@@ -82,6 +82,26 @@ class MatMul:
     params: int = 0
 
 
+@dataclass(frozen=True)
+class Uncounted:
+    """A conv or matmul the model has but convcost could not count (its shapes are unknown, it sits
+    in a control-flow body it cannot resolve...). `check` fails on any of these (rule `uncounted`):
+    a budget read against a partial count would pass a model that breaks it."""
+
+    name: str
+    op: str
+    why: str
+
+
+#: Op types whose work `check` requires counted: convolutions and matrix products, in any form.
+COUNTED_FAMILY = ("Conv", "Gemm", "MatMul", "Einsum", "Linear", "conv", "linear", "matmul", "mm", "einsum")
+
+
+def counted_family(op: str) -> bool:
+    """Whether an op type is one `check` must see counted (Conv, QLinearConv, FusedMatMul, aten::addmm...)."""
+    return any(f in op for f in COUNTED_FAMILY)
+
+
 @dataclass
 class Model:
     """A loaded model: its inputs, its convolutions in execution order, and the rest."""
@@ -100,6 +120,8 @@ class Model:
     declared_params: int | None = None
     #: Op types seen but not costed, with their counts (stated in every output).
     uncosted: dict[str, int] = field(default_factory=dict)
+    #: Convs and matmuls found but not counted, each named with the reason.
+    uncounted: list[Uncounted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convcost.ir.model import Model, Shape
+from convcost.ir.model import Model, Shape, Uncounted, counted_family
 from convcost.loaders.onnx.graph import GraphError, Table, constants, evaluation_order, node_label, quote, subgraphs
 from convcost.loaders.onnx.ops import (
     COSTED,
@@ -86,6 +86,7 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
         matmuls=ctx.matmuls,
         other_params=_other_params(ctx, table),
         uncosted=ctx.uncosted,
+        uncounted=ctx.uncounted,
         warnings=warnings + ctx.notes.lines(),
     )
 
@@ -145,11 +146,15 @@ def _walk(ctx: Ctx, table: Table) -> None:
             _check_reshape(ctx, node, index)
         if op in MAC_LIKE:
             ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
+            if counted_family(op):
+                ctx.uncounted.append(Uncounted(table.label(index), op, f"convcost does not count {op}"))
             continue
         if index in table.outer:
             inside = sum(_costed_inside(g) for g in subgraphs(node))
             if inside:
                 ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
+                ctx.uncounted.append(Uncounted(table.label(index), op,
+                                               f"{inside} conv/matmul nodes inside its body are not counted"))
                 ctx.notes.add("control-flow bodies",
                               f"{op} {quote(table.label(index))}: {inside} conv/matmul nodes inside its body "
                               "are not counted (control flow)")
@@ -162,6 +167,8 @@ def _walk(ctx: Ctx, table: Table) -> None:
         if not known[key]:
             label = quote(f"{domain}::{op}" if domain else op)[1:-1]
             ctx.uncosted[label] = ctx.uncosted.get(label, 0) + 1
+            if counted_family(op):
+                ctx.uncounted.append(Uncounted(table.label(index), label, f"convcost does not know {label}"))
             if any(o and o not in ctx.shapes for o in table.outputs[index]):
                 unknown.setdefault(label, []).append(table.label(index))
     for label, nodes in unknown.items():

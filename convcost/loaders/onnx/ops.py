@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from convcost.ir.model import Conv, MatMul, Shape
+from convcost.ir.model import Conv, MatMul, Shape, Uncounted
 from convcost.ir.shapes import ShapeError, make_conv, same_pads, split_pads
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx.graph import Names, attrs, node_label, op_key, quote
@@ -115,6 +115,7 @@ class Ctx:
     convs: list[Conv] = field(default_factory=list)
     matmuls: list[MatMul] = field(default_factory=list)
     uncosted: dict[str, int] = field(default_factory=dict)
+    uncounted: list[Uncounted] = field(default_factory=list)
     notes: Notes = field(default_factory=Notes)
     #: constant tensors counted as conv/matmul params (not again as other params)
     covered: set[str] = field(default_factory=set)
@@ -124,7 +125,9 @@ class Ctx:
     def skip(self, node: NodeProto, index: int, why: str, reason: str) -> None:
         """An op that costs MACs but cannot be counted: say so, and list it as uncosted."""
         self.uncosted[node.op_type] = self.uncosted.get(node.op_type, 0) + 1
-        self.notes.add(reason, f"{node.op_type} {quote(node_label(node, index))} not counted: {why}")
+        label = node_label(node, index)
+        self.uncounted.append(Uncounted(label, node.op_type, why))
+        self.notes.add(reason, f"{node.op_type} {quote(label)} not counted: {why}")
 
     def dims(self, node: NodeProto, i: int) -> Dims | None:
         return self.shapes.get(node.input[i]) if i < len(node.input) and node.input[i] else None

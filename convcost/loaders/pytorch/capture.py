@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from convcost.ir.model import Conv, MatMul, Model, Shape
+from convcost.ir.model import Conv, MatMul, Model, Shape, Uncounted, counted_family
 from convcost.ir.shapes import ShapeError, make_conv
 from convcost.util.errors import InputError
 from convcost.util.registry import Registry
@@ -56,6 +56,7 @@ class Capture:
     convs: list[Conv] = field(default_factory=list)
     matmuls: list[MatMul] = field(default_factory=list)
     uncosted: Counter[str] = field(default_factory=Counter)
+    uncounted: list[Uncounted] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     #: The layer whose op raised, and its message (TorchScript loses it when re-raising).
     failed_at: str | None = None
@@ -315,6 +316,8 @@ class _CaptureMode(TorchDispatchMode):
             out = self._run(func, args, kwargs, None)
             if _COSTLY.search(packet.__name__):
                 self.rec.out.uncosted[str(packet)] += 1
+                if counted_family(packet.__name__):
+                    self.rec.out.uncounted.append(Uncounted(str(packet), str(packet), "convcost has no formula for it"))
             return out
         bound = _bind(func, args, kwargs)
         out = self._run(func, args, kwargs, bound)
@@ -488,5 +491,6 @@ def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: s
         matmuls=cap.matmuls,
         declared_params=params.total or None,
         uncosted=dict(cap.uncosted),
+        uncounted=cap.uncounted,
         warnings=notes,
     )
