@@ -31,16 +31,26 @@ MAX_BUDGET_BYTES = 1024 * 1024
 MAX_BASELINE_BYTES = 256 * 1024 * 1024  # analyze -f json: about 3 KB per layer
 
 
+#: The rule every check has beside the budget's own: each conv or matmul the model has but
+#: convcost could not count is a violation (a budget read against a partial count would pass a
+#: model that breaks it), unless `--allow-uncounted` accepts the partial count.
+UNCOUNTED = "uncounted"
+
+
 @dataclass(frozen=True)
 class Check:
-    """One evaluated limit: where, what, the value found and the limit."""
+    """One evaluated limit: where, what, the value found and the limit.
+
+    A check of rule UNCOUNTED has no numbers: `scope` is the node, `metric` its op type, `value`
+    and `limit` are None and `why` says why it was not counted."""
 
     rule: str
     scope: str
     metric: str
-    value: float
-    limit: float
+    value: float | None
+    limit: float | None
     ok: bool
+    why: str | None = None
 
 
 @dataclass
@@ -193,9 +203,11 @@ def _pick(values: dict[str, Any], metric: str, device: str | None) -> Any:
     return values[metric] if device is None else values[metric].get(device)
 
 
-def evaluate(budget: Budget, analysis: Analysis, baseline: Baseline | None = None) -> list[Check]:
-    """Every limit of the budget, evaluated; a rule that matches no layer is reported as such."""
-    checks: list[Check] = []
+def evaluate(budget: Budget, analysis: Analysis, baseline: Baseline | None = None,
+             allow_uncounted: bool = False) -> list[Check]:
+    """Every limit of the budget, evaluated, after one UNCOUNTED check per conv or matmul the
+    analysis could not count (passed with `allow_uncounted`, failed otherwise)."""
+    checks = [Check(UNCOUNTED, u.name, u.op, None, None, allow_uncounted, u.why) for u in analysis.uncounted]
     values = model_values(analysis)
     for label, metric, device, limit in _each_limit(budget.model):
         checks.append(_compare("model", "model", label, _pick(values, metric, device), limit))
@@ -214,6 +226,25 @@ def evaluate(budget: Budget, analysis: Analysis, baseline: Baseline | None = Non
                 continue
             checks.append(_compare("baseline", "model", f"{label} increase %", _increase(new, before), pct))
     return checks
+
+
+def rule_names(budget: Budget, analysis: Analysis, baseline: bool = True) -> list[str]:
+    """Every rule `evaluate` checks, as `rule_of` names them: UNCOUNTED first where the analysis
+    left something uncounted (a model counted whole does not list it), then the budget's."""
+    return ([UNCOUNTED] if analysis.uncounted else []) + budget.rule_names(baseline)
+
+
+def budget_warnings(budget: Budget, analysis: Analysis, baseline: Baseline | None = None) -> list[str]:
+    """What a reader of `check` must know beside the checks: a layer rule whose glob matches no
+    conv (a renamed model is the usual cause: the rule then limits nothing), and a baseline limit
+    left unchecked for want of a baseline."""
+    names = [layer.conv.name for layer in analysis.layers]
+    lines = [f"budget rule 'layers: {rule['match']}' matches no conv of {analysis.model.name} (renamed layers? "
+             "`convcost analyze MODEL` lists their names)"
+             for rule in budget.layers if not any(fnmatchcase(name, rule["match"]) for name in names)]
+    if budget.max_increase and baseline is None:
+        lines.append("baseline.max_increase not checked (no --baseline given)")
+    return lines
 
 
 def _increase(new: float, old: float) -> float:

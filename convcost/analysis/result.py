@@ -10,7 +10,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 from convcost.cost import Cost
-from convcost.ir.model import Conv, Model, Op
+from convcost.ir.model import Conv, Model, Op, Uncounted
 from convcost.latency.roofline import Estimate
 from convcost.variants import VARIANTS, Approx, Plan, VariantOptions
 
@@ -115,5 +115,25 @@ class Analysis:
     def variant_ratios(self, name: str) -> tuple[float, float]:
         vt = self.variant_totals[name]
         return ratio(self.totals.macs, vt.macs), ratio(self.totals.params, vt.params)
+
+    @property
+    def uncounted(self) -> list[Uncounted]:
+        """The convs and matmuls the model has but the totals leave out (`check` fails on them)."""
+        return self.model.uncounted
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the numbers may leave out, one sentence each: the loader's warnings, then the op
+        types not costed. Every output of `check` and `analyze -f csv` carries these."""
+        lines = list(self.model.warnings)
+        if self.model.uncosted:
+            lines.append(not_costed_line(self.model.uncosted))
+        return lines
+
+
+def not_costed_line(uncosted: Mapping[str, int]) -> str:
+    """The op types seen but not costed, with their counts, as one sentence."""
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(uncosted.items()))
+    return f"Not costed (no MACs counted): {ops}"
 
 

@@ -22,19 +22,33 @@ def check(
     fmt: Annotated[str, typer.Option(
         "--format", "-f", help=f"Output: {', '.join(formats_for('checks'))}.")] = "table",
     junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Also write JUnit XML.")] = None,
+    allow_uncounted: Annotated[bool, typer.Option(
+        "--allow-uncounted",
+        help="Accept a partial count: pass the 'uncounted' rule when convs or matmuls could not be counted "
+             "(they are still listed). Without it such a model fails the check.")] = False,
     opts: o.Options = o.DEFAULTS,
 ) -> None:
-    """Check a model against a budget: exit 0 within budget, 1 when a limit is broken, 2 for bad input.
+    """Check a model against a budget: exit 0 within budget, 1 when a limit is broken or a conv/matmul
+    could not be counted (rule 'uncounted'), 2 for bad input.
 
     \b
     Examples:
       convcost check model.onnx --budget configs/budgets/mobilenet_v1.yaml
       convcost check model.onnx -b budget.yaml --baseline main.json -f github --junit convcost.xml
     """
-    from convcost.analysis.budget import diff_layers, evaluate, load_baseline, load_budget
+    from convcost.analysis.budget import (
+        UNCOUNTED,
+        budget_warnings,
+        diff_layers,
+        evaluate,
+        load_baseline,
+        load_budget,
+        rule_names,
+    )
     from convcost.analysis.pipeline import load, run
     from convcost.cli.common import choose_format, emit
     from convcost.render import CheckReport, render
+    from convcost.render.checks import violation_line
     from convcost.util.outfile import write_atomic
 
     fmt = choose_format("checks", fmt)
@@ -43,9 +57,12 @@ def check(
     loaded = load(request)
     base = load_baseline(baseline, loaded.name) if baseline else None
     analysis = run(request, loaded)
-    checks = evaluate(spec, analysis, base)
+    checks = evaluate(spec, analysis, base, allow_uncounted)
     diffs = diff_layers(analysis, base) if base is not None else None
-    report = CheckReport(loaded.name, model, checks, diffs, spec.rule_names(baseline=base is not None))
+    said = {violation_line(c) for c in checks if c.rule == UNCOUNTED}  # the loader's line for a node, repeated
+    notes = [w for w in analysis.warnings if w not in said] + budget_warnings(spec, analysis, base)
+    report = CheckReport(loaded.name, model, checks, diffs, rule_names(spec, analysis, baseline=base is not None),
+                         notes)
     text = render("checks", fmt, report)
     if fmt == "github" and (summary := os.environ.get("GITHUB_STEP_SUMMARY")):
         from convcost.render.github import GitHubFormat
@@ -55,7 +72,5 @@ def check(
     if junit:
         write_atomic(junit, render("checks", "junit", report))
     emit(text, None)
-    if spec.max_increase and base is None and fmt == "table":
-        typer.echo("note: baseline.max_increase not checked (no --baseline given)", err=True)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)

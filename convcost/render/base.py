@@ -12,7 +12,7 @@ start-up (for --help), so rich, csv and the like are imported inside the methods
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
@@ -45,7 +45,9 @@ class CheckReport:
     source: str  # the model file as given (GitHub annotations point at it)
     checks: list[Check]
     diffs: list[LayerDiff] | None  # layers changed since the baseline; None without --baseline
-    rules: list[str]  # the budget's rules in file order (one JUnit test case each)
+    rules: list[str]  # every rule checked, in order (one JUnit test case each)
+    #: The analysis's and the budget's warnings (`Analysis.warnings`, `budget.warnings`).
+    warnings: list[str] = field(default_factory=list)
 
 
 class Format:

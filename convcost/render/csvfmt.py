@@ -1,4 +1,11 @@
-"""`-f csv`: one row per conv with raw numbers, for spreadsheets and pandas."""
+"""`-f csv`: one row per conv with raw numbers, for spreadsheets and pandas.
+
+The analysis's warnings (what the numbers may leave out) are rows too: the last column, `warning`,
+is empty on a conv's row and holds the sentence on a warning's row, whose other cells are empty.
+Plain rows after the convs, not `#` comments or a trailer in another shape, so every CSV reader
+(csv.DictReader, pandas.read_csv, a spreadsheet) parses the file with its defaults, and a reader
+that picks columns by position or by name finds the conv columns where they always were.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ from convcost.render.base import Format, View
 
 if TYPE_CHECKING:
     from convcost.analysis.result import Analysis
+
+#: The last column: empty on a conv's row, the sentence on a warning's row.
+WARNING = "warning"
 
 
 class CsvFormat(Format):
@@ -23,7 +33,9 @@ class CsvFormat(Format):
         cols = columns(analysis, raw=True)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([c.csv_key for c in cols])
+        writer.writerow([c.csv_key for c in cols] + [WARNING])
         for layer in shown_layers(analysis, view.sort, view.top):
-            writer.writerow(["" if (v := c.value(layer)) is None else v for c in cols])
+            writer.writerow(["" if (v := c.value(layer)) is None else v for c in cols] + [""])
+        for line in analysis.warnings:
+            writer.writerow([""] * len(cols) + [line])
         return buffer.getvalue()

@@ -17,6 +17,7 @@ from convcost.render.numbers import json_float
 
 if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
+    from convcost.analysis.budget import Check
     from convcost.latency.devices import DeviceProfile
 
 
@@ -140,18 +141,23 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
 def checks_dict(report: CheckReport) -> dict[str, Any]:
     from convcost.render.checks import violation_line
 
-    def num(x: float) -> float | None:
-        return None if math.isinf(x) else x
+    def num(x: float | None) -> float | None:
+        return None if x is None or math.isinf(x) else x
+
+    def check(c: Check) -> dict[str, Any]:
+        entry = {"rule": c.rule, "scope": c.scope, "metric": c.metric, "value": num(c.value), "limit": c.limit,
+                 "ok": c.ok}
+        return entry if c.why is None else {**entry, "why": c.why}
 
     return {
         "model": report.model,
         "passed": all(c.ok for c in report.checks),
-        "checks": [{"rule": c.rule, "scope": c.scope, "metric": c.metric, "value": num(c.value),
-                    "limit": c.limit, "ok": c.ok} for c in report.checks],
+        "checks": [check(c) for c in report.checks],
         "violations": [violation_line(c) for c in report.checks if not c.ok],
         "layer_diff": None if report.diffs is None else [
             {"name": d.name, "change": d.change, "old_macs": d.old_macs, "new_macs": d.new_macs, "delta": d.delta}
             for d in report.diffs],
+        "warnings": list(report.warnings),
     }
 
 

@@ -10,11 +10,13 @@ class JUnitFormat(Format):
     choosable = False  # written with `check --junit FILE`, beside the --format output
 
     def checks(self, report: CheckReport) -> str:
-        """One <testcase> per budget rule (in file order); each broken limit under it is a <failure>."""
+        """One <testcase> per rule checked (in order); each broken limit under it is a <failure>, each
+        node not counted a line of the `uncounted` case's failure (or, with --allow-uncounted, of its
+        <system-out>). The warnings are the suite's <system-err>, one per line."""
         import xml.etree.ElementTree as ET
 
-        from convcost.analysis.budget import Check, rule_of
-        from convcost.render.checks import violation_line
+        from convcost.analysis.budget import UNCOUNTED, Check, rule_of
+        from convcost.render.checks import ALLOWED, violation_line
 
         by_rule: dict[str, list[Check]] = {rule: [] for rule in report.rules}
         for c in report.checks:
@@ -25,12 +27,20 @@ class JUnitFormat(Format):
         for rule, cs in by_rule.items():
             case = ET.SubElement(suite, "testcase", classname=f"convcost.{report.model}", name=rule)
             bad = [c for c in cs if not c.ok]
-            if bad:
+            if bad and rule == UNCOUNTED:
+                failure = ET.SubElement(case, "failure", message=f"{len(bad)} conv/matmul node(s) not counted",
+                                        type="Uncounted")
+                failure.text = "\n".join(violation_line(c) for c in bad)
+            elif bad:
                 failure = ET.SubElement(case, "failure", message=f"{len(bad)} limit(s) exceeded",
                                         type="BudgetExceeded")
                 failure.text = "\n".join(violation_line(c) for c in bad)
+            elif rule == UNCOUNTED:
+                ET.SubElement(case, "system-out").text = "\n".join(f"{violation_line(c)} ({ALLOWED})" for c in cs)
             elif not cs:
                 ET.SubElement(case, "system-out").text = "rule matched no layer"
+        if report.warnings:
+            ET.SubElement(suite, "system-err").text = "\n".join(f"warning: {w}" for w in report.warnings)
         root = ET.Element("testsuites", tests=str(len(by_rule)), failures=str(failures))
         root.append(suite)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convcost.analysis.result import Analysis, LayerResult, VariantResult, ratio
+from convcost.analysis.result import Analysis, LayerResult, VariantResult, not_costed_line, ratio
 from convcost.cost import MACS_CONVENTION, cost_of
 from convcost.render.numbers import compared, dims, err, ms, si, times
 
@@ -226,8 +226,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
     if slower:
         lines.append("Fewer MACs but slower (" + SLOWER_MARK + "): " + "; ".join(slower))
     if model.uncosted:
-        ops = ", ".join(f"{op} x{n}" for op, n in sorted(model.uncosted.items()))
-        lines.append(f"Not costed (no MACs counted): {ops}")
+        lines.append(not_costed_line(model.uncosted))
     lines.append(f"dtype {analysis.settings.dtype}. {MACS_CONVENTION}.")
     lines.extend(f"warning: {w}" for w in model.warnings)
     return lines

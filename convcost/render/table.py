@@ -45,18 +45,29 @@ class TableFormat(Format):
         return to_text([table, *notes], view.color, view.width)
 
     def checks(self, report: CheckReport) -> str:
-        """Every check, the layers changed since the baseline, the tally and one line per broken limit."""
+        """Every check, the layers changed since the baseline, the tally, one line per broken limit and
+        per uncounted node, and the warnings (as `analyze` prints them)."""
         from rich.console import RenderableType
         from rich.table import Table
+        from rich.text import Text
 
-        from convcost.render.checks import CHECK_COLUMNS, DIFF_COLUMNS, check_rows, diff_rows, tally, violation_line
+        from convcost.render.checks import (
+            ALLOWED,
+            CHECK_COLUMNS,
+            DIFF_COLUMNS,
+            allowed,
+            check_rows,
+            diff_rows,
+            tally,
+            violation_line,
+        )
         from convcost.render.console import to_text
 
-        table = Table(title=f"convcost check: {report.model}", title_justify="left")
+        table = Table(title=Text(f"convcost check: {report.model}"), title_justify="left")
         for col in CHECK_COLUMNS:
             table.add_column(col, justify="right" if col in ("value", "limit") else "left")
         for row in check_rows(report.checks, "[bold red]FAIL[/]"):
-            table.add_row(*row)
+            table.add_row(*map(Text, row[:-1]), row[-1])  # names and reasons are data, not rich markup
         out: list[RenderableType] = [table]
         if report.diffs is not None:
             if report.diffs:
@@ -64,12 +75,14 @@ class TableFormat(Format):
                 for col in DIFF_COLUMNS:
                     diff.add_column(col)
                 for row in diff_rows(report.diffs):
-                    diff.add_row(*row)
+                    diff.add_row(*map(Text, row))
                 out.append(diff)
             else:
                 out.append("no layer changed since the baseline")
         out.append(tally(report.checks))
-        out += [f"FAIL {violation_line(c)}" for c in report.checks if not c.ok]
+        out += [Text(f"FAIL {violation_line(c)}") for c in report.checks if not c.ok]
+        out += [Text(f"{ALLOWED}: {violation_line(c)}") for c in allowed(report.checks)]
+        out += [Text(f"warning: {w}") for w in report.warnings]
         return to_text(out, width=200)
 
     def bench(self, result: BenchResult) -> str:
