@@ -129,10 +129,12 @@ def test_resnet50_params_after_batchnorm_folding(exported: Callable[..., Exporte
     assert total_params(e.model) == sum(p.numel() for p in e.module.parameters()) - bn_channels
 
 
-def test_torch_export_names_are_node_names(exported: Callable[..., Exported]) -> None:
-    names = [c.name for c in exported("resnet18").model.convs]
-    assert names[:2] == ["/conv1/Conv", "/layer1/layer1.0/conv1/Conv"]
-    assert len(set(names)) == len(names)
+def test_torch_export_names_are_module_names(exported: Callable[..., Exported]) -> None:
+    """Named as `named_modules()` names the convs (tests/test_names.py covers the details)."""
+    e = exported("resnet18")
+    names = [c.name for c in e.model.convs]
+    assert names == list(archs.conv_hook_macs(e.module, e.x))
+    assert names[:2] == ["conv1", "layer1.0.conv1"]
 
 
 def test_dynamo_export(exported: Callable[..., Exported]) -> None:

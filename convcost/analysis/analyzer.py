@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from convcost.analysis.dtypes import resolve_dtype
 from convcost.analysis.result import (
     Analysis,
     ApproxFn,
@@ -69,7 +70,7 @@ def analyze(
     `approx` adds each variant's weight-based error; `options_for` picks variant options per
     layer (`--rank auto`), otherwise `settings.options` apply to every layer.
     """
-    settings = settings or Settings()
+    model, settings = resolve_dtype(model, settings or Settings())
     dtype = settings.dtype
     layers: list[LayerResult] = []
     for i, conv in enumerate(model.convs):

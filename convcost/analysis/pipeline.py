@@ -43,10 +43,33 @@ def load(request: Request) -> Model:
 
 
 def check_model(request: Request, model: Model) -> None:
-    """Refuse a request the loaded model cannot serve: --rank auto picks ranks from weights."""
+    """Refuse a request the loaded model cannot serve: --rank auto picks ranks from weights; a
+    device with no peak for the dtype the model is priced in (without --dtype: its own)."""
     if request.settings.options.tol is not None and not any(c.weight for c in model.convs):
         raise UsageError("--rank auto needs weights (ONNX initializers or TorchScript parameters); "
                          "this model has none", source=model.source)
+    if request.settings.dtype_from_model:  # (an explicit --dtype was checked when parsed)
+        _check_peaks(request, model)
+
+
+def _check_peaks(request: Request, model: Model) -> None:
+    from convcost.analysis.dtypes import resolve_dtype, stored_dtypes
+    from convcost.latency.devices import DeviceProfile
+
+    resolved, settings = resolve_dtype(model, request.settings)
+    stored = stored_dtypes(resolved)
+    for device in request.devices:
+        if not isinstance(device, DeviceProfile):
+            continue
+        peaks = device.roofline.peak_gflops
+        for dtype in sorted({settings.dtype} | stored):
+            if dtype not in peaks:
+                why = f"the model stores {dtype} tensors" if dtype in stored else \
+                    f"the model is priced in {dtype} (the default)"
+                raise UsageError(f"{why}, and device {device.name} has no {dtype} peak (it has "
+                                 f"{', '.join(peaks)}): price it in one it has with --dtype, e.g. "
+                                 f"--dtype {next(iter(peaks))}",
+                                 source=model.source)
 
 
 def run(request: Request, model: Model | None = None) -> Analysis:

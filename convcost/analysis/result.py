@@ -36,7 +36,10 @@ OptionsFn = Callable[[str, Conv, VariantOptions], tuple[VariantOptions, Mapping[
 class Settings:
     """Everything the user chose that changes numbers (recorded in reports)."""
 
+    #: The dtype of ops whose model does not fix one (see `analysis.dtypes.resolve_dtype`).
     dtype: str = "float32"
+    #: Whether ops the model stores as float16 / bfloat16 are priced so (no explicit `--dtype`).
+    dtype_from_model: bool = True
     variants: tuple[str, ...] = tuple(VARIANTS)
     options: VariantOptions = field(default_factory=VariantOptions)
     only: tuple[str, ...] = ()

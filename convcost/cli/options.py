@@ -39,7 +39,10 @@ Devices = Annotated[
                       "or a profile.yaml path (repeatable)."),
 ]
 Dtype = Annotated[
-    str, typer.Option("--dtype", help="Element type for bytes: float32, float16, bfloat16 or int8.")
+    str | None,
+    typer.Option("--dtype", help="Element type for bytes and peaks: float32, float16, bfloat16 or int8 "
+                                 "(default: the model's own float16 / bfloat16 where it stores them, else "
+                                 "float32; quantized int8 ops stay int8)."),
 ]
 Only = Annotated[
     list[str] | None,
@@ -89,7 +92,7 @@ class Options:
     input: list[str] | None = None
     variants: list[str] | None = None
     device: list[str] | None = None
-    dtype: str = "float32"
+    dtype: str | None = None  # None: the model's own, else float32
     only: list[str] | None = None
     skip: list[str] | None = None
     rank: str | None = None
@@ -111,7 +114,7 @@ class Options:
         from convcost.util.errors import UsageError
         from convcost.variants import VARIANTS, VariantOptions
 
-        if self.dtype not in DTYPE_BYTES:
+        if self.dtype is not None and self.dtype not in DTYPE_BYTES:
             raise UsageError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPE_BYTES)}")
         auto = self.rank is not None and self.rank.strip().lower() == "auto"
         if auto:
@@ -124,7 +127,8 @@ class Options:
         except InputSyntaxError as exc:
             raise UsageError(f"-i {exc}") from None
         settings = Settings(
-            dtype=self.dtype,
+            dtype=self.dtype or "float32",
+            dtype_from_model=self.dtype is None,
             variants=parse_variants(self.variants) if self.variants else tuple(VARIANTS),
             options=VariantOptions(rank=None if auto else _rank(self.rank), depth_multiplier=self.depth_multiplier,
                                    groups=self.groups, tol=self.tol if auto else None),
@@ -153,8 +157,9 @@ def _rank(text: str | None) -> int | None:
     return value
 
 
-def _devices(names: Sequence[str] | None, dtype: str) -> list[DeviceProfile]:
-    """The profiles -d names, each able to price `dtype`."""
+def _devices(names: Sequence[str] | None, dtype: str | None) -> list[DeviceProfile]:
+    """The profiles -d names, each able to price an explicit --dtype (the model's own dtypes are
+    checked once it is loaded: `pipeline.check_model`)."""
     if not names:
         return []
     from convcost.latency.devices import DeviceChoiceError, resolve_devices
@@ -165,7 +170,7 @@ def _devices(names: Sequence[str] | None, dtype: str) -> list[DeviceProfile]:
     except DeviceChoiceError as exc:
         raise UsageError(exc.message, f"--device {exc.source}" if exc.source else "--device") from None
     for profile in profiles:
-        if dtype not in profile.roofline.peak_gflops:
+        if dtype is not None and dtype not in profile.roofline.peak_gflops:
             have = ", ".join(profile.roofline.peak_gflops)
             raise UsageError(f"--dtype {dtype}: device {profile.name} has no {dtype} peak (it has {have})")
     return profiles

@@ -79,9 +79,8 @@ def register_cost(kind: type) -> Callable[[Formula], Formula]:
 
 
 def cost_of(op: Op, dtype: str = "float32") -> Cost:
-    """Price one op. A conv whose model fixes its dtype (quantized) uses that dtype."""
-    own = getattr(op, "dtype", None)
-    return _FORMULAS[type(op)](op, bytes_per_element(own or dtype))
+    """Price one op. An op whose model fixes its dtype (quantized, or stored as float16) uses that dtype."""
+    return _FORMULAS[type(op)](op, bytes_per_element(op.dtype or dtype))
 
 
 def total_cost(ops: Iterable[Op], dtype: str = "float32") -> Cost:

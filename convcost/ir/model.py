@@ -28,8 +28,9 @@ class Conv:
     """One convolution (or transposed convolution) with its resolved shapes.
 
     `padding` lists begin pads for every spatial axis, then end pads (ONNX `pads` order).
-    `dtype` is set only where the model fixes it (quantized convs: "int8"); otherwise the
-    analysis's `--dtype` applies.
+    `dtype` is set only where the model fixes it: "int8" for a quantized conv, "float16" or
+    "bfloat16" for one the model stores in that type (an explicit `--dtype` overrides those two);
+    otherwise the analysis's dtype applies.
     """
 
     name: str
@@ -70,7 +71,7 @@ class MatMul:
     """A matrix multiply that counts towards model MACs: Gemm, MatMul, Linear or Einsum.
 
     MACs are `batch * m * k * n`; `params` are the elements of constant operands (weights
-    and bias), zero for a product of two activations.
+    and bias), zero for a product of two activations. `dtype` as for `Conv`.
     """
 
     name: str
@@ -80,6 +81,7 @@ class MatMul:
     k: int
     n: int
     params: int = 0
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def _matmul_step(mm: MatMul, dt: torch.dtype) -> tuple[Step, tuple[int, ...]]:
 
 
 def step(op: Op, dtype: str = "float32") -> tuple[Step, tuple[int, ...]]:
-    dt = torch_dtype(op.dtype if isinstance(op, Conv) and op.dtype in TORCH_DTYPES else dtype)
+    dt = torch_dtype(op.dtype if op.dtype in TORCH_DTYPES else dtype)
     return _conv_step(op, dt) if isinstance(op, Conv) else _matmul_step(op, dt)
 
 

@@ -159,7 +159,7 @@ def unfold_bytes(op: Op, dtype: str) -> int:
 
 def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     """Compute, memory and overhead time of one op on one device."""
-    own = op.dtype if isinstance(op, Conv) and op.dtype else dtype
+    own = op.dtype or dtype
     cost = cost_of(op, own)
     kind = op_kind(op)
     # A matrix multiply with few rows is a GEMV that BLAS vectorizes across its outputs; the pixel

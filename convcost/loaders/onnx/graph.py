@@ -6,7 +6,7 @@ Kept apart from shape inference and op costing so each can be read (and tested) 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -197,21 +197,38 @@ def evaluation_order(table: Table, available: set[str]) -> list[int] | None:
 
 
 class Names:
-    """Unique, stable layer names: the node's name, else its output's; repeats get `_2`, `_3`..."""
+    """Unique, stable layer names.
 
-    def __init__(self) -> None:
+    By default a node's name, else its output's; repeats get `_2`, `_3`... With `paths` (a torch
+    export, see naming.py) the module path instead, and repeats (a module called again) get
+    TorchScript's call index: `block.conv`, `block.conv#1`, ...
+    """
+
+    def __init__(self, paths: Callable[[NodeProto], str] | None = None) -> None:
+        self.paths = paths
         self.used: set[str] = set()
-        self.next: dict[str, int] = {}  # base name -> the suffix to try next (no quadratic search)
+        self.next: dict[str, int] = {}  # base name + separator -> the suffix to try next (no quadratic search)
 
-    def take(self, node: NodeProto, index: int) -> str:
-        base = node_label(node, index)
+    def base(self, node: NodeProto, index: int) -> str:
+        """The name before any repeat suffix."""
+        return self.paths(node) if self.paths is not None else node_label(node, index)
+
+    def take(self, node: NodeProto, index: int, prefix: str = "") -> str:
+        """A new unique name for `node`; `prefix` (say a subgraph's owner) goes before the base."""
+        base = prefix + self.base(node, index)
+        if self.paths is not None:
+            return self._unique(base, "#", 1)
+        return self._unique(base, "_", 2)
+
+    def _unique(self, base: str, sep: str, first: int) -> str:
         name = base
         if name in self.used:
-            k = self.next.get(base, 2)
-            while f"{base}_{k}" in self.used:
+            key = base + sep
+            k = self.next.get(key, first)
+            while f"{base}{sep}{k}" in self.used:
                 k += 1
-            name = f"{base}_{k}"
-            self.next[base] = k + 1
+            name = f"{base}{sep}{k}"
+            self.next[key] = k + 1
         self.used.add(name)
         return name
 

@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convcost.ir.model import Model, Shape, Uncounted, counted_family
-from convcost.loaders.onnx.graph import GraphError, Table, constants, evaluation_order, node_label, quote, subgraphs
+from convcost.loaders.onnx.graph import (
+    GraphError,
+    Names,
+    Table,
+    constants,
+    evaluation_order,
+    node_label,
+    quote,
+    subgraphs,
+)
+from convcost.loaders.onnx.naming import module_paths
 from convcost.loaders.onnx.ops import (
     COSTED,
     FLOAT_TYPES,
@@ -73,7 +83,8 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
     initializers = {t.name: t for t in model.graph.initializer}
     const, made_by = constants(table, set(initializers))
     producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
-    ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer)
+    ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer,
+              names=Names(module_paths(model, const, made_by)))
     _walk(ctx, table)
     if not len(table):
         warnings.append("the graph has no nodes")

@@ -70,6 +70,9 @@ PARAM_INPUTS: dict[str, tuple[int, ...] | None] = {
 TRANSFORMS = frozenset({"Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Flatten",
                         "DequantizeLinear", "QuantizeLinear"})
 FLOAT_TYPES = frozenset({1, 10, 11, 16})  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+#: Element types an op is priced in as the model stores them (FLOAT16, BFLOAT16; UINT8 and INT8 of
+#: integer matmuls); FLOAT and DOUBLE take the analysis dtype.
+OWN_DTYPES = {10: "float16", 16: "bfloat16", 2: INT8, 3: INT8}
 MAX_NOTES = 5
 UNKNOWN_CONVS = "convs whose shapes are unknown"
 UNKNOWN_MATMULS = "matrix products whose shapes are unknown"
@@ -249,6 +252,11 @@ def _conv_operands(shapes: Shapes, inputs: Sequence[str], form: ConvForm) -> tup
     return x, w, form.bias is not None and form.bias < n and bool(inputs[form.bias])
 
 
+def _own_dtype(ctx: Ctx, *names: str) -> str | None:
+    """The dtype an op's operands are stored in, where it is not the analysis's (see OWN_DTYPES)."""
+    return next((OWN_DTYPES[t] for name in names if (t := ctx.types.get(name)) in OWN_DTYPES), None)
+
+
 def _quantized_input(ctx: Ctx, name: str) -> bool:
     node = ctx.producer.get(name)
     while node is not None and node.op_type in ("Identity", "Transpose"):
@@ -291,6 +299,8 @@ def handle_conv(ctx: Ctx, node: NodeProto, index: int) -> None:
     # QDQ models (DequantizeLinear of int8 weights and activations) run as int8 convs.
     if dtype is None and _quantized_input(ctx, inputs[form.w]) and _quantized_input(ctx, inputs[0]):
         dtype = INT8
+    if dtype is None:  # a float16 / bfloat16 model
+        dtype = _own_dtype(ctx, inputs[form.x], inputs[form.w])
     inferred = static(ctx.shapes.get(node.output[0]))
     if inferred is not None and inferred != template.output_shape:
         ctx.notes.add("conv output shapes that differ from ONNX inference",
@@ -358,8 +368,10 @@ def _matmul(ctx: Ctx, node: NodeProto, index: int, ia: int, ib: int, trans_a: bo
         ctx.skip(node, index, f"operands {list(a)} and {list(b)} do not multiply", BAD_MATMULS)
         return
     params = sum(ctx.numel_if_const(node.input[i]) for i in (ia, ib, *extra) if i < len(node.input))
+    x, y = node.input[ia], node.input[ib]
+    dtype = INT8 if _quantized_input(ctx, x) and _quantized_input(ctx, y) else _own_dtype(ctx, x, y)
     ctx.matmuls.append(MatMul(ctx.names.take(node, index), node.op_type, batch=math.prod(batch), m=a2[-2],
-                              k=a2[-1], n=b2[-1], params=params))
+                              k=a2[-1], n=b2[-1], params=params, dtype=dtype))
 
 
 @HANDLERS.register(("", "MatMul"), ("", "MatMulInteger"))
@@ -439,6 +451,7 @@ def handle_einsum(ctx: Ctx, node: NodeProto, index: int) -> None:
     if len(terms) < 2:
         return  # a transpose, trace or sum: no multiplications
     params = sum(ctx.numel_if_const(x) for x in node.input)
+    dtype = _own_dtype(ctx, *node.input)
     name = ctx.names.take(node, index)
     left = terms[0]
     for step, right in enumerate(terms[1:], start=1):
@@ -453,7 +466,8 @@ def handle_einsum(ctx: Ctx, node: NodeProto, index: int) -> None:
             return math.prod(size[c] for c in cs)
 
         ctx.matmuls.append(MatMul(name if step == 1 else f"{name}#{step}", "Einsum", batch=prod(batch),
-                                  m=prod(m), k=prod(k), n=prod(n), params=params if step == 1 else 0))
+                                  m=prod(m), k=prod(k), n=prod(n), params=params if step == 1 else 0,
+                                  dtype=dtype))
         left = "".join(batch + m + n)
 
 

@@ -38,6 +38,9 @@ from convcost.util.registry import Registry
 
 UNNAMED = {"conv": "convolution", "matmul": "matmul"}
 
+#: Tensor dtypes an op is priced in as the model runs it (float32 and float64 take the analysis dtype).
+OWN_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
 #: Unhandled ops whose names say they multiply weights: counted in `Model.uncosted`.
 _COSTLY = re.compile(r"conv|linear|matmul|(^|_)mm|lstm|gru|rnn|attention|einsum|bilinear")
 
@@ -159,11 +162,12 @@ class _Recorder:
             raise InputError(f"layer {name}: cannot describe this convolution: {exc}") from None
         if conv.output_shape != out_shape:
             conv = conv.with_changes(output_shape=out_shape)
-        self.out.convs.append(conv.with_changes(weight=_numpy_loader(w)))
+        self.out.convs.append(conv.with_changes(weight=_numpy_loader(w), dtype=own_dtype(_conv_input(b), w)))
 
     def matmul(self, a: Shape, b: Shape, operands: tuple[object, ...], weight: object,
-               base: str | None = None) -> None:
-        """`a` (..., m, k) or (k,) times `b` (..., k, n) or (k,); parameters among `operands` count."""
+               base: str | None = None, dtype: str | None = None) -> None:
+        """`a` (..., m, k) or (k,) times `b` (..., k, n) or (k,); parameters among `operands` count;
+        the dtype is theirs unless given."""
         m, k = (1, a[0]) if len(a) == 1 else (a[-2], a[-1])
         n = 1 if len(b) == 1 else b[-1]
         batch = 1
@@ -171,7 +175,14 @@ class _Recorder:
             batch *= d
         params = self.used_params(*operands)
         self.out.matmuls.append(MatMul(self.name(base or self.base_name("matmul", weight)),
-                                       "Linear" if params else "MatMul", batch, m, k, n, params))
+                                       "Linear" if params else "MatMul", batch, m, k, n, params,
+                                       dtype or own_dtype(*operands)))
+
+
+def own_dtype(*tensors: object) -> str | None:
+    """The dtype an op's tensors have, where it is not the analysis's (see OWN_DTYPES)."""
+    return next((OWN_DTYPES[t.dtype] for t in tensors if isinstance(t, torch.Tensor) and t.dtype in OWN_DTYPES),
+                None)
 
 
 def _conv_input(b: dict[str, Any]) -> Any:
@@ -250,8 +261,9 @@ def _attention(rec: _Recorder, bound: dict[str, Any], out: Any) -> None:
     q, k, v = (tuple(bound[n].shape) for n in ("query", "key", "value"))
     base = (rec.stack.current() if rec.stack else None) or "attention"
     batch, seq_q, seq_k = q[:-2], q[-2], k[-2]
-    rec.matmul(q, (*batch, k[-1], seq_k), (), None, base=base)
-    rec.matmul((*batch, seq_q, seq_k), (*batch, seq_k, v[-1]), (), None, base=base)
+    dtype = own_dtype(bound["query"])
+    rec.matmul(q, (*batch, k[-1], seq_k), (), None, base=base, dtype=dtype)
+    rec.matmul((*batch, seq_q, seq_k), (*batch, seq_k, v[-1]), (), None, base=base, dtype=dtype)
 
 
 #: Convolution ops, and whether the op is transposed whatever its arguments say.
