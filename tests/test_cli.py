@@ -177,8 +177,8 @@ def test_analyze_and_report_share_the_analysis_options():
         text = run_cli(command, "--help", env={**os.environ, "COLUMNS": "200"}).out
         return re.findall(r"^  (?:-\w, )?(--[\w-]+)", text, re.M)  # option lines, not wrapped help
 
-    shared = ["--input", "--variants", "--device", "--dtype", "--only", "--skip", "--rank", "--depth-multiplier",
-              "--groups", "--tol", "--no-approx"]
+    shared = ["--input", "--shape", "--variants", "--device", "--dtype", "--only", "--skip", "--rank",
+              "--depth-multiplier", "--groups", "--tol", "--no-approx"]
     for command in ("analyze", "report"):
         found = options(command)
         assert [o for o in found if o in shared] == shared, (command, found)

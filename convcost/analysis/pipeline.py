@@ -19,6 +19,8 @@ class Request:
 
     model: str
     inputs: dict[str, Shape] = field(default_factory=dict)
+    #: --shape: tensor name -> shape, set inside an ONNX graph
+    tensor_shapes: dict[str, Shape] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     devices: Sequence[Device] = ()
 
@@ -39,7 +41,7 @@ def hooks(settings: Settings) -> tuple[ApproxFn | None, OptionsFn | None]:
 
 
 def load(request: Request) -> Model:
-    return load_model(request.model, request.inputs or None)
+    return load_model(request.model, request.inputs or None, request.tensor_shapes or None)
 
 
 def check_model(request: Request, model: Model) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from convcost.latency.devices import DeviceProfile
 
 
-@o.with_options("input", "variants", "only", "skip", "rank", "depth_multiplier", "groups")
+@o.with_options("input", "shape", "variants", "only", "skip", "rank", "depth_multiplier", "groups")
 def bench(
     model: o.ModelArg,
     device: Annotated[str | None, typer.Option(

@@ -12,7 +12,7 @@ from convcost.cli import options as o
 from convcost.render import formats_for
 
 
-@o.with_options("input", "device", "dtype")
+@o.with_options("input", "shape", "device", "dtype")
 def check(
     model: o.ModelArg,
     budget: Annotated[str, typer.Option("--budget", "-b", metavar="FILE", help="Budget YAML (see README).")],

@@ -14,6 +14,7 @@ from convcost.analysis.analyzer import SORT_KEYS
 
 if TYPE_CHECKING:
     from convcost.analysis.pipeline import Request
+    from convcost.ir.model import Shape
     from convcost.latency.devices import DeviceProfile
 
 ModelArg = Annotated[
@@ -26,6 +27,12 @@ Inputs = Annotated[
     typer.Option("--input", "-i", metavar="SHAPE",
                  help="Input shape, e.g. 1x3x224x224, or NAME=1x3x224x224 for one of several inputs (repeatable). "
                       "Needed for symbolic ONNX dims and for TorchScript."),
+]
+TensorShapes = Annotated[
+    list[str] | None,
+    typer.Option("--shape", metavar="TENSOR=SHAPE",
+                 help="Shape of any tensor in an ONNX graph, e.g. --shape feat=1x64x56x56 (repeatable): "
+                      "lets shape inference continue past an op convcost cannot shape."),
 ]
 Variants = Annotated[
     list[str] | None,
@@ -90,6 +97,7 @@ class Options:
     """
 
     input: list[str] | None = None
+    shape: list[str] | None = None
     variants: list[str] | None = None
     device: list[str] | None = None
     dtype: str | None = None  # None: the model's own, else float32
@@ -126,6 +134,7 @@ class Options:
             inputs = parse_inputs(self.input or [])
         except InputSyntaxError as exc:
             raise UsageError(f"-i {exc}") from None
+        tensor_shapes = parse_tensor_shapes(self.shape or [])
         settings = Settings(
             dtype=self.dtype or "float32",
             dtype_from_model=self.dtype is None,
@@ -136,11 +145,31 @@ class Options:
             skip=tuple(self.skip or ()),
             approx=not self.no_approx,
         )
-        return Request(model=model, inputs=inputs, settings=settings, devices=_devices(self.device, self.dtype))
+        return Request(model=model, inputs=inputs, tensor_shapes=tensor_shapes, settings=settings,
+                       devices=_devices(self.device, self.dtype))
 
 
 #: The defaults, for a command's `opts` parameter (`with_options` replaces it with the parsed flags).
 DEFAULTS = Options()
+
+
+def parse_tensor_shapes(values: Sequence[str]) -> dict[str, Shape]:
+    """--shape values: TENSOR=SHAPE, in -i's shape syntax, each tensor named once."""
+    from convcost.ir.inputs import InputSyntaxError, parse_shape
+    from convcost.util.errors import UsageError
+
+    shapes: dict[str, Shape] = {}
+    for value in values:
+        try:
+            name, shape = parse_shape(value)
+        except InputSyntaxError as exc:
+            raise UsageError(f"--shape {exc}") from None
+        if not name:
+            raise UsageError(f"--shape {value!r}: name the tensor: --shape TENSOR=SHAPE")
+        if name in shapes:
+            raise UsageError(f"--shape: given twice for tensor {name!r}")
+        shapes[name] = shape
+    return shapes
 
 
 def _rank(text: str | None) -> int | None:
@@ -198,8 +227,9 @@ def parse_variants(values: Sequence[str]) -> tuple[str, ...]:
 
 #: Each shared option's typer declaration, in --help order; defaults come from `Options`.
 DECLARATIONS: dict[str, Any] = {
-    "input": Inputs, "variants": Variants, "device": Devices, "dtype": Dtype, "only": Only, "skip": Skip,
-    "rank": Rank, "depth_multiplier": DepthMultiplier, "groups": Groups, "tol": Tol, "no_approx": NoApprox,
+    "input": Inputs, "shape": TensorShapes, "variants": Variants, "device": Devices, "dtype": Dtype, "only": Only,
+    "skip": Skip, "rank": Rank, "depth_multiplier": DepthMultiplier, "groups": Groups, "tol": Tol,
+    "no_approx": NoApprox,
 }
 
 

@@ -8,7 +8,12 @@ from convcost.ir.model import Conv, ConvOp, Shape
 
 
 class ShapeError(ValueError):
-    """A conv whose attributes cannot produce a valid output (message says which)."""
+    """A conv that cannot run on its input: attributes and shapes disagree (message says which)."""
+
+
+class BadAttribute(ShapeError):
+    """A conv attribute that is invalid whatever the input (a negative pad, a zero stride):
+    unlike other ShapeErrors, a different input size cannot be the cause."""
 
 
 def conv_out_size(size: int, k: int, s: int, pad_begin: int, pad_end: int, d: int) -> int:
@@ -74,7 +79,7 @@ def make_conv(
     for label, values, n in (("stride", stride, rank), ("dilation", dilation, rank),
                              ("padding", padding, 2 * rank), ("output_padding", output_padding, rank)):
         if len(values) != n:
-            raise ShapeError(f"{label} needs {n} values for a {rank}-D kernel, got {list(values)}")
+            raise BadAttribute(f"{label} needs {n} values for a {rank}-D kernel, got {list(values)}")
     in_channels = int(input_shape[1])
     for label, value in (("input batch", input_shape[0]), ("in_channels", in_channels),
                          ("out_channels", out_channels), ("groups", groups)):
@@ -82,19 +87,21 @@ def make_conv(
             raise ShapeError(f"{label} must be positive, got {value}")
     minimums: tuple[tuple[str, Sequence[int], int], ...] = (
         ("kernel", kernel, 1), ("stride", stride, 1), ("dilation", dilation, 1), ("padding", padding, 0),
-        ("output_padding", output_padding, 0), ("input spatial size", input_shape[2:], 1))
+        ("output_padding", output_padding, 0))
     for label, seq, low in minimums:
         if any(v < low for v in seq):
-            raise ShapeError(f"{label} must be >= {low}, got {list(seq)}")
-    if in_channels % groups or out_channels % groups:
-        raise ShapeError(
-            f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-        )
+            raise BadAttribute(f"{label} must be >= {low}, got {list(seq)}")
+    if any(v < 1 for v in input_shape[2:]):
+        raise ShapeError(f"input spatial size must be >= 1, got {list(input_shape[2:])}")
+    if out_channels % groups:
+        raise BadAttribute(f"groups={groups} must divide out_channels={out_channels}")
+    if in_channels % groups:
+        raise ShapeError(f"groups={groups} must divide in_channels={in_channels}")
     spatial = input_shape[2:]
     if op == "ConvTranspose":
         for i in range(rank):
             if output_padding[i] >= max(stride[i], dilation[i]):
-                raise ShapeError(
+                raise BadAttribute(
                     f"output_padding {output_padding[i]} must be smaller than stride or dilation on axis {i}"
                 )
         out_spatial = [

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convcost.ir.model import Model, Shape
-from convcost.util.errors import InputError
+from convcost.util.errors import InputError, UsageError
 from convcost.util.registry import Registry
 
 SNIFF_BYTES = 4096
@@ -24,11 +24,18 @@ class Loader:
 
     name: str
     sniff: Callable[[Path, bytes], bool]
-    target: str  # "package.module:function(path, inputs) -> Model"
+    target: str  # "package.module:function(path, inputs, **options) -> Model"
+    #: whether it takes `tensor_shapes` (--shape: any tensor's shape, for graphs with ops nobody can shape)
+    tensor_shapes: bool = False
 
-    def load(self, path: Path, inputs: dict[str, Shape] | None) -> Model:
+    def load(self, path: Path, inputs: dict[str, Shape] | None, tensor_shapes: dict[str, Shape] | None = None
+             ) -> Model:
         module, func = self.target.split(":")
-        loaded: Model = getattr(importlib.import_module(module), func)(path, inputs)
+        options = {"tensor_shapes": tensor_shapes} if tensor_shapes else {}
+        if options and not self.tensor_shapes:
+            raise UsageError(f"--shape sets tensor shapes in ONNX graphs; this is a {self.name} model",
+                             source=path)
+        loaded: Model = getattr(importlib.import_module(module), func)(path, inputs, **options)
         return loaded
 
 
@@ -65,7 +72,7 @@ def _looks_like_torch(path: Path, head: bytes) -> bool:
     return looks_like_torch(path, head)
 
 
-register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx.loader:load_onnx"))
+register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx.loader:load_onnx", tensor_shapes=True))
 register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
 register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.pytorch.torchscript:load_torchscript"))
 
@@ -90,14 +97,21 @@ def detect(path: Path) -> Loader:
     raise InputError(f"not a model convcost can read (recognised formats: {known})", path)
 
 
-def load_model(model: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
-    """Load a model file, or build a PyTorch model from `module:factory` (when no such file exists)."""
+def load_model(model: str | Path, inputs: dict[str, Shape] | None = None,
+               tensor_shapes: dict[str, Shape] | None = None) -> Model:
+    """Load a model file, or build a PyTorch model from `module:factory` (when no such file exists).
+
+    `tensor_shapes` (--shape) applies to ONNX graphs only; any other format refuses it (exit 2).
+    """
     path = Path(model)
     if isinstance(model, str) and not path.exists():
         from convcost.loaders.pytorch.factory import split_factory_spec
 
         if split_factory_spec(model):
+            if tensor_shapes:
+                raise UsageError("--shape sets tensor shapes in ONNX graphs; this is a PyTorch factory",
+                                 source=model)
             from convcost.loaders.pytorch.factory import load_factory
 
             return load_factory(model, inputs)
-    return detect(path).load(path, inputs)
+    return detect(path).load(path, inputs, tensor_shapes)

@@ -13,16 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convcost.ir.model import Model, Shape, Uncounted, counted_family
-from convcost.loaders.onnx.graph import (
-    GraphError,
-    Names,
-    Table,
-    constants,
-    evaluation_order,
-    node_label,
-    quote,
-    subgraphs,
-)
+from convcost.loaders.onnx.graph import GraphError, Names, Table, constants, evaluation_order, quote, subgraphs
 from convcost.loaders.onnx.naming import module_paths
 from convcost.loaders.onnx.ops import (
     COSTED,
@@ -35,7 +26,7 @@ from convcost.loaders.onnx.ops import (
     TRANSFORMS,
     Ctx,
 )
-from convcost.loaders.onnx.shapes import apply_inputs, infer, static
+from convcost.loaders.onnx.shapes import apply_inputs, apply_tensor_shapes, infer, static
 from convcost.loaders.onnx.weights import Weights
 from convcost.loaders.onnx.wire import WireError, read_lean
 from convcost.util.errors import InputError, first_line
@@ -44,19 +35,30 @@ if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto, NodeProto
 
 
-def load_onnx(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+def load_onnx(path: str | Path, inputs: dict[str, Shape] | None = None, *,
+              tensor_shapes: dict[str, Shape] | None = None) -> Model:
     """Load an ONNX model's convolutions and matrix products without reading its weights.
 
     `inputs` comes from `-i`: key "" is the single input, other keys name inputs.
+    `tensor_shapes` comes from `--shape`: any tensor's shape, so inference gets past an op
+    convcost cannot shape.
     """
     path = Path(path)
     try:
-        return _load(path, inputs)
+        return _load(path, inputs, tensor_shapes)
     except UnicodeError:  # proto2 strings are not checked when parsed; onnx's C++ side does check
         raise InputError("not a valid ONNX model: a name in it is not valid UTF-8", path) from None
 
 
-def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
+def _given(inputs: dict[str, Shape] | None) -> str:
+    """The -i values as typed (`-i 1x3x8x8`, `-i x=1x3x8x8`), for errors a wrong input size causes."""
+    def value(v: object) -> str:
+        return "x".join(str(d) for d in v) if isinstance(v, tuple) else str(v)
+
+    return " ".join(f"-i {k + '=' if k else ''}{value(v)}" for k, v in (inputs or {}).items())
+
+
+def _load(path: Path, inputs: dict[str, Shape] | None, tensor_shapes: dict[str, Shape] | None) -> Model:
     source = str(path)
     model = _parse(path)
     warnings: list[str] = []
@@ -78,13 +80,15 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
         warnings.append("graph nodes were not in topological order (the ONNX spec requires it); "
                         "convcost sorted them")
     resolved = apply_inputs(model, inputs, source)
+    if tensor_shapes:
+        apply_tensor_shapes(model, tensor_shapes, source)
     model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
     table.nodes = list(model.graph.node)  # the inferred copy: the original can go
     initializers = {t.name: t for t in model.graph.initializer}
     const, made_by = constants(table, set(initializers))
     producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
     ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer,
-              names=Names(module_paths(model, const, made_by)))
+              names=Names(module_paths(model, const, made_by)), given=_given(inputs))
     _walk(ctx, table)
     if not len(table):
         warnings.append("the graph has no nodes")
@@ -190,15 +194,13 @@ def _walk(ctx: Ctx, table: Table) -> None:
 
 
 def _check_reshape(ctx: Ctx, node: NodeProto, index: int) -> None:
-    """onnx's inference trusts a Reshape's target; a wrong element count means a broken model
-    (or an `-i` size the model cannot take), and the layers after it are counted at a guess."""
+    """onnx's inference trusts a Reshape's target; a wrong element count is a model onnxruntime
+    cannot run at this input size (often an `-i` batch a hard-coded target cannot take)."""
     before = static(ctx.shapes.get(node.input[0])) if node.input else None
     after = static(ctx.shapes.get(node.output[0])) if node.output else None
     if before is not None and after is not None and math.prod(before) != math.prod(after):
-        ctx.notes.add("inconsistent reshapes",
-                      f"Reshape {quote(node_label(node, index))} turns {list(before)} "
-                      f"({math.prod(before)} elements) "
-                      f"into {list(after)} ({math.prod(after)}): the model cannot run at this input size")
+        ctx.invalid(node, index, f"turns {list(before)} ({math.prod(before)} elements) into {list(after)} "
+                    f"({math.prod(after)} elements)")
 
 
 def _root(ctx: Ctx, name: str) -> str:

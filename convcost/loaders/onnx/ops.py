@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from convcost.ir.model import Conv, MatMul, Shape, Uncounted
-from convcost.ir.shapes import ShapeError, make_conv, same_pads, split_pads
+from convcost.ir.shapes import BadAttribute, ShapeError, make_conv, same_pads, split_pads
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
-from convcost.loaders.onnx.graph import Names, attrs, node_label, op_key, quote
+from convcost.loaders.onnx.graph import Names, attrs, node_label, op_key, quote, text
 from convcost.loaders.onnx.weights import Weights
-from convcost.util.errors import short
+from convcost.util.errors import InputError, short
 from convcost.util.registry import Registry
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ OWN_DTYPES = {10: "float16", 16: "bfloat16", 2: INT8, 3: INT8}
 MAX_NOTES = 5
 UNKNOWN_CONVS = "convs whose shapes are unknown"
 UNKNOWN_MATMULS = "matrix products whose shapes are unknown"
-BAD_MATMULS = "matrix products with bad shapes"
+UNPARSED_EINSUMS = "Einsum equations convcost cannot parse"
+EMPTY_CONVS = "convs with an empty operand"
 
 
 class Notes:
@@ -122,8 +123,10 @@ class Ctx:
     notes: Notes = field(default_factory=Notes)
     #: constant tensors counted as conv/matmul params (not again as other params)
     covered: set[str] = field(default_factory=set)
-    #: conv geometry -> the conv it makes (name and weight filled in per node), or why it cannot
-    geometry: dict[object, Conv | str] = field(default_factory=dict)
+    #: conv geometry -> the conv it makes (name and weight filled in per node)
+    geometry: dict[object, Conv] = field(default_factory=dict)
+    #: the -i values as the user wrote them ("" without -i): errors an input size can cause name them
+    given: str = ""
 
     def skip(self, node: NodeProto, index: int, why: str, reason: str) -> None:
         """An op that costs MACs but cannot be counted: say so, and list it as uncosted."""
@@ -131,6 +134,13 @@ class Ctx:
         label = node_label(node, index)
         self.uncounted.append(Uncounted(label, node.op_type, why))
         self.notes.add(reason, f"{node.op_type} {quote(label)} not counted: {why}")
+
+    def invalid(self, node: NodeProto, index: int, why: str, input_related: bool = True) -> NoReturn:
+        """A node onnxruntime refuses to run: exit 2 naming it. When -i was given and the input's
+        size can be the cause (`input_related`), say that -i is what the model likely cannot take."""
+        hint = f" ({self.given}: likely an input size the model cannot take)" if self.given and input_related else ""
+        raise InputError(f"invalid model: {text(node.op_type)} {quote(node_label(node, index))}: {why}{hint}",
+                         self.source)
 
     def dims(self, node: NodeProto, i: int) -> Dims | None:
         return self.shapes.get(node.input[i]) if i < len(node.input) and node.input[i] else None
@@ -165,28 +175,31 @@ class Ctx:
 def _ints(a: dict[str, object], key: str, default: list[int]) -> list[int]:
     value = a.get(key, default)
     if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
-        raise ShapeError(f"attribute {key} must be a list of integers, got {short(value)}")
+        raise BadAttribute(f"attribute {key} must be a list of integers, got {short(value)}")
     return list(value) if value else default
 
 
 def _int(a: dict[str, object], key: str, default: int) -> int:
     value = a.get(key, default)
     if not isinstance(value, int):  # a STRING or FLOAT attribute where ONNX says INT
-        raise ShapeError(f"attribute {key} must be an integer, got {short(value)}")
+        raise BadAttribute(f"attribute {key} must be an integer, got {short(value)}")
     return value
 
 
 def build_conv(node: NodeProto, name: str, form: ConvForm, x: Shape, w: Shape, bias: bool) -> Conv:
-    """The `Conv` an ONNX conv node computes, with every attribute applied (raises ShapeError)."""
+    """The `Conv` an ONNX conv node computes, with every attribute applied.
+
+    Raises ShapeError (BadAttribute when the attributes are wrong whatever the input) for what
+    onnxruntime refuses to run."""
     a = attrs(node)
     rank = len(w) - 2
     if rank < 1:
-        raise ShapeError(f"weight shape {list(w)} has no spatial axes")
+        raise BadAttribute(f"weight shape {list(w)} has no spatial axes")
     if len(x) != rank + 2:
         raise ShapeError(f"input {list(x)} does not match a {rank}-D weight {list(w)}")
     kernel = _ints(a, "kernel_shape", list(w[2:]))
     if kernel != list(w[2:]):
-        raise ShapeError(f"kernel_shape {kernel} disagrees with the weight's {list(w[2:])}")
+        raise BadAttribute(f"kernel_shape {kernel} disagrees with the weight's {list(w[2:])}")
     strides = _ints(a, "strides", [1] * rank)
     dilations = _ints(a, "dilations", [1] * rank)
     group = _int(a, "group", 1)
@@ -194,13 +207,13 @@ def build_conv(node: NodeProto, name: str, form: ConvForm, x: Shape, w: Shape, b
     pads = _ints(a, "pads", [0] * (2 * rank))
     out_pad = _ints(a, "output_padding", [0] * rank)
     if group < 1:
-        raise ShapeError(f"group must be positive, got {group}")
+        raise BadAttribute(f"group must be positive, got {group}")
     if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
-        raise ShapeError(f"unknown auto_pad {auto_pad!r}")
+        raise BadAttribute(f"unknown auto_pad {short(auto_pad)} (NOTSET, SAME_UPPER, SAME_LOWER or VALID)")
     for label, values, n, low in (("strides", strides, rank, 1), ("dilations", dilations, rank, 1),
                                   ("pads", pads, 2 * rank, 0), ("output_padding", out_pad, rank, 0)):
         if len(values) != n or any(v < low for v in values):
-            raise ShapeError(f"{label} {values} must be {n} values >= {low} for a {rank}-D conv")
+            raise BadAttribute(f"{label} {values} must be {n} values >= {low} for a {rank}-D conv")
     spatial = list(x[2:])
     if not form.transposed:
         if w[1] * group != x[1]:
@@ -216,32 +229,30 @@ def build_conv(node: NodeProto, name: str, form: ConvForm, x: Shape, w: Shape, b
     if w[0] != x[1]:
         raise ShapeError(f"weight {list(w)} expects {w[0]} input channels, input has {x[1]}")
     target = _ints(a, "output_shape", [])
-    if len(target) == rank + 2:
-        target = target[2:]
+    if target and (len(target) != rank or any(t < 1 for t in target)):  # spatial axes only, as onnx says
+        raise BadAttribute(f"output_shape {target} must be {rank} positive values, one per spatial axis")
     if not target and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         target = [s * st for s, st in zip(spatial, strides, strict=True)]
     if auto_pad == "VALID" and not target:
         pads = [0] * (2 * rank)
-    if target:
-        if len(target) != rank or any(t < 1 for t in target):
-            raise ShapeError(f"output_shape {target} needs {rank} positive spatial values")
-        natural = [strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
-                   for i in range(rank)]
-        pads = list(split_pads([n - t for n, t in zip(natural, target, strict=True)], auto_pad == "SAME_UPPER"))
     c_out = w[1] * group
-    try:
+    if not target:
         return make_conv(name, "ConvTranspose", x, c_out, kernel, strides, pads, dilations, group, bias,
                          out_pad, form.dtype)
-    except ShapeError:
-        if not target or x[1] % group:
-            raise
-    # output_shape asks for more than the natural size (negative padding, or output_padding
-    # beyond the stride): the MACs depend only on the input, so keep the requested shape (the
-    # pads above were chosen to give exactly it).
-    return Conv(name=name, op="ConvTranspose", in_channels=x[1], out_channels=c_out, kernel=tuple(kernel),
-                stride=tuple(strides), padding=tuple(pads), dilation=tuple(dilations), groups=group,
-                input_shape=x, output_shape=(x[0], c_out, *target), bias=bias, output_padding=tuple(out_pad),
-                dtype=form.dtype)
+    reach = [(kernel[i] - 1) * dilations[i] + 1 for i in range(rank)]
+    # onnxruntime's rule: the input size output_shape implies, (out - reach) // stride + 1, must not
+    # exceed the real one; up to stride - 1 pixels past the natural size read as negative padding.
+    most = [strides[i] * spatial[i] + reach[i] - 1 for i in range(rank)]
+    if any(t > m for t, m in zip(target, most, strict=True)):
+        raise ShapeError(f"output_shape {target} is inconsistent with its input {spatial}, strides {strides}, "
+                         f"kernel {kernel} and dilations {dilations}: at most {most} fits")
+    natural = [strides[i] * (spatial[i] - 1) + out_pad[i] + reach[i] for i in range(rank)]
+    pads = list(split_pads([n - t for n, t in zip(natural, target, strict=True)], auto_pad == "SAME_UPPER"))
+    # Check everything else at non-negative pads; MACs depend only on the input, so the requested
+    # shape (and the pads that give exactly it, even negative ones) is kept.
+    conv = make_conv(name, "ConvTranspose", x, c_out, kernel, strides, [max(p, 0) for p in pads], dilations,
+                     group, bias, out_pad, form.dtype)
+    return _copy(conv, padding=tuple(pads), output_shape=(x[0], c_out, *target))
 
 
 def _conv_operands(shapes: Shapes, inputs: Sequence[str], form: ConvForm) -> tuple[Shape | None, Shape | None,
@@ -282,6 +293,9 @@ def handle_conv(ctx: Ctx, node: NodeProto, index: int) -> None:
         why = f"{which} shape {show(dims)} is not static" if dims is not None else f"{which} shape is unknown"
         ctx.skip(node, index, why + " (see the warnings about ops before it)", UNKNOWN_CONVS)
         return
+    if 0 in x or 0 in w:  # onnxruntime runs an empty conv (no work); the IR has no empty Conv
+        ctx.skip(node, index, f"an operand is empty (input {list(x)}, weight {list(w)})", EMPTY_CONVS)
+        return
     # Real models repeat a handful of conv geometries many times: build each once.
     key = (key_op, x, w, bias, b"".join([a.SerializeToString() for a in node.attribute]))
     template = ctx.geometry.get(key)
@@ -289,11 +303,8 @@ def handle_conv(ctx: Ctx, node: NodeProto, index: int) -> None:
         try:
             template = build_conv(node, "", form, x, w, bias)
         except ShapeError as exc:
-            template = str(exc)
+            ctx.invalid(node, index, str(exc), input_related=not isinstance(exc, BadAttribute))
         ctx.geometry[key] = template
-    if isinstance(template, str):
-        ctx.skip(node, index, template, "convs with inconsistent attributes")
-        return
     name = ctx.names.take(node, index)
     dtype = template.dtype
     # QDQ models (DequantizeLinear of int8 weights and activations) run as int8 convs.
@@ -365,8 +376,7 @@ def _matmul(ctx: Ctx, node: NodeProto, index: int, ia: int, ib: int, trans_a: bo
     b2 = (*b, 1) if len(b) == 1 else b
     batch = _broadcast(a2[:-2], b2[:-2])
     if batch is None or a2[-1] != b2[-2]:
-        ctx.skip(node, index, f"operands {list(a)} and {list(b)} do not multiply", BAD_MATMULS)
-        return
+        ctx.invalid(node, index, f"operands {list(a)} and {list(b)} do not multiply")
     params = sum(ctx.numel_if_const(node.input[i]) for i in (ia, ib, *extra) if i < len(node.input))
     x, y = node.input[ia], node.input[ib]
     dtype = INT8 if _quantized_input(ctx, x) and _quantized_input(ctx, y) else _own_dtype(ctx, x, y)
@@ -441,7 +451,7 @@ def handle_einsum(ctx: Ctx, node: NodeProto, index: int) -> None:
     dims = [s for s in shapes if s is not None]
     parsed = _einsum_terms(str(attrs(node).get("equation", "")), [len(s) for s in dims])
     if parsed is None:
-        ctx.skip(node, index, "cannot parse its equation", BAD_MATMULS)
+        ctx.skip(node, index, "cannot parse its equation", UNPARSED_EINSUMS)
         return
     terms, out = parsed
     size: dict[str, int] = {}

@@ -9,6 +9,7 @@ resolves too.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,59 @@ def apply_inputs(model: ModelProto, overrides: Mapping[str, Shape] | None, sourc
                                  f"give its shape with {how}", source)
         resolved[text(vi.name)] = dims  # type: ignore[assignment]
     return resolved
+
+
+def apply_tensor_shapes(model: ModelProto, given: Mapping[str, Shape], source: str) -> None:
+    """Declare the shapes `--shape` gives, so that inference takes them as they are and carries on
+    past an op nobody can shape (a custom or unknown op).
+
+    A declared shape wins over what onnx infers; a tensor the graph does not make, an initializer
+    or a graph input (set with -i) is an error.
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    makers = {text(o): node for node in graph.node for o in node.output if o}
+    inits = {text(t.name): t.data_type for t in graph.initializer}
+    inputs = {text(vi.name) for vi in real_inputs(graph)}
+    declared = {text(vi.name): vi.type.tensor_type.elem_type for vi in (*graph.input, *graph.value_info,
+                                                                         *graph.output)
+                if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type}
+    for name in given:
+        label = quote(name)
+        if name in inputs:
+            raise InputError(f"--shape {label[1:-1]}=...: {label} is a graph input; set its shape with "
+                             f"-i {label[1:-1]}=SHAPE", source)
+        if name in inits:
+            raise InputError(f"--shape {label[1:-1]}=...: {label} is an initializer (stored data); "
+                             "its shape is fixed", source)
+        if name not in makers:
+            close = difflib.get_close_matches(name, list(makers), n=3)
+            hint = f" (did you mean {', '.join(quote(c) for c in close)}?)" if close else ""
+            raise InputError(f"--shape {label[1:-1]}=...: the graph has no tensor {label}{hint}", source)
+    first_input = next((declared[text(vi.name)] for vi in real_inputs(graph) if text(vi.name) in declared), 0)
+
+    def elem(name: str) -> int:
+        """The tensor's declared type, else its maker's first typed input's: onnx stops inferring
+        at a tensor of unknown type."""
+        if declared.get(name):
+            return declared[name]
+        for x in makers[name].input:
+            found = declared.get(text(x)) or inits.get(text(x))
+            if found:
+                return found
+        return first_input or TensorProto.FLOAT
+
+    outputs = {text(vi.name): vi for vi in graph.output}
+    kept = [vi for vi in graph.value_info if text(vi.name) not in given]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    for name, shape in given.items():
+        info = helper.make_tensor_value_info(name, elem(name), list(shape))
+        if name in outputs:
+            outputs[name].CopyFrom(info)
+        else:
+            graph.value_info.append(info)
 
 
 def read_shapes(graph: GraphProto) -> tuple[Shapes, dict[str, int]]:
