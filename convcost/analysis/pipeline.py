@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from convcost.analysis.analyzer import analyze
 from convcost.analysis.result import Analysis, ApproxFn, Device, OptionsFn, Settings
-from convcost.ir.model import Model, Shape
+from convcost.ir.inputs import Given
+from convcost.ir.model import Model
 from convcost.loaders import load_model
 from convcost.util.errors import UsageError
 from convcost.util.progress import progress
@@ -18,7 +19,7 @@ class Request:
     """Everything the analysis commands take from the command line, parsed."""
 
     model: str
-    inputs: dict[str, Shape] = field(default_factory=dict)
+    inputs: dict[str, Given] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     devices: Sequence[Device] = ()
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from convcost.ir.model import Model, Shape
+from convcost.ir.inputs import Inputs
+from convcost.ir.model import Model
 from convcost.util.errors import InputError
 from convcost.util.registry import Registry
 
@@ -26,7 +27,7 @@ class Loader:
     sniff: Callable[[Path, bytes], bool]
     target: str  # "package.module:function(path, inputs) -> Model"
 
-    def load(self, path: Path, inputs: dict[str, Shape] | None) -> Model:
+    def load(self, path: Path, inputs: Inputs | None) -> Model:
         module, func = self.target.split(":")
         loaded: Model = getattr(importlib.import_module(module), func)(path, inputs)
         return loaded
@@ -90,8 +91,11 @@ def detect(path: Path) -> Loader:
     raise InputError(f"not a model convcost can read (recognised formats: {known})", path)
 
 
-def load_model(model: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
-    """Load a model file, or build a PyTorch model from `module:factory` (when no such file exists)."""
+def load_model(model: str | Path, inputs: Inputs | None = None) -> Model:
+    """Load a model file, or build a PyTorch model from `module:factory` (when no such file exists).
+
+    `inputs` are the `-i` values by input name ("" for the one unnamed shape): shapes, values, or
+    `Given`s that read as either, which each loader resolves by the model's signature."""
     path = Path(model)
     if isinstance(model, str) and not path.exists():
         from convcost.loaders.pytorch.factory import split_factory_spec
