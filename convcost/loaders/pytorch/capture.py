@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -394,6 +395,9 @@ def _eager_kind(p: inspect.Parameter) -> Literal["tensor"] | ScalarKind:
     note = p.annotation
     if isinstance(note, str):
         note = note.replace("Optional[", "").replace("]", "").replace("| None", "").strip()
+    else:  # Optional[int], int | None
+        args = [a for a in typing.get_args(note) if a is not type(None)]
+        note = args[0] if len(args) == 1 and type(None) in typing.get_args(note) else note
     if note in _ANNOTATED:
         return _ANNOTATED[note]
     if note is inspect.Parameter.empty and isinstance(p.default, bool | int | float):
@@ -467,7 +471,7 @@ def bind_inputs(sig: Signature, inputs: dict[str, Given], source: str, what: str
     """Match `-i` shapes and values to the forward's arguments, over the ones saved with the model
     (`saved`: each `-i` replaces the saved input of its name); say what is missing in the user's terms.
     Arguments with defaults that nobody gives keep their defaults."""
-    if not inputs and not saved and sig.required:
+    if not inputs and not saved and (sig.required or sig.variadic):
         tensors = [a.name for a in sig.args if a.required and a.kind == "tensor"]
         example = " ".join([f"-i {n}=1x3x224x224" for n in tensors] if len(tensors) > 1 else ["-i 1x3x224x224"]) \
             + "".join(f" -i {a.name}=VALUE" for a in sig.args if a.required and a.kind != "tensor")
