@@ -102,7 +102,7 @@ def test_nothing_users_read_points_outside_the_repository(path: Path) -> None:
 # --- docs/json.md names every key -------------------------------------------------------------
 
 #: Mappings whose keys are data (device, variant, input, op, dtype and kind names), not schema.
-DATA_KEYED = {"inputs", "latency_ms", "latency_bound", "slower", "slower_layers", "uncosted_ops", "variants",
+DATA_KEYED = {"inputs", "values", "latency_ms", "latency_bound", "slower", "slower_layers", "uncosted_ops", "variants",
               "variant_totals", "peak_gflops", "efficiency", "overhead_us", "memory_efficiency", "saturation",
               "pixels", "out_channels", "work", "calibration"}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from convcost.analysis.analyzer import analyze
 from convcost.analysis.result import Analysis, ApproxFn, Device, OptionsFn, Settings
+from convcost.ir.inputs import Given
 from convcost.ir.model import Model, Shape
 from convcost.loaders import load_model
 from convcost.util.errors import UsageError
@@ -18,7 +19,7 @@ class Request:
     """Everything the analysis commands take from the command line, parsed."""
 
     model: str
-    inputs: dict[str, Shape] = field(default_factory=dict)
+    inputs: dict[str, Given] = field(default_factory=dict)
     #: --shape: tensor name -> shape, set inside an ONNX graph
     tensor_shapes: dict[str, Shape] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)

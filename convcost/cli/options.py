@@ -25,8 +25,9 @@ ModelArg = Annotated[
 Inputs = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", metavar="SHAPE",
-                 help="Input shape, e.g. 1x3x224x224, or NAME=1x3x224x224 for one of several inputs (repeatable). "
-                      "Needed for symbolic ONNX dims and for TorchScript."),
+                 help="Input shape, e.g. 1x3x224x224, or NAME=1x3x224x224 for one of several inputs, or "
+                      "NAME=VALUE for a scalar input (rank-0 ONNX input, TorchScript int/float/bool argument), "
+                      "e.g. sr=16000 (repeatable). Needed for symbolic ONNX dims and for TorchScript."),
 ]
 TensorShapes = Annotated[
     list[str] | None,

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 ConvOp = Literal["Conv", "ConvTranspose"]
 Shape = tuple[int, ...]
+#: A scalar input's value (`-i sr=16000`): an int, float or bool.
+Scalar = bool | int | float
 
 #: Lazily loads a conv's weight tensor (C_out, C_in/groups, *kernel) — or, for ConvTranspose,
 #: (C_in, C_out/groups, *kernel) — only when a weight-based feature asks for it.
@@ -114,6 +116,8 @@ class Model:
     inputs: dict[str, Shape]
     convs: list[Conv]
     matmuls: list[MatMul] = field(default_factory=list)
+    #: Scalar inputs given a value (`-i sr=16000`), which the counts were made at.
+    values: dict[str, Scalar] = field(default_factory=dict)
     #: Parameters of ops that are neither convs nor matmuls (normalization, embeddings...).
     other_params: int = 0
     #: The model's own parameter count where the format states it (PyTorch: `sum(p.numel() for p in

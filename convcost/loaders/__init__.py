@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from convcost.ir.inputs import Inputs
 from convcost.ir.model import Model, Shape
 from convcost.util.errors import InputError, UsageError
 from convcost.util.registry import Registry
@@ -28,7 +29,7 @@ class Loader:
     #: whether it takes `tensor_shapes` (--shape: any tensor's shape, for graphs with ops nobody can shape)
     tensor_shapes: bool = False
 
-    def load(self, path: Path, inputs: dict[str, Shape] | None, tensor_shapes: dict[str, Shape] | None = None
+    def load(self, path: Path, inputs: Inputs | None, tensor_shapes: dict[str, Shape] | None = None
              ) -> Model:
         module, func = self.target.split(":")
         options = {"tensor_shapes": tensor_shapes} if tensor_shapes else {}
@@ -97,10 +98,12 @@ def detect(path: Path) -> Loader:
     raise InputError(f"not a model convcost can read (recognised formats: {known})", path)
 
 
-def load_model(model: str | Path, inputs: dict[str, Shape] | None = None,
+def load_model(model: str | Path, inputs: Inputs | None = None,
                tensor_shapes: dict[str, Shape] | None = None) -> Model:
     """Load a model file, or build a PyTorch model from `module:factory` (when no such file exists).
 
+    `inputs` are the `-i` values by input name ("" for the one unnamed shape): shapes, values, or
+    `Given`s that read as either, which each loader resolves by the model's signature.
     `tensor_shapes` (--shape) applies to ONNX graphs only; any other format refuses it (exit 2).
     """
     path = Path(model)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from convcost.ir.inputs import Inputs, givens
 from convcost.ir.model import Conv, ConvOp, MatMul, Model, Shape
 from convcost.ir.shapes import ShapeError, conv_out_size, make_conv, same_pads
 from convcost.util.errors import InputError, short
@@ -306,13 +307,13 @@ def parse_shape(value: Any, where: str) -> Shape:
     return tuple(_positive(v, "input dims", where) for v in value)
 
 
-def load_spec(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+def load_spec(path: str | Path, inputs: Inputs | None = None) -> Model:
     """Load a YAML layer spec into a `Model`; `inputs` (from `-i`) overrides the spec's input."""
     data = load_yaml(read_text(path, "YAML layer spec", MAX_FILE_BYTES), path)
     return model_from_spec(data, path, inputs)
 
 
-def model_from_spec(data: Any, path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
+def model_from_spec(data: Any, path: str | Path, inputs: Inputs | None = None) -> Model:
     source = str(path)
     if not isinstance(data, dict):
         raise InputError("a spec must be a mapping with 'input' and 'layers'", source)
@@ -326,7 +327,10 @@ def model_from_spec(data: Any, path: str | Path, inputs: dict[str, Shape] | None
         if inputs:
             if len(inputs) != 1:
                 raise SpecError("a spec has a single input; give one -i SHAPE")
-            shape = next(iter(inputs.values()))
+            given = next(iter(givens(inputs).values()))
+            if given.shape is None:
+                raise SpecError(f"-i {given.text}: a spec's input is a tensor and takes a shape, not a value")
+            shape = given.shape
         else:
             shape = parse_shape(data.get("input"), "'input'")
         st = _State(source, defaults, {"input": shape})

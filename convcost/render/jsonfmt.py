@@ -95,6 +95,7 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
             "format": model.format,
             "source": model.source,
             "inputs": {k: list(v) for k, v in model.inputs.items()},
+            "values": dict(model.values),
         },
         "conventions": {"macs": MACS_CONVENTION, "dtype": s.dtype, "bytes_per_element": bytes_per_element(s.dtype)},
         "settings": {

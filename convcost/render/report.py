@@ -9,6 +9,7 @@ from convcost import __version__
 from convcost.analysis.analyzer import shown_layers
 from convcost.analysis.result import Analysis, LayerResult
 from convcost.cost import MACS_CONVENTION, bytes_per_element
+from convcost.ir.inputs import show_value
 from convcost.render.base import Format, View
 from convcost.render.markdown import layer_table, table_lines
 from convcost.render.numbers import count, dims, ms, si, times
@@ -98,7 +99,8 @@ class ReportFormat(Format):
         model, s = analysis.model, analysis.settings
         top = view.top or TOP
         biggest: list[LayerResult] = shown_layers(analysis, "macs", top)
-        inputs = ", ".join(f"`{k}` {dims(v)}" for k, v in model.inputs.items())
+        inputs = ", ".join([*(f"`{k}` {dims(v)}" for k, v in model.inputs.items()),
+                            *(f"`{k}={show_value(v)}`" for k, v in model.values.items())])
         lines = [
             f"# convcost report: `{model.name}`", "",
             f"- Model: `{model.source}` ({model.format}), input {inputs}",

@@ -14,6 +14,7 @@ from typing import Any
 
 from convcost.analysis.result import Analysis, LayerResult, VariantResult, not_costed_line, ratio
 from convcost.cost import MACS_CONVENTION, cost_of
+from convcost.ir.inputs import show_value
 from convcost.render.numbers import compared, dims, err, ms, si, times
 
 
@@ -199,7 +200,8 @@ def na_reasons(analysis: Analysis, name: str) -> Counter[str]:
 def summary_lines(analysis: Analysis) -> list[str]:
     """Model totals, per-variant model savings, conventions and the ops not costed."""
     t, model = analysis.totals, analysis.model
-    inputs = ", ".join(dims(v) if len(model.inputs) == 1 else f"{k} {dims(v)}" for k, v in model.inputs.items())
+    inputs = ", ".join([*(dims(v) if len(model.inputs) == 1 else f"{k} {dims(v)}" for k, v in model.inputs.items()),
+                        *(f"{k}={show_value(v)}" for k, v in model.values.items())])
     lines = [
         f"Model {model.name} ({model.format}; input {inputs}): {si(t.params)} params, {si(t.macs)} MACs "
         f"({si(2 * t.macs)} FLOPs), of which convs {si(analysis.conv_cost.macs)} MACs in {len(analysis.layers)} layers"

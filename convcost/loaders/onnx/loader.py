@@ -12,8 +12,17 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convcost.ir.inputs import Inputs, givens
 from convcost.ir.model import Model, Shape, Uncounted, counted_family
-from convcost.loaders.onnx.graph import GraphError, Names, Table, constants, evaluation_order, quote, subgraphs
+from convcost.loaders.onnx.graph import (
+    GraphError,
+    Names,
+    Table,
+    constants,
+    evaluation_order,
+    quote,
+    subgraphs,
+)
 from convcost.loaders.onnx.naming import module_paths
 from convcost.loaders.onnx.ops import (
     COSTED,
@@ -26,7 +35,7 @@ from convcost.loaders.onnx.ops import (
     TRANSFORMS,
     Ctx,
 )
-from convcost.loaders.onnx.shapes import apply_inputs, apply_tensor_shapes, infer, static
+from convcost.loaders.onnx.shapes import apply_inputs, apply_tensor_shapes, infer, needed_values, static
 from convcost.loaders.onnx.weights import Weights
 from convcost.loaders.onnx.wire import WireError, read_lean
 from convcost.util.errors import InputError, first_line
@@ -35,13 +44,13 @@ if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto, NodeProto
 
 
-def load_onnx(path: str | Path, inputs: dict[str, Shape] | None = None, *,
+def load_onnx(path: str | Path, inputs: Inputs | None = None, *,
               tensor_shapes: dict[str, Shape] | None = None) -> Model:
     """Load an ONNX model's convolutions and matrix products without reading its weights.
 
-    `inputs` comes from `-i`: key "" is the single input, other keys name inputs.
-    `tensor_shapes` comes from `--shape`: any tensor's shape, so inference gets past an op
-    convcost cannot shape.
+    `inputs` comes from `-i`: key "" is the one tensor input no other key names; a scalar input
+    (rank 0) takes a value, a tensor a shape. `tensor_shapes` comes from `--shape`: any tensor's
+    shape, so inference gets past an op convcost cannot shape.
     """
     path = Path(path)
     try:
@@ -50,15 +59,12 @@ def load_onnx(path: str | Path, inputs: dict[str, Shape] | None = None, *,
         raise InputError("not a valid ONNX model: a name in it is not valid UTF-8", path) from None
 
 
-def _given(inputs: dict[str, Shape] | None) -> str:
+def _given(inputs: Inputs | None) -> str:
     """The -i values as typed (`-i 1x3x8x8`, `-i x=1x3x8x8`), for errors a wrong input size causes."""
-    def value(v: object) -> str:
-        return "x".join(str(d) for d in v) if isinstance(v, tuple) else str(v)
-
-    return " ".join(f"-i {k + '=' if k else ''}{value(v)}" for k, v in (inputs or {}).items())
+    return " ".join(f"-i {k + '=' if k else ''}{g.text}" for k, g in givens(inputs).items())
 
 
-def _load(path: Path, inputs: dict[str, Shape] | None, tensor_shapes: dict[str, Shape] | None) -> Model:
+def _load(path: Path, inputs: Inputs | None, tensor_shapes: dict[str, Shape] | None) -> Model:
     source = str(path)
     model = _parse(path)
     warnings: list[str] = []
@@ -79,10 +85,11 @@ def _load(path: Path, inputs: dict[str, Shape] | None, tensor_shapes: dict[str, 
         table = Table(graph)
         warnings.append("graph nodes were not in topological order (the ONNX spec requires it); "
                         "convcost sorted them")
-    resolved = apply_inputs(model, inputs, source)
+    resolved, values = apply_inputs(model, inputs, source)
     if tensor_shapes:
         apply_tensor_shapes(model, tensor_shapes, source)
     model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
+    _require_values(needed_values(model, table, shapes, HANDLERS.keys()), source)
     table.nodes = list(model.graph.node)  # the inferred copy: the original can go
     initializers = {t.name: t for t in model.graph.initializer}
     const, made_by = constants(table, set(initializers))
@@ -97,6 +104,7 @@ def _load(path: Path, inputs: dict[str, Shape] | None, tensor_shapes: dict[str, 
         format="onnx",
         source=source,
         inputs=resolved,
+        values=values,
         convs=ctx.convs,
         matmuls=ctx.matmuls,
         other_params=_other_params(ctx, table),
@@ -104,6 +112,18 @@ def _load(path: Path, inputs: dict[str, Shape] | None, tensor_shapes: dict[str, 
         uncounted=ctx.uncounted,
         warnings=warnings + ctx.notes.lines(),
     )
+
+
+def _require_values(needed: dict[str, list[str]], source: str) -> None:
+    """Refuse, as for a symbolic dim, a model whose conv shapes are computed from a scalar input
+    (a sample rate, a hop length) that `-i` gave no value."""
+    if not needed:
+        return
+    name, ops = next(iter(needed.items()))
+    more = f" (and {len(ops) - 1} more)" if len(ops) > 1 else ""
+    how = " ".join(f"-i {quote(n)[1:-1]}=VALUE" for n in needed)
+    raise InputError(f"the input shapes of {quote(ops[0])}{more} are computed from the value of scalar input "
+                     f"{quote(name)}; give {'it' if len(needed) == 1 else 'each'}: {how}", source)
 
 
 def _parse(path: Path) -> ModelProto:

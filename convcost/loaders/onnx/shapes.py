@@ -13,14 +13,15 @@ import difflib
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
-from convcost.ir.model import INT64_MAX, Shape
+from convcost.ir.inputs import Given, Inputs, ScalarKind, givens
+from convcost.ir.model import INT64_MAX, Scalar, Shape
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx.graph import Table, quote, text
 from convcost.loaders.onnx.values import fold
 from convcost.util.errors import InputError, first_line
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, ModelProto, ValueInfoProto
+    from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
 MAX_PASSES = 8
 
@@ -41,34 +42,114 @@ def real_inputs(graph: GraphProto) -> list[ValueInfoProto]:
     return [vi for vi in graph.input if vi.name not in inits]
 
 
-def apply_inputs(model: ModelProto, overrides: Mapping[str, Shape] | None, source: str) -> dict[str, Shape]:
-    """Set input shapes from `-i` and check that every input is then static.
+#: ONNX element types a scalar input's value can take, by the kind of value.
+_VALUE_KINDS: dict[int, ScalarKind] = {
+    1: "float", 10: "float", 11: "float", 16: "float",
+    2: "int", 3: "int", 4: "int", 5: "int", 6: "int", 7: "int", 12: "int", 13: "int",
+    9: "bool",
+}
 
-    Key "" means the model's single input. Returns name -> shape for every real input.
-    Declared shapes elsewhere (value_info, outputs) describe the old input size, so they are
-    dropped when `-i` changes a fixed dim.
+
+def _type_name(vi: ValueInfoProto) -> str:
+    from onnx import TensorProto
+
+    elem = vi.type.tensor_type.elem_type
+    return TensorProto.DataType.Name(elem).lower() if elem in TensorProto.DataType.values() else f"type {elem}"
+
+
+def takes_value(vi: ValueInfoProto) -> bool:
+    """A scalar input: rank 0, or the one element of shape [1] (exporters write both for a number)."""
+    dims = _dims_of(vi)
+    return dims is not None and dims in ((), (1,))
+
+
+def _what(vi: ValueInfoProto) -> str:
+    """'a scalar (int64)' or 'a float tensor [N, 3, H, W]', for messages about what an input takes."""
+    dims = _dims_of(vi)
+    if dims == ():
+        return f"a scalar ({_type_name(vi)})"
+    return f"a {_type_name(vi)} tensor" + ("" if dims is None else f" {show(dims)}")
+
+
+def _value_tensor(vi: ValueInfoProto, given: Given, source: str) -> tuple[Scalar, TensorProto]:
+    """The initializer that stands for scalar input `vi` at the value `-i` gives it."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    name = quote(vi.name)[1:-1]
+    kind = _VALUE_KINDS.get(vi.type.tensor_type.elem_type)
+    if kind is None:
+        raise InputError(f"input {quote(vi.name)} is {_what(vi)}; convcost cannot give it a value", source)
+    value = given.as_kind(kind)
+    if value is None:
+        raise InputError(f"input {quote(vi.name)} is {_what(vi)}: -i {name}={given.text} is not "
+                         f"{'an' if kind == 'int' else 'a'} {kind}", source)
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        array = np.array(value).astype(dtype, casting="same_kind" if kind == "float" else "unsafe")
+        if kind == "int" and array.item() != value:
+            raise OverflowError
+        tensor = numpy_helper.from_array(array.reshape(_dims_of(vi) or ()), vi.name)
+    except (OverflowError, ValueError, TypeError):
+        raise InputError(f"input {quote(vi.name)} is {_what(vi)}: -i {name}={given.text} is out of its range",
+                         source) from None
+    return value, tensor
+
+
+def apply_inputs(model: ModelProto, overrides: Inputs | None,
+                 source: str) -> tuple[dict[str, Shape], dict[str, Scalar]]:
+    """Set input shapes and scalar values from `-i` and check that every input is then static.
+
+    Key "" is the one tensor input no other `-i` names. A scalar input (rank 0 or shape [1]) given
+    a value becomes an initializer of that value, so inference and value folding compute with it
+    (a Div by the sample rate, a Resize to a size derived from it, an If on it). Returns name ->
+    shape for every other real input, and name -> value for those. Declared shapes elsewhere
+    (value_info, outputs) describe the old input size, so they are dropped when `-i` changes a
+    fixed dim.
     """
     graph = model.graph
     inputs = real_inputs(graph)
     by_name = {vi.name: vi for vi in inputs}
     names = ", ".join(quote(n) for n in by_name) or "none"
-    overrides = dict(overrides or {})
-    if "" in overrides:
-        if len(inputs) != 1:
-            raise InputError(f"the model has {len(inputs)} inputs ({names}); name the one -i sets: "
-                             "-i NAME=SHAPE", source)
-        overrides = {inputs[0].name: overrides.pop("")} | overrides
-    stale = False
-    for name, shape in overrides.items():
-        if name not in by_name:
+    given = givens(overrides)
+    for name in given:
+        if name and name not in by_name:
             raise InputError(f"-i {quote(name)[1:-1]}=...: the model has no input {quote(name)} "
                              f"(inputs: {names})", source)
+    if "" in given:
+        unnamed = given.pop("")
+        open_ = [vi for vi in inputs if vi.name not in given and _dims_of(vi) != ()]
+        if len(open_) != 1:
+            scalar = [vi for vi in inputs if vi.name not in given and _dims_of(vi) == ()]
+            if not open_ and scalar:
+                raise InputError(f"input {quote(scalar[0].name)} is {_what(scalar[0])}: give its value with "
+                                 f"-i {quote(scalar[0].name)[1:-1]}=VALUE, not a shape", source)
+            raise InputError(f"the model has {len(inputs)} inputs ({names}); name the one -i sets: "
+                             "-i NAME=SHAPE", source)
+        given = {open_[0].name: unnamed} | given
+    stale = False
+    values: dict[str, Scalar] = {}
+    constants: list[TensorProto] = []
+    for name, g in given.items():
         vi = by_name[name]
+        label = quote(name)[1:-1]
         if not vi.type.HasField("tensor_type"):
             raise InputError(f"input {quote(name)} is not a tensor; -i cannot set its shape", source)
         old = _dims_of(vi)
+        if takes_value(vi) and g.value is not None:
+            values[text(name)], tensor = _value_tensor(vi, g, source)
+            constants.append(tensor)
+            continue
+        if old == ():
+            raise InputError(f"input {quote(name)} is {_what(vi)}: -i {label}={g.text} gives a shape; give its "
+                             f"value: -i {label}=VALUE", source)
+        shape = g.shape
+        if shape is None:
+            raise InputError(f"input {quote(name)} is {_what(vi)}: -i {label}={g.text} gives a value; give its "
+                             f"shape: -i {label}=SHAPE", source)
         if old is not None and len(old) != len(shape):
-            raise InputError(f"-i gives input {quote(name)} {len(shape)} dims {list(shape)}, but the model "
+            read = f" ({g.text} reads as a 1-D shape)" if g.value is not None else ""
+            raise InputError(f"-i gives input {quote(name)} {len(shape)} dims {list(shape)}{read}, but the model "
                              f"declares {len(old)}: {show(old)}", source)
         if old is not None and any(isinstance(o, int) and o > 0 and o != s
                                    for o, s in zip(old, shape, strict=True)):
@@ -84,6 +165,8 @@ def apply_inputs(model: ModelProto, overrides: Mapping[str, Shape] | None, sourc
                 out.type.tensor_type.ClearField("shape")
     resolved: dict[str, Shape] = {}
     for vi in inputs:
+        if text(vi.name) in values:
+            continue
         dims = _dims_of(vi)
         label = quote(vi.name)
         how = f"-i {label[1:-1]}=SHAPE" if len(inputs) > 1 else "-i SHAPE (e.g. -i 1x3x224x224)"
@@ -95,7 +178,37 @@ def apply_inputs(model: ModelProto, overrides: Mapping[str, Shape] | None, sourc
                 raise InputError(f"input {label} has {what} (axis {axis} of {show(dims)}); "
                                  f"give its shape with {how}", source)
         resolved[text(vi.name)] = dims  # type: ignore[assignment]
-    return resolved
+    if constants:
+        valued = {t.name for t in constants}
+        kept = [vi for vi in graph.input if vi.name not in valued]
+        del graph.input[:]
+        graph.input.extend(kept)
+        graph.initializer.extend(constants)
+    return resolved, values
+
+
+def needed_values(model: ModelProto, table: Table, shapes: Shapes,
+                  costed: Collection[tuple[str, str]]) -> dict[str, list[str]]:
+    """Scalar inputs without a value that the shapes of costed ops depend on: input name -> labels
+    of the ops whose input shapes are unknown and computed (through any chain) from it."""
+    scalars = {vi.name for vi in real_inputs(model.graph) if takes_value(vi)}
+    if not scalars or _resolved(table, shapes, costed):
+        return {}
+    reach: dict[str, frozenset[str]] = {name: frozenset((name,)) for name in scalars}
+    needed: dict[str, list[str]] = {}
+    none: frozenset[str] = frozenset()
+    for i, ins in enumerate(table.inputs):
+        found = none.union(*(reach[x] for x in (*ins, *table.outer.get(i, ())) if x in reach))
+        if not found:
+            continue
+        for out in table.outputs[i]:
+            if out:
+                reach[out] = found
+        if (table.domains[i], table.ops[i]) in costed and any(
+                x and static(shapes.get(x)) is None and x in reach for x in ins):
+            for name in sorted(found):
+                needed.setdefault(text(name), []).append(table.label(i))
+    return needed
 
 
 def apply_tensor_shapes(model: ModelProto, given: Mapping[str, Shape], source: str) -> None:

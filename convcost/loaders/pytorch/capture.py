@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from convcost.ir.model import Conv, MatMul, Model, Shape, Uncounted, counted_family
+from convcost.ir.inputs import Given, Inputs, ScalarKind, givens
+from convcost.ir.model import Conv, MatMul, Model, Scalar, Shape, Uncounted, counted_family
 from convcost.ir.shapes import ShapeError, make_conv
 from convcost.util.errors import InputError
 from convcost.util.registry import Registry
@@ -351,59 +353,155 @@ class _CaptureMode(TorchDispatchMode):
 
 # --- running the model -------------------------------------------------------------------------
 
+#: TorchScript type kinds of the arguments `-i NAME=VALUE` gives a value.
+_SCALAR_KINDS: dict[str, ScalarKind] = {"IntType": "int", "FloatType": "float", "BoolType": "bool",
+                                        "NumberType": "float"}
+#: Python annotations of the same, as eager code writes them (as text under `from __future__ import annotations`).
+_ANNOTATED: dict[object, ScalarKind] = {int: "int", float: "float", bool: "bool",
+                                        "int": "int", "float": "float", "bool": "bool"}
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of forward: `kind` is "tensor" (given a shape, run on zeros of it) or the scalar
+    type it takes a value of; `required` when it has no default."""
+
+    name: str
+    kind: Literal["tensor"] | ScalarKind
+    required: bool
+
+    def shown(self) -> str:
+        return self.name if self.kind == "tensor" else f"{self.name}: {self.kind}"
+
+
 @dataclass(frozen=True)
 class Signature:
-    """The tensor arguments of a model's forward: all of them, and those without defaults."""
+    """The arguments of a model's forward, without the module itself."""
 
-    names: tuple[str, ...]
-    required: tuple[str, ...]
+    args: tuple[Argument, ...]
     variadic: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.args)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.args if a.required)
+
+    def kind(self, name: str) -> Literal["tensor"] | ScalarKind:
+        return next((a.kind for a in self.args if a.name == name), "tensor")
+
+    def takes(self) -> str:
+        return ", ".join(a.shown() for a in self.args) or "no named inputs"
+
+
+def _script_kind(t: Any) -> Literal["tensor"] | ScalarKind:
+    if t.kind() == "OptionalType":
+        t = t.getElementType()
+    return _SCALAR_KINDS.get(t.kind(), "tensor")
+
+
+def _eager_kind(p: inspect.Parameter) -> Literal["tensor"] | ScalarKind:
+    """By annotation (`sr: int`), else by the default's type (`sr=16000`); else a tensor."""
+    note = p.annotation
+    if isinstance(note, str):
+        note = note.replace("Optional[", "").replace("]", "").replace("| None", "").strip()
+    else:  # Optional[int], int | None
+        args = [a for a in typing.get_args(note) if a is not type(None)]
+        note = args[0] if len(args) == 1 and type(None) in typing.get_args(note) else note
+    if note in _ANNOTATED:
+        return _ANNOTATED[note]
+    if note is inspect.Parameter.empty and isinstance(p.default, bool | int | float):
+        return "bool" if isinstance(p.default, bool) else "int" if isinstance(p.default, int) else "float"
+    return "tensor"
 
 
 def signature_of(module: nn.Module) -> Signature:
     schema = getattr(getattr(module, "forward", None), "schema", None)
-    if schema is not None:  # TorchScript method
-        args = [a for a in schema.arguments if a.name != "self"]
-        return Signature(tuple(a.name for a in args), tuple(a.name for a in args if not a.has_default_value()))
+    if schema is not None:  # TorchScript method: its first argument is the module, whatever its name
+        args = list(schema.arguments)
+        if args and args[0].type.kind() == "ClassType":
+            args = args[1:]
+        return Signature(tuple(Argument(a.name, _script_kind(a.type), not a.has_default_value()) for a in args))
     try:
         params = list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
-        return Signature((), (), variadic=True)
+        return Signature((), variadic=True)
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
              inspect.Parameter.KEYWORD_ONLY)
-    named = [p for p in params if p.kind in kinds]
     return Signature(
-        tuple(p.name for p in named),
-        tuple(p.name for p in named if p.default is inspect.Parameter.empty),
+        tuple(Argument(p.name, _eager_kind(p), p.default is inspect.Parameter.empty)
+              for p in params if p.kind in kinds),
         variadic=any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params),
     )
 
 
-def bind_inputs(sig: Signature, inputs: dict[str, Shape], source: str, what: str) -> dict[str, Shape]:
-    """Match -i shapes to the forward's arguments; say what is missing in the user's terms."""
-    takes = ", ".join(sig.names) or "no named inputs"
-    if not inputs:
-        example = " ".join(f"-i {n}=1x3x224x224" for n in sig.required) if len(sig.required) > 1 \
-            else "-i 1x3x224x224"
-        raise InputError(f"-i is required: {what} carries no input shape; give one, e.g. {example} "
-                         f"(forward takes: {takes})", source)
-    if "" in inputs:
-        if len(sig.required) > 1:
-            raise InputError(f"the model takes {len(sig.required)} inputs ({', '.join(sig.required)}); "
-                             "name each: -i NAME=SHAPE", source)
-        first = sig.required[0] if sig.required else (sig.names[0] if sig.names else "input")
-        return {first: inputs[""]}
+#: One argument's input: a shape (the forward runs on zeros of it) or a scalar value.
+Bound = dict[str, Shape | Scalar]
+
+
+def _bind_one(sig: Signature, name: str, given: Given, source: str) -> Shape | Scalar:
+    """`given` as argument `name` takes it: a shape for a tensor, a value for an int/float/bool."""
+    kind = sig.kind(name)
+    if kind == "tensor":
+        if given.shape is None:
+            raise InputError(f"input {name!r} is a tensor: -i {name}={given.text} gives a value; give its shape: "
+                             f"-i {name}=SHAPE (forward takes: {sig.takes()})", source)
+        return given.shape
+    value = given.as_kind(kind)
+    if value is None:
+        got = "gives a shape" if given.value is None else f"is not {'an' if kind == 'int' else 'a'} {kind}"
+        raise InputError(f"input {name!r} is {'an' if kind == 'int' else 'a'} {kind} argument: "
+                         f"-i {name}={given.text} {got}; give its value: -i {name}=VALUE "
+                         f"(forward takes: {sig.takes()})", source)
+    return value
+
+
+def _resolve(sig: Signature, given: dict[str, Given], source: str) -> Bound:
+    """Each `-i` by argument name: "" goes to the one required tensor argument no other `-i` names."""
+    given = dict(given)
     if not sig.variadic:
-        unknown = [n for n in inputs if n not in sig.names]
+        unknown = [n for n in given if n and n not in sig.names]
         if unknown:
-            raise InputError(f"-i {unknown[0]}=...: the model has no input {unknown[0]!r} (forward takes: {takes})",
-                             source)
-        missing = [n for n in sig.required if n not in inputs]
+            raise InputError(f"-i {unknown[0]}=...: the model has no input {unknown[0]!r} "
+                             f"(forward takes: {sig.takes()})", source)
+    if "" in given:
+        open_ = [a for a in sig.args if a.kind == "tensor" and a.name not in given]
+        required = [a.name for a in open_ if a.required]
+        if len(required) > 1:
+            raise InputError(f"the model takes {len(required)} inputs ({', '.join(required)}); "
+                             "name each: -i NAME=SHAPE", source)
+        first = required[0] if required else open_[0].name if open_ else \
+            sig.names[0] if sig.names and not sig.variadic else "input"
+        given = {first: given.pop("")} | given
+    return {name: _bind_one(sig, name, g, source) for name, g in given.items()}
+
+
+def bind_inputs(sig: Signature, inputs: dict[str, Given], source: str, what: str,
+                saved: dict[str, Given] | None = None) -> Bound:
+    """Match `-i` shapes and values to the forward's arguments, over the ones saved with the model
+    (`saved`: each `-i` replaces the saved input of its name); say what is missing in the user's terms.
+    Arguments with defaults that nobody gives keep their defaults."""
+    if not inputs and not saved and (sig.required or sig.variadic):
+        tensors = [a.name for a in sig.args if a.required and a.kind == "tensor"]
+        example = " ".join([f"-i {n}=1x3x224x224" for n in tensors] if len(tensors) > 1 else ["-i 1x3x224x224"]) \
+            + "".join(f" -i {a.name}=VALUE" for a in sig.args if a.required and a.kind != "tensor")
+        raise InputError(f"-i is required: {what} carries no input shape; give one, e.g. {example} "
+                         f"(forward takes: {sig.takes()})", source)
+    try:
+        archived = _resolve(sig, saved or {}, source)
+    except InputError as exc:
+        raise InputError(f"the input saved in the archive: {exc.message}", source) from None
+    bound = archived | _resolve(sig, inputs, source)
+    if not sig.variadic:
+        missing = [a for a in sig.args if a.required and a.name not in bound]
         if missing:
-            raise InputError(f"input {missing[0]!r} needs a shape: -i {missing[0]}=SHAPE (forward takes: {takes})",
-                             source)
+            a = missing[0]
+            needs = f"a shape: -i {a.name}=SHAPE" if a.kind == "tensor" else f"a value: -i {a.name}=VALUE"
+            raise InputError(f"input {a.name!r} needs {needs} (forward takes: {sig.takes()})", source)
     order = {n: i for i, n in enumerate(sig.names)}
-    return dict(sorted(inputs.items(), key=lambda kv: order.get(kv[0], len(order))))
+    return dict(sorted(bound.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
 def summarize_error(exc: BaseException, limit: int = 300) -> str:
@@ -420,10 +518,10 @@ def _input_dtype(module: nn.Module) -> torch.dtype:
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
 
-def _run(module: nn.Module, rec: _Recorder, shapes: dict[str, Shape], sig: Signature,
+def _run(module: nn.Module, rec: _Recorder, bound: Bound, sig: Signature,
          dtype: torch.dtype, compute_convs: bool) -> Capture:
-    tensors = {n: torch.zeros(s, dtype=dtype) for n, s in shapes.items()}
-    positional = sig.variadic or list(sig.names[: len(tensors)]) == list(tensors)
+    args = {n: torch.zeros(v, dtype=dtype) if isinstance(v, tuple) else v for n, v in bound.items()}
+    positional = sig.variadic or list(sig.names[: len(args)]) == list(args)
     # With conv kernels skipped, what runs is cheap elementwise work, which one thread does faster
     # than a pool that spins and, on a busy machine, waits for cores (5-10x here).
     threads = torch.get_num_threads()
@@ -436,50 +534,56 @@ def _run(module: nn.Module, rec: _Recorder, shapes: dict[str, Shape], sig: Signa
                 rec.stack.tracking() if rec.stack else nullcontext():
             warnings.simplefilter("ignore")
             if positional:
-                module(*tensors.values())
+                module(*args.values())
             else:
-                module(**tensors)
+                module(**args)
     finally:
         torch.set_num_threads(threads)
     return rec.out
 
 
-def capture(module: nn.Module, inputs: dict[str, Shape] | None, *, name: str, source: str,
-            fmt: str, what: str, eager: bool, compute_convs: bool = False) -> Model:
-    """Run `module` once on zeros of the `-i` shapes and describe what it computed.
+def capture(module: nn.Module, inputs: Inputs | None, *, name: str, source: str,
+            fmt: str, what: str, eager: bool, compute_convs: bool = False,
+            saved: dict[str, Given] | None = None) -> Model:
+    """Run `module` once on zeros of the `-i` shapes, with the `-i` values of its scalar arguments,
+    and describe what it computed.
 
-    `what` names the model kind for the message when -i is missing; `eager` turns on module
-    tracking (forward hooks), which TorchScript modules do not run. Convs are not computed
-    unless `compute_convs` (their outputs are zeros of the right shape; see _CaptureMode).
+    `saved` are inputs stored with the model, which `-i` overrides by name; `what` names the model
+    kind for the message when both are missing; `eager` turns on module tracking (forward hooks),
+    which TorchScript modules do not run. Convs are not computed unless `compute_convs` (their
+    outputs are zeros of the right shape; see _CaptureMode).
     """
     module.eval()
     sig = signature_of(module)
-    shapes = bind_inputs(sig, inputs or {}, source, what)
+    bound = bind_inputs(sig, givens(inputs), source, what, saved)
+    shapes = {n: v for n, v in bound.items() if isinstance(v, tuple)}
+    values = {n: v for n, v in bound.items() if not isinstance(v, tuple)}
     params = _Params(module)
     stack = _ModuleStack(module) if eager else None
     rec = _Recorder(params, stack)
     try:
         try:
-            cap = _run(module, rec, shapes, sig, _input_dtype(module), compute_convs)
+            cap = _run(module, rec, bound, sig, _input_dtype(module), compute_convs)
         except (RuntimeError, TypeError) as exc:
             # Token ids, not pixels: an embedding wants integer input. Try that once.
             if not re.search(r"indices|\bLong\b", f"{exc} {rec.out.error}"):
                 raise
             rec = _Recorder(params, stack)
-            cap = _run(module, rec, shapes, sig, torch.long, compute_convs)
+            cap = _run(module, rec, bound, sig, torch.long, compute_convs)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - what the model raises on these inputs is an input problem
-        given = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items())
+        given = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items()) + \
+            "".join(f", {n}={v}" for n, v in values.items())
         where = f" at layer {rec.out.failed_at}" if rec.out.failed_at else ""
         raise InputError(f"the forward pass on zeros of input {given} failed{where}: "
                          f"{rec.out.error or summarize_error(exc)} "
                          "(check -i: the rank, channels and size the model expects)", source) from None
-    return _model_from(cap, params, name=name, source=source, fmt=fmt, inputs=shapes)
+    return _model_from(cap, params, name=name, source=source, fmt=fmt, inputs=shapes, values=values)
 
 
 def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: str,
-                inputs: dict[str, Shape]) -> Model:
+                inputs: dict[str, Shape], values: dict[str, Scalar]) -> Model:
     notes = []
     repeated = sorted(base for base, n in cap.calls.items() if n > 1 and base not in UNNAMED.values())
     if repeated:
@@ -499,6 +603,7 @@ def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: s
         format=fmt,  # type: ignore[arg-type]
         source=source,
         inputs=inputs,
+        values=values,
         convs=cap.convs,
         matmuls=cap.matmuls,
         declared_params=params.total or None,

@@ -17,7 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from convcost.ir.model import Model, Shape
+from convcost.ir.inputs import Inputs
+from convcost.ir.model import Model
 from convcost.util.errors import InputError
 
 _IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -102,7 +103,7 @@ def resolve_factory(spec: str) -> Any:
     return built
 
 
-def load_factory(spec: str, inputs: dict[str, Shape] | None) -> Model:
+def load_factory(spec: str, inputs: Inputs | None) -> Model:
     """Build the model from `module:factory` and capture one forward pass on zeros."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the user's import-time warnings; errors stay one line

@@ -13,6 +13,7 @@ torch is imported only once a file is known to be TorchScript.
 from __future__ import annotations
 
 import pickletools
+import re
 import warnings
 import zipfile
 import zlib
@@ -20,8 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from convcost.ir.inputs import InputSyntaxError, parse_inputs
-from convcost.ir.model import Model, Shape
+from convcost.ir.inputs import Given, Inputs, InputSyntaxError, parse_inputs
+from convcost.ir.model import Model
 from convcost.util.errors import InputError
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -31,6 +32,8 @@ _ZIP_MARKERS = (b"/data.pkl", b"/constants.pkl", b"/code/", b"/data/0", b"/versi
                 b"/archive_format")
 #: `torch.jit.save(..., _extra_files={"input_shape": "1x3x224x224"})`: the archive's own -i.
 INPUT_SHAPE_EXTRA = "input_shape"
+#: A saved shape written as Python prints one: `str(x.shape)` ("torch.Size([1, 3, 224, 224])"), a list, a tuple.
+_PRINTED_SHAPE = re.compile(r"\s*(?:torch\.Size\(\s*)?[\[(]\s*(\d+(?:\s*,\s*\d+)*)\s*,?\s*[\])]\s*\)?\s*")
 
 _EXPORT_HINT = ("export it with torch.jit.trace(model, example).save(...) or torch.onnx.export, "
                 "or analyze the model class directly as module:factory (e.g. mypkg.models:build_model)")
@@ -137,10 +140,15 @@ def _extra_text(zf: zipfile.ZipFile, name: str) -> str | None:
         return None
 
 
-def _archived_inputs(path: Path, text: str | None) -> dict[str, Shape]:
-    """Shapes saved with the archive as `_extra_files={"input_shape": "1x3x224x224"}`, if any."""
+def _archived_inputs(path: Path, text: str | None) -> dict[str, Given]:
+    """Inputs saved with the archive as `_extra_files={"input_shape": "1x3x224x224"}`, if any: the
+    `-i` syntax, several separated by spaces, `;` or lines ("x=1x16000 sr=16000"), or one shape as
+    Python prints it (`str(x.shape)`)."""
     if text is None:
         return {}
+    printed = _PRINTED_SHAPE.fullmatch(text)
+    if printed:
+        text = "x".join(d.strip() for d in printed.group(1).split(","))
     try:
         return parse_inputs(text.replace(";", " ").split())
     except InputSyntaxError as exc:
@@ -155,10 +163,13 @@ def import_torch(source: str | Path) -> None:
                          source) from None
 
 
-def load_torchscript(path: Path, inputs: dict[str, Shape] | None) -> Model:
-    """Load a `torch.jit.save` archive on CPU and capture one forward pass on zeros."""
-    _, saved = check_archive(path)
-    inputs = inputs or _archived_inputs(path, saved)
+def load_torchscript(path: Path, inputs: Inputs | None) -> Model:
+    """Load a `torch.jit.save` archive on CPU and capture one forward pass on zeros.
+
+    The inputs saved in the archive apply where `-i` does not name the same argument: `-i sr=8000`
+    changes a sample rate and keeps the saved tensor shape."""
+    _, text = check_archive(path)
+    saved = _archived_inputs(path, text)
     import_torch(path)
     import torch
 
@@ -176,4 +187,4 @@ def load_torchscript(path: Path, inputs: dict[str, Shape] | None) -> Model:
                              "version", path) from None
         raise InputError(f"cannot load the TorchScript archive: {text}", path) from None
     return capture(module, inputs, name=path.stem, source=str(path), fmt="torchscript",
-                   what="a TorchScript archive", eager=False)
+                   what="a TorchScript archive", eager=False, saved=saved)
