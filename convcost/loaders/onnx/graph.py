@@ -5,6 +5,7 @@ Kept apart from shape inference and op costing so each can be read (and tested) 
 
 from __future__ import annotations
 
+import copy
 import heapq
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,12 @@ def node_label(node: NodeProto, index: int) -> str:
         return text(node.name)
     first = next((o for o in node.output if o), "")
     return text(first) or f"{text(node.op_type)}_{index}"
+
+
+def joined(prefix: str, name: str) -> str:
+    """`prefix` + `name` with one slash between them where both bring one (legacy-exporter names
+    start with `/`)."""
+    return prefix + name[1:] if prefix.endswith("/") and name.startswith("/") else prefix + name
 
 
 #: Standard ops with graph attributes; ops of other domains may have them too.
@@ -197,14 +204,27 @@ def evaluation_order(table: Table, available: set[str]) -> list[int] | None:
 
 
 class Names:
-    """Unique, stable layer names: the node's name, else its output's; repeats get `_2`, `_3`..."""
+    """Unique, stable layer names: the node's name, else its output's; repeats get `_2`, `_3`...
+
+    Nodes of a control-flow body are named by `scope`: the body's prefix, then the name."""
 
     def __init__(self) -> None:
         self.used: set[str] = set()
         self.next: dict[str, int] = {}  # base name -> the suffix to try next (no quadratic search)
+        self.prefix = ""
+
+    def scope(self, prefix: str) -> Names:
+        """Names for the nodes of a subgraph: `prefix` (`If_3/then/`, the full path) before each name.
+
+        The prefix holds a unique name already, so the scope's names are unique among themselves
+        only: walking one body twice (each Loop iteration) names its nodes the same way twice."""
+        inner = copy.copy(self)
+        inner.used, inner.next = set(), {}
+        inner.prefix = prefix
+        return inner
 
     def take(self, node: NodeProto, index: int) -> str:
-        base = node_label(node, index)
+        base = joined(self.prefix, node_label(node, index))
         name = base
         if name in self.used:
             k = self.next.get(base, 2)

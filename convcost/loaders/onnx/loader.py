@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convcost.ir.model import Model, Shape, Uncounted, counted_family
-from convcost.loaders.onnx.graph import GraphError, Table, constants, evaluation_order, node_label, quote, subgraphs
+from convcost.loaders.onnx.control import Scope, cost_bodies, declared_params
+from convcost.loaders.onnx.graph import (
+    GraphError,
+    Table,
+    constants,
+    evaluation_order,
+    joined,
+    node_label,
+    quote,
+    subgraphs,
+)
 from convcost.loaders.onnx.ops import (
     COSTED,
     FLOAT_TYPES,
@@ -74,9 +84,11 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
     const, made_by = constants(table, set(initializers))
     producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
     ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer)
-    _walk(ctx, table)
+    scope = Scope(model, table, ctx)
+    _walk(scope)
     if not len(table):
         warnings.append("the graph has no nodes")
+    other = _other_params(ctx, table)
     return Model(
         name=path.stem,
         format="onnx",
@@ -84,7 +96,8 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
         inputs=resolved,
         convs=ctx.convs,
         matmuls=ctx.matmuls,
-        other_params=_other_params(ctx, table),
+        other_params=other,
+        declared_params=declared_params(ctx, other, scope.tally),
         uncosted=ctx.uncosted,
         uncounted=ctx.uncounted,
         warnings=warnings + ctx.notes.lines(),
@@ -128,10 +141,12 @@ def _costed_inside(graph: GraphProto) -> int:
     return count
 
 
-def _walk(ctx: Ctx, table: Table) -> None:
-    """Cost every node; list what is not costed; warn about ops nobody can infer."""
+def _walk(scope: Scope) -> None:
+    """Cost every node of a graph (the main graph or a control-flow body, whose nodes `cost_bodies`
+    walks with this function); list what is not costed; warn about ops nobody can infer."""
     from onnx import defs
 
+    ctx, table = scope.ctx, scope.table
     known: dict[tuple[str, str], bool] = {}
     unknown: dict[str, list[str]] = {}
     for index, op in enumerate(table.ops):
@@ -147,16 +162,19 @@ def _walk(ctx: Ctx, table: Table) -> None:
         if op in MAC_LIKE:
             ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
             if counted_family(op):
-                ctx.uncounted.append(Uncounted(table.label(index), op, f"convcost does not count {op}"))
+                ctx.uncounted.append(Uncounted(_label(ctx, table, index), op, f"convcost does not count {op}"))
             continue
         if index in table.outer:
+            if cost_bodies(scope, index, _walk):
+                continue
             inside = sum(_costed_inside(g) for g in subgraphs(node))
             if inside:
+                label = _label(ctx, table, index)
                 ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
-                ctx.uncounted.append(Uncounted(table.label(index), op,
+                ctx.uncounted.append(Uncounted(label, op,
                                                f"{inside} conv/matmul nodes inside its body are not counted"))
                 ctx.notes.add("control-flow bodies",
-                              f"{op} {quote(table.label(index))}: {inside} conv/matmul nodes inside its body "
+                              f"{op} {quote(label)}: {inside} conv/matmul nodes inside its body "
                               "are not counted (control flow)")
                 continue
         if key not in known:
@@ -165,17 +183,23 @@ def _walk(ctx: Ctx, table: Table) -> None:
             except (TypeError, UnicodeError):  # a name that is not valid text
                 known[key] = False
         if not known[key]:
+            where = _label(ctx, table, index)
             label = quote(f"{domain}::{op}" if domain else op)[1:-1]
             ctx.uncosted[label] = ctx.uncosted.get(label, 0) + 1
             if counted_family(op):
-                ctx.uncounted.append(Uncounted(table.label(index), label, f"convcost does not know {label}"))
+                ctx.uncounted.append(Uncounted(where, label, f"convcost does not know {label}"))
             if any(o and o not in ctx.shapes for o in table.outputs[index]):
-                unknown.setdefault(label, []).append(table.label(index))
+                unknown.setdefault(label, []).append(where)
     for label, nodes in unknown.items():
         more = f" and {len(nodes) - 3} more" if len(nodes) > 3 else ""
         which = ", ".join(quote(n) for n in nodes[:3])
         ctx.notes.add("unknown ops", f"unknown op {label} (node {which}{more}): its output shape cannot be "
                       "inferred; convs and matmuls that depend on it are not counted")
+
+
+def _label(ctx: Ctx, table: Table, index: int) -> str:
+    """A node's name in messages, after its body's prefix (`Loop_2/body/`) inside control flow."""
+    return joined(ctx.names.prefix, table.label(index))
 
 
 def _check_reshape(ctx: Ctx, node: NodeProto, index: int) -> None:
@@ -185,7 +209,7 @@ def _check_reshape(ctx: Ctx, node: NodeProto, index: int) -> None:
     after = static(ctx.shapes.get(node.output[0])) if node.output else None
     if before is not None and after is not None and math.prod(before) != math.prod(after):
         ctx.notes.add("inconsistent reshapes",
-                      f"Reshape {quote(node_label(node, index))} turns {list(before)} "
+                      f"Reshape {quote(joined(ctx.names.prefix, node_label(node, index)))} turns {list(before)} "
                       f"({math.prod(before)} elements) "
                       f"into {list(after)} ({math.prod(after)}): the model cannot run at this input size")
 

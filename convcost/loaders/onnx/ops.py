@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from convcost.ir.model import Conv, MatMul, Shape, Uncounted
 from convcost.ir.shapes import ShapeError, make_conv, same_pads, split_pads
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
-from convcost.loaders.onnx.graph import Names, attrs, node_label, op_key, quote
+from convcost.loaders.onnx.graph import Names, attrs, joined, node_label, op_key, quote
 from convcost.loaders.onnx.weights import Weights
 from convcost.util.errors import short
 from convcost.util.registry import Registry
@@ -125,7 +125,7 @@ class Ctx:
     def skip(self, node: NodeProto, index: int, why: str, reason: str) -> None:
         """An op that costs MACs but cannot be counted: say so, and list it as uncosted."""
         self.uncosted[node.op_type] = self.uncosted.get(node.op_type, 0) + 1
-        label = node_label(node, index)
+        label = joined(self.names.prefix, node_label(node, index))  # prefixed inside a control-flow body
         self.uncounted.append(Uncounted(label, node.op_type, why))
         self.notes.add(reason, f"{node.op_type} {quote(label)} not counted: {why}")
 

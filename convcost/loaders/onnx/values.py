@@ -34,6 +34,10 @@ def _trunc_div(a: Any, b: Any) -> Any:
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": _trunc_div,
     "Max": max, "Min": min, "Mod": lambda a, b: a % b if b else 0,
+    # comparisons and logic: what an If condition computes from a shape or a scalar input
+    "Equal": operator.eq, "Greater": operator.gt, "Less": operator.lt, "GreaterOrEqual": operator.ge,
+    "LessOrEqual": operator.le, "And": lambda a, b: bool(a and b), "Or": lambda a, b: bool(a or b),
+    "Xor": lambda a, b: bool(a) != bool(b),
 }
 
 
@@ -107,9 +111,13 @@ class Evaluator:
                 return dims, [float(v) for v in vals]
             if op == "Cast" and to in (2, 3, 4, 5, 6, 7, 12, 13):
                 return dims, [int(v) for v in vals]
+            if op == "Cast" and to == 9:  # BOOL
+                return dims, [bool(v) for v in vals]
             return first if op == "Identity" else None
         if op in ("Neg", "Abs"):
             return dims, [(-v if op == "Neg" else abs(v)) for v in vals]
+        if op == "Not":
+            return dims, [not v for v in vals]
         if op in _BINARY and len(args) == 2 and args[1] is not None:
             other_dims, other = args[1]
             if len(vals) != len(other) and 1 not in (len(vals), len(other)):
