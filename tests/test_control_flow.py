@@ -123,6 +123,29 @@ def test_if_with_an_unknown_condition_counts_the_costlier_branch_and_says_so(tmp
     assert not loaded.uncounted
 
 
+@pytest.mark.parametrize(("flag", "size"), [(True, 8), (False, 4)])
+def test_layers_after_an_if_take_the_shape_of_the_branch_it_takes(tmp_path: Path, flag: bool, size: int) -> None:
+    """The branches differ in stride, so onnx's inference leaves the If's spatial dims open; the
+    folded condition settles them and the conv after the If is counted."""
+    then = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["t"], pads=[1] * 4, name="fine")], "then", [],
+                             [tensor("t")])
+    other = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["e"], pads=[1] * 4, strides=[2, 2],
+                                                name="coarse")], "else", [], [tensor("e")])
+    # c = x.shape[2] > 4 (true) or < 4 (false): a value convcost folds and onnx does not
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "two"], ["h"], axis=0),
+             helper.make_node("Greater" if flag else "Less", ["h", "four"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other, name="choose"),
+             helper.make_node("Conv", ["y", "w2"], ["z"], name="after")]
+    inits = [weight("w", [4, 3, 3, 3]), weight("w2", [2, 4, 3, 3], 1), const("two", I64, 2), const("four", I64, 4)]
+    path, (z,) = save_and_run(model_of(nodes, [tensor("x", F, [1, 3, 8, 8])], inits, ["z"]), tmp_path, {"x": X})
+    assert z.shape == (1, 2, size - 2, size - 2)
+    model = load_onnx(path)
+    assert [c.name for c in model.convs] == [f"choose/{'then/fine' if flag else 'else/coarse'}", "after"]
+    assert model.convs[1].output_shape == z.shape
+    assert total_macs(model) == conv_macs(4, size, size, 3, 3) + conv_macs(2, size - 2, size - 2, 4, 3)
+    assert not model.uncounted
+
+
 def loop_model(trip: onnx.TensorProto | None, stride: int = 1, size: int = 8, pad: int = 1,
                body_extra: list[onnx.NodeProto] | None = None) -> onnx.ModelProto:
     """Loop 'repeat': x = conv(x) per iteration (3 -> 3 channels, 3x3, pad 1, with bias)."""

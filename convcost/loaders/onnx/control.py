@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from convcost.ir.model import Conv, MatMul, Uncounted
-from convcost.loaders.onnx.dims import static
+from convcost.loaders.onnx.dims import Shapes, static
 from convcost.loaders.onnx.graph import (
     GraphError,
     Names,
@@ -249,13 +249,12 @@ def _tensor(name: str, elem: int, value: Value) -> TensorProto | None:
         return None
 
 
-def walk_body(scope: Scope, graph: GraphProto, names: Names, binds: list[Bind | None], walk: Walk) -> Scope:
-    """Cost one body in a scope of its own (convs, matmuls, warnings in its own Ctx).
+Shaped = tuple["ModelProto", Table, Shapes, dict[str, int], set[str]]
 
-    Convs and weights it shares with the outer scope keep their identity: `covered` and the conv
-    geometry cache are shared. A body whose shapes cannot be inferred comes back with each of its
-    convs and matmuls listed as not counted."""
-    ctx = scope.ctx
+
+def _shape_body(scope: Scope, graph: GraphProto, binds: list[Bind | None]) -> Shaped | str:
+    """The body as a model with its shapes inferred (model, table, shapes, types, and the
+    initializers that hold no model constant), or why that failed."""
     model, computed = _body_model(scope, graph, binds)
     table = Table(model.graph)
     available = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
@@ -268,13 +267,18 @@ def walk_body(scope: Scope, graph: GraphProto, names: Names, binds: list[Bind | 
             del model.graph.node[:]
             model.graph.node.extend(nodes)
             table = Table(model.graph)
-        model, shapes, types = infer(model, table, RULES, ctx.source, costed=HANDLERS.keys())
+        model, shapes, types = infer(model, table, RULES, scope.ctx.source, costed=HANDLERS.keys())
     except (GraphError, InputError) as exc:
-        why = exc.message if isinstance(exc, InputError) else str(exc)
-        return _failed(scope, graph, names, f"convcost cannot shape its body: {why}")
+        return exc.message if isinstance(exc, InputError) else str(exc)
     table.nodes = list(model.graph.node)
-    reads = outer_names(graph)
-    base = ({t.name for t in model.graph.initializer} - computed) | {n for n in reads if n in ctx.const}
+    return model, table, shapes, types, computed
+
+
+def _scope_of(scope: Scope, graph: GraphProto, names: Names, shaped: Shaped) -> Scope:
+    """A body's scope: its own shapes, constants and producers on top of the outer scope's."""
+    ctx = scope.ctx
+    model, table, shapes, types, computed = shaped
+    base = ({t.name for t in model.graph.initializer} - computed) | {n for n in outer_names(graph) if n in ctx.const}
     const, made_by = constants(table, base)
     made_by = {**ctx.made_by, **made_by}
     own = {t.name: t for t in graph.initializer}
@@ -282,9 +286,59 @@ def walk_body(scope: Scope, graph: GraphProto, names: Names, binds: list[Bind | 
     weights = Weights(ctx.weights.path, {**ctx.weights.initializers, **own}, made_by)
     inner = Ctx(ctx.source, shapes, types, const, made_by, weights, producer=producer, names=names,
                 covered=ctx.covered, geometry=ctx.geometry)
-    body = Scope(model, table, inner, scope.depth + 1, scope.tally)
+    return Scope(model, table, inner, scope.depth + 1, scope.tally)
+
+
+def walk_body(scope: Scope, graph: GraphProto, names: Names, binds: list[Bind | None], walk: Walk) -> Scope:
+    """Cost one body in a scope of its own (convs, matmuls, warnings in its own Ctx).
+
+    Convs and weights it shares with the outer scope keep their identity: `covered` and the conv
+    geometry cache are shared. A body whose shapes cannot be inferred comes back with each of its
+    convs and matmuls listed as not counted."""
+    shaped = _shape_body(scope, graph, binds)
+    if isinstance(shaped, str):
+        return _failed(scope, graph, names, f"convcost cannot shape its body: {shaped}")
+    body = _scope_of(scope, graph, names, shaped)
+    pins = pinned(body)
+    if pins:
+        model, table = body.model, body.table
+        model.graph.value_info.extend(pins)
+        try:
+            model, shapes, types = infer(model, table, RULES, scope.ctx.source, costed=HANDLERS.keys())
+        except InputError:
+            pass  # the body as shaped before: what follows its If stays unknown
+        else:
+            table.nodes = list(model.graph.node)
+            body = _scope_of(scope, graph, names, (model, table, shapes, types, shaped[4]))
     walk(body)
     return body
+
+
+def pinned(scope: Scope) -> list[ValueInfoProto]:
+    """Shapes for the outputs of Ifs whose condition folds, where onnx leaves them open (its
+    inference merges both branches: a stride that differs between them leaves the spatial dims
+    unknown). The caller runs inference again with them, so the layers after the If resolve."""
+    from onnx import GraphProto, helper
+
+    found: list[ValueInfoProto] = []
+    table, shapes = scope.table, scope.ctx.shapes
+    for index, op in enumerate(table.ops):
+        outs = [o for o in table.outputs[index] if o]
+        if op != "If" or table.domains[index] or all(static(shapes.get(o)) is not None for o in outs):
+            continue
+        node = table.nodes[index]
+        cond = _truth(scope.value(node.input[0] if node.input else ""))
+        graph = attrs(node).get("then_branch" if cond else "else_branch") if cond is not None else None
+        if not isinstance(graph, GraphProto) or len(graph.output) != len(node.output):
+            continue
+        shaped = _shape_body(scope, graph, [])
+        if isinstance(shaped, str):
+            continue
+        for out, vi in zip(node.output, graph.output, strict=True):
+            dims = static(shaped[2].get(vi.name))
+            if out and dims is not None and static(shapes.get(out)) is None:
+                found.append(helper.make_tensor_value_info(out, shaped[3].get(vi.name, 1), list(dims)))
+    return found
 
 
 def _failed(scope: Scope, graph: GraphProto, names: Names, why: str) -> Scope:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convcost.ir.model import Model, Shape, Uncounted, counted_family
-from convcost.loaders.onnx.control import Scope, cost_bodies, declared_params
+from convcost.loaders.onnx.control import Scope, cost_bodies, declared_params, pinned
+from convcost.loaders.onnx.dims import Shapes
 from convcost.loaders.onnx.graph import (
     GraphError,
     Table,
@@ -79,12 +80,13 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
                         "convcost sorted them")
     resolved = apply_inputs(model, inputs, source)
     model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
-    table.nodes = list(model.graph.node)  # the inferred copy: the original can go
-    initializers = {t.name: t for t in model.graph.initializer}
-    const, made_by = constants(table, set(initializers))
-    producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
-    ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer)
-    scope = Scope(model, table, ctx)
+    scope = _scope(path, source, model, table, shapes, types)
+    pins = pinned(scope)  # If outputs whose branch is known: infer again with their shapes
+    if pins:
+        model.graph.value_info.extend(pins)
+        model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
+        scope = _scope(path, source, model, table, shapes, types)
+    ctx = scope.ctx
     _walk(scope)
     if not len(table):
         warnings.append("the graph has no nodes")
@@ -102,6 +104,16 @@ def _load(path: Path, inputs: dict[str, Shape] | None) -> Model:
         uncounted=ctx.uncounted,
         warnings=warnings + ctx.notes.lines(),
     )
+
+
+def _scope(path: Path, source: str, model: ModelProto, table: Table, shapes: Shapes, types: dict[str, int]) -> Scope:
+    """The main graph's scope once its shapes are inferred: constants, producers, weights."""
+    table.nodes = list(model.graph.node)  # the inferred copy: the original can go
+    initializers = {t.name: t for t in model.graph.initializer}
+    const, made_by = constants(table, set(initializers))
+    producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
+    ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer)
+    return Scope(model, table, ctx)
 
 
 def _parse(path: Path) -> ModelProto:
