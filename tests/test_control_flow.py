@@ -333,3 +333,14 @@ def test_scripted_if_exported_by_torch_counts_the_costlier_branch(branchy: tuple
     assert counted.out_channels == 8 and counted.name.split("/")[-2:] == ["big", "Conv"]
     assert "/else/" in counted.name
     assert any("condition is not known" in w for w in model.warnings)
+
+
+def test_scripted_if_at_another_input_size_drops_the_branch_shapes_the_export_declared(
+        branchy: tuple[Path, Branchy]) -> None:
+    """The exporter declares each branch's output at 8x8; at -i 1x3x16x16 those are stale."""
+    path, _ = branchy
+    model = load_onnx(path, {"x": (1, 3, 16, 16)})
+    (counted,) = model.convs
+    assert counted.output_shape == (1, 8, 16, 16)
+    assert total_macs(model) == conv_macs(8, 16, 16, 3, 3)
+    assert not any("differs" in w for w in model.warnings)

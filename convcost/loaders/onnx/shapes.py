@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from convcost.ir.model import INT64_MAX, Shape
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
-from convcost.loaders.onnx.graph import Table, quote, text
+from convcost.loaders.onnx.graph import Table, quote, subgraphs, text
 from convcost.loaders.onnx.values import fold
 from convcost.util.errors import InputError, first_line
 
@@ -77,10 +77,7 @@ def apply_inputs(model: ModelProto, overrides: Mapping[str, Shape] | None, sourc
         for s in shape:
             dims.add().dim_value = s
     if stale:
-        del graph.value_info[:]
-        for out in graph.output:
-            if out.type.HasField("tensor_type"):
-                out.type.tensor_type.ClearField("shape")
+        _forget_shapes(graph)
     resolved: dict[str, Shape] = {}
     for vi in inputs:
         dims = _dims_of(vi)
@@ -95,6 +92,17 @@ def apply_inputs(model: ModelProto, overrides: Mapping[str, Shape] | None, sourc
                                  f"give its shape with {how}", source)
         resolved[text(vi.name)] = dims  # type: ignore[assignment]
     return resolved
+
+
+def _forget_shapes(graph: GraphProto) -> None:
+    """Drop the declared shapes of a graph's tensors and outputs, in control-flow bodies too."""
+    del graph.value_info[:]
+    for out in graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+    for node in graph.node:
+        for sub in subgraphs(node):
+            _forget_shapes(sub)
 
 
 def read_shapes(graph: GraphProto) -> tuple[Shapes, dict[str, int]]:
