@@ -20,6 +20,7 @@ from convcost.analysis.analyzer import analyze
 from convcost.analysis.result import Settings
 from convcost.cost import cost_of
 from convcost.ir.model import Model
+from convcost.loaders.onnx import control
 from convcost.loaders.onnx.control import MAX_UNROLL
 from convcost.loaders.onnx.loader import load_onnx
 
@@ -214,6 +215,45 @@ def test_loop_whose_condition_can_stop_it_early_counts_once(tmp_path: Path) -> N
     model_loaded = load_onnx(path)
     assert len(model_loaded.convs) == 1
     assert any("'repeat'" in w and "before 3 iterations" in w for w in model_loaded.warnings)
+
+
+def test_matmuls_in_a_loop_body_are_counted_per_iteration(tmp_path: Path) -> None:
+    """h = h @ W four times (an RNN-like recurrence): 4 x 1x16x16 MACs, W's 256 params once."""
+    body = helper.make_graph([helper.make_node("MatMul", ["h_in", "W"], ["h_out"], name="mix"),
+                              helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+                             "body", [tensor("i", I64, []), tensor("cond_in", BOOL, []), tensor("h_in")],
+                             [tensor("cond_out", BOOL, []), tensor("h_out")])
+    nodes = [helper.make_node("Loop", ["n", "", "h"], ["y"], body=body, name="recur")]
+    inits = [weight("W", [16, 16]), const("n", I64, 4)]
+    path, (y,) = save_and_run(model_of(nodes, [tensor("h", F, [1, 16])], inits, ["y"]), tmp_path,
+                              {"h": np.ones((1, 16), np.float32)})
+    assert y.shape == (1, 16)
+    model = load_onnx(path)
+    assert [m.name for m in model.matmuls] == ["recur/body/mix", "recur/body/mix#1", "recur/body/mix#2",
+                                               "recur/body/mix#3"]
+    assert total_macs(model) == 4 * 16 * 16
+    assert total_params(model) == 16 * 16
+
+
+def test_loop_with_more_rows_than_convcost_lists_is_not_counted_in_full(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "MAX_ROWS", 4)
+    path, (y,) = save_and_run(loop_model(const("n", I64, 6)), tmp_path, {"x": X})
+    assert y.shape == (1, 3, 8, 8)
+    model = load_onnx(path)
+    assert [c.name for c in model.convs][-1] == "repeat/body/step#3"
+    assert [(u.name, u.op) for u in model.uncounted] == [("repeat", "Loop")]
+
+
+def test_endless_loop_without_convs_adds_no_rows(tmp_path: Path) -> None:
+    """A trip count of INT64_MAX (torch's marker for a while loop) over a body with no conv."""
+    model = loop_model(helper.make_tensor("n", I64, [], [2**63 - 1]))
+    body = model.graph.node[0].attribute[0].g
+    body.node[0].CopyFrom(helper.make_node("Relu", ["x_in"], ["x_out"]))
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])  # valid; too long to run
+    loaded = load_onnx(tmp_path / "m.onnx")
+    assert not loaded.convs and not loaded.uncounted
 
 
 def test_if_nested_in_a_loop_is_counted_per_iteration(tmp_path: Path) -> None:

@@ -278,7 +278,8 @@ def _scope_of(scope: Scope, graph: GraphProto, names: Names, shaped: Shaped) -> 
     """A body's scope: its own shapes, constants and producers on top of the outer scope's."""
     ctx = scope.ctx
     model, table, shapes, types, computed = shaped
-    base = ({t.name for t in model.graph.initializer} - computed) | {n for n in outer_names(graph) if n in ctx.const}
+    reads = outer_names(graph)  # constants only where the outer scope has them as constants
+    base = ({t.name for t in model.graph.initializer} - computed - reads) | {n for n in reads if n in ctx.const}
     const, made_by = constants(table, base)
     made_by = {**ctx.made_by, **made_by}
     own = {t.name: t for t in graph.initializer}
@@ -457,10 +458,10 @@ def _repeat(scope: Scope, graph: GraphProto, prefix: str, first: Scope, runs: in
                      f"convcost follows at most {MAX_UNROLL} iterations, not {runs} (the first is counted)")
         return
     per = len(first.ctx.convs) + len(first.ctx.matmuls)
-    shown = min(runs, max(1, MAX_ROWS // per)) if per else runs
+    shown = min(runs, max(1, MAX_ROWS // per)) if per else 0  # a body without rows adds none
     for k in range(shown):
         _rows(ctx, first.ctx, k, scope.tally)
-    if shown < runs:
+    if per and shown < runs:
         _not_counted(ctx, name, op, f"{runs} iterations of {per} convs/matmuls make more than {MAX_ROWS:,} rows; "
                      f"the first {shown} are counted")
 
