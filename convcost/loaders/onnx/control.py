@@ -511,8 +511,9 @@ def _loop(scope: Scope, index: int, walk: Walk) -> bool:
     graph = attrs(node).get("body")
     inputs = scope.table.inputs[index]
     carried = list(inputs[2:])
-    if not isinstance(graph, GraphProto) or len(graph.input) != 2 + len(carried) or not graph.output:
-        return False
+    if not isinstance(graph, GraphProto) or len(graph.input) != 2 + len(carried) or \
+            len(graph.output) < 1 + len(carried):
+        return False  # not a valid Loop: onnx's inference has said so already
     ctx = scope.ctx
     name = ctx.names.take(node, index)
     trip_name = inputs[0] if inputs else ""
@@ -566,7 +567,7 @@ def _scan(scope: Scope, index: int, walk: Walk) -> bool:
         return False  # Scan-8 (batched, with sequence lengths) is not followed
     n = len(inputs) - m
     axes = a.get("scan_input_axes") or [0] * m
-    if n < 0 or len(graph.input) != len(inputs) or len(axes) != m:
+    if n < 0 or len(graph.input) != len(inputs) or len(axes) != m or len(graph.output) < n:
         return False
     ctx = scope.ctx
     name = ctx.names.take(node, index)
