@@ -384,3 +384,30 @@ def test_scripted_if_at_another_input_size_drops_the_branch_shapes_the_export_de
     assert counted.output_shape == (1, 8, 16, 16)
     assert total_macs(model) == conv_macs(8, 16, 16, 3, 3)
     assert not any("differs" in w for w in model.warnings)
+
+
+class Cond(torch.nn.Module):
+    """torch.cond: the dynamo exporter's If."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.small = torch.nn.Conv2d(3, 4, 1)
+        self.big = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:
+        return torch.cond(flag, lambda t: self.small(t), lambda t: self.big(t), (x,))
+
+
+def test_torch_cond_exported_by_dynamo_counts_the_costlier_branch(tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript")
+    path = tmp_path / "cond.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Cond().eval(), (torch.zeros(1, 3, 8, 8), torch.tensor(True)), str(path), dynamo=True,
+                          input_names=["x", "flag"], verbose=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": X, "flag": np.array(True)})[0].shape == (1, 4, 8, 8)
+    model = load_onnx(path)
+    (counted,) = model.convs
+    assert "/else/" in counted.name and total_macs(model) == conv_macs(4, 8, 8, 3, 3)
+    assert any("condition is not known" in w for w in model.warnings)
