@@ -593,17 +593,16 @@ def test_computed_reshape_targets_are_folded(tmp_path: Path) -> None:
     assert conv.input_shape == (1, 3, 8, 5) and conv.output_shape == (1, 5, 6, 3)
 
 
-def test_control_flow_bodies_are_listed_as_not_costed(tmp_path: Path) -> None:
+def test_bodies_of_ops_convcost_does_not_follow_are_listed_as_not_counted(tmp_path: Path) -> None:
+    """If/Loop/Scan bodies are counted (tests/test_control_flow.py); a custom op's body is not."""
     w = weight("w", [3, 3, 1, 1])
-    branch = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["t"])], "then", [],
-                               [helper.make_tensor_value_info("t", F, None)])
-    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [],
-                              [helper.make_tensor_value_info("e", F, None)])
-    cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
-    nodes = [helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=other, name="maybe")]
-    model = load_onnx(save(build(nodes, {"x": [1, 3, 4, 4]}, [w, cond]), tmp_path))
-    assert model.uncosted == {"If": 1}
-    assert any("If 'maybe'" in w for w in model.warnings)
+    body = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["t"])], "body", [],
+                             [helper.make_tensor_value_info("t", F, None)])
+    nodes = [helper.make_node("Repeat", ["x"], ["y"], body=body, name="maybe", domain="my.ops")]
+    model = load_onnx(save(build(nodes, {"x": [1, 3, 4, 4]}, [w], domains=("my.ops",)), tmp_path))
+    assert model.uncosted == {"Repeat": 1}
+    assert [(u.name, u.op) for u in model.uncounted] == [("maybe", "Repeat")]
+    assert any("Repeat 'maybe'" in w for w in model.warnings)
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Kept apart from shape inference and op costing so each can be read (and tested) 
 
 from __future__ import annotations
 
+import copy
 import heapq
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,12 @@ def node_label(node: NodeProto, index: int) -> str:
         return text(node.name)
     first = next((o for o in node.output if o), "")
     return text(first) or f"{text(node.op_type)}_{index}"
+
+
+def joined(prefix: str, name: str) -> str:
+    """`prefix` + `name` with one slash between them where both bring one (legacy-exporter names
+    start with `/`)."""
+    return prefix + name[1:] if prefix.endswith("/") and name.startswith("/") else prefix + name
 
 
 #: Standard ops with graph attributes; ops of other domains may have them too.
@@ -201,21 +208,33 @@ class Names:
 
     By default a node's name, else its output's; repeats get `_2`, `_3`... With `paths` (a torch
     export, see naming.py) the module path instead, and repeats (a module called again) get
-    TorchScript's call index: `block.conv`, `block.conv#1`, ...
+    TorchScript's call index: `block.conv`, `block.conv#1`, ... Nodes of a control-flow body are
+    named by `scope`: the body's prefix, then the name.
     """
 
     def __init__(self, paths: Callable[[NodeProto], str] | None = None) -> None:
         self.paths = paths
         self.used: set[str] = set()
         self.next: dict[str, int] = {}  # base name + separator -> the suffix to try next (no quadratic search)
+        self.prefix = ""
+
+    def scope(self, prefix: str) -> Names:
+        """Names for the nodes of a subgraph: `prefix` (`If_3/then/`, the full path) before each name.
+
+        The prefix holds a unique name already, so the scope's names are unique among themselves
+        only: walking one body twice (each Loop iteration) names its nodes the same way twice."""
+        inner = copy.copy(self)
+        inner.used, inner.next = set(), {}
+        inner.prefix = prefix
+        return inner
 
     def base(self, node: NodeProto, index: int) -> str:
         """The name before any repeat suffix."""
         return self.paths(node) if self.paths is not None else node_label(node, index)
 
-    def take(self, node: NodeProto, index: int, prefix: str = "") -> str:
-        """A new unique name for `node`; `prefix` (say a subgraph's owner) goes before the base."""
-        base = prefix + self.base(node, index)
+    def take(self, node: NodeProto, index: int) -> str:
+        """A new unique name for `node`, after the scope's prefix."""
+        base = joined(self.prefix, self.base(node, index))
         if self.paths is not None:
             return self._unique(base, "#", 1)
         return self._unique(base, "_", 2)

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING
 
 from convcost.ir.inputs import Inputs, givens
 from convcost.ir.model import Model, Shape, Uncounted, counted_family
+from convcost.loaders.onnx.control import Scope, cost_bodies, declared_params, pinned
+from convcost.loaders.onnx.dims import Shapes
 from convcost.loaders.onnx.graph import (
     GraphError,
     Names,
     Table,
     constants,
     evaluation_order,
+    joined,
     quote,
     subgraphs,
 )
@@ -90,15 +93,18 @@ def _load(path: Path, inputs: Inputs | None, tensor_shapes: dict[str, Shape] | N
         apply_tensor_shapes(model, tensor_shapes, source)
     model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
     _require_values(needed_values(model, table, shapes, HANDLERS.keys()), source)
-    table.nodes = list(model.graph.node)  # the inferred copy: the original can go
-    initializers = {t.name: t for t in model.graph.initializer}
-    const, made_by = constants(table, set(initializers))
-    producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
-    ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer,
-              names=Names(module_paths(model, const, made_by)), given=_given(inputs))
-    _walk(ctx, table)
+    given = _given(inputs)
+    scope = _scope(path, source, model, table, shapes, types, given)
+    pins = pinned(scope)  # If outputs whose branch is known: infer again with their shapes
+    if pins:
+        model.graph.value_info.extend(pins)
+        model, shapes, types = infer(model, table, RULES, source, costed=HANDLERS.keys())
+        scope = _scope(path, source, model, table, shapes, types, given)
+    ctx = scope.ctx
+    _walk(scope)
     if not len(table):
         warnings.append("the graph has no nodes")
+    other = _other_params(ctx, table)
     return Model(
         name=path.stem,
         format="onnx",
@@ -107,7 +113,8 @@ def _load(path: Path, inputs: Inputs | None, tensor_shapes: dict[str, Shape] | N
         values=values,
         convs=ctx.convs,
         matmuls=ctx.matmuls,
-        other_params=_other_params(ctx, table),
+        other_params=other,
+        declared_params=declared_params(ctx, other, scope.tally),
         uncosted=ctx.uncosted,
         uncounted=ctx.uncounted,
         warnings=warnings + ctx.notes.lines(),
@@ -124,6 +131,18 @@ def _require_values(needed: dict[str, list[str]], source: str) -> None:
     how = " ".join(f"-i {quote(n)[1:-1]}=VALUE" for n in needed)
     raise InputError(f"the input shapes of {quote(ops[0])}{more} are computed from the value of scalar input "
                      f"{quote(name)}; give {'it' if len(needed) == 1 else 'each'}: {how}", source)
+
+
+def _scope(path: Path, source: str, model: ModelProto, table: Table, shapes: Shapes, types: dict[str, int],
+           given: str) -> Scope:
+    """The main graph's scope once its shapes are inferred: constants, producers, weights, names."""
+    table.nodes = list(model.graph.node)  # the inferred copy: the original can go
+    initializers = {t.name: t for t in model.graph.initializer}
+    const, made_by = constants(table, set(initializers))
+    producer = {o: table.nodes[i] for i, outs in enumerate(table.outputs) for o in outs if o}
+    ctx = Ctx(source, shapes, types, const, made_by, Weights(path, initializers, made_by), producer=producer,
+              names=Names(module_paths(model, const, made_by)), given=given)
+    return Scope(model, table, ctx)
 
 
 def _parse(path: Path) -> ModelProto:
@@ -163,10 +182,12 @@ def _costed_inside(graph: GraphProto) -> int:
     return count
 
 
-def _walk(ctx: Ctx, table: Table) -> None:
-    """Cost every node; list what is not costed; warn about ops nobody can infer."""
+def _walk(scope: Scope) -> None:
+    """Cost every node of a graph (the main graph or a control-flow body, whose nodes `cost_bodies`
+    walks with this function); list what is not costed; warn about ops nobody can infer."""
     from onnx import defs
 
+    ctx, table = scope.ctx, scope.table
     known: dict[tuple[str, str], bool] = {}
     unknown: dict[str, list[str]] = {}
     for index, op in enumerate(table.ops):
@@ -182,16 +203,19 @@ def _walk(ctx: Ctx, table: Table) -> None:
         if op in MAC_LIKE:
             ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
             if counted_family(op):
-                ctx.uncounted.append(Uncounted(table.label(index), op, f"convcost does not count {op}"))
+                ctx.uncounted.append(Uncounted(_label(ctx, table, index), op, f"convcost does not count {op}"))
             continue
         if index in table.outer:
+            if cost_bodies(scope, index, _walk):
+                continue
             inside = sum(_costed_inside(g) for g in subgraphs(node))
             if inside:
+                label = _label(ctx, table, index)
                 ctx.uncosted[op] = ctx.uncosted.get(op, 0) + 1
-                ctx.uncounted.append(Uncounted(table.label(index), op,
+                ctx.uncounted.append(Uncounted(label, op,
                                                f"{inside} conv/matmul nodes inside its body are not counted"))
                 ctx.notes.add("control-flow bodies",
-                              f"{op} {quote(table.label(index))}: {inside} conv/matmul nodes inside its body "
+                              f"{op} {quote(label)}: {inside} conv/matmul nodes inside its body "
                               "are not counted (control flow)")
                 continue
         if key not in known:
@@ -200,17 +224,23 @@ def _walk(ctx: Ctx, table: Table) -> None:
             except (TypeError, UnicodeError):  # a name that is not valid text
                 known[key] = False
         if not known[key]:
+            where = _label(ctx, table, index)
             label = quote(f"{domain}::{op}" if domain else op)[1:-1]
             ctx.uncosted[label] = ctx.uncosted.get(label, 0) + 1
             if counted_family(op):
-                ctx.uncounted.append(Uncounted(table.label(index), label, f"convcost does not know {label}"))
+                ctx.uncounted.append(Uncounted(where, label, f"convcost does not know {label}"))
             if any(o and o not in ctx.shapes for o in table.outputs[index]):
-                unknown.setdefault(label, []).append(table.label(index))
+                unknown.setdefault(label, []).append(where)
     for label, nodes in unknown.items():
         more = f" and {len(nodes) - 3} more" if len(nodes) > 3 else ""
         which = ", ".join(quote(n) for n in nodes[:3])
         ctx.notes.add("unknown ops", f"unknown op {label} (node {which}{more}): its output shape cannot be "
                       "inferred; convs and matmuls that depend on it are not counted")
+
+
+def _label(ctx: Ctx, table: Table, index: int) -> str:
+    """A node's name in messages, after its body's prefix (`Loop_2/body/`) inside control flow."""
+    return joined(ctx.names.prefix, table.label(index))
 
 
 def _check_reshape(ctx: Ctx, node: NodeProto, index: int) -> None:

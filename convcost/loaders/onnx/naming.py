@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from convcost.loaders.onnx.graph import text
+from convcost.loaders.onnx.graph import CONTROL_FLOW, text
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
@@ -132,7 +132,10 @@ class ModulePaths:
                 roots.append(root)
         path = dynamo_path(node) or legacy_path(text(node.name))
         if not path:
-            return UNNAMED["conv" if text(node.op_type) in _CONVS else "matmul"]
+            op = text(node.op_type)
+            if op in CONTROL_FLOW:  # the owner of a body: its prefix reads best as the node's own name
+                return text(node.name).lstrip("/") or op
+            return UNNAMED["conv" if op in _CONVS else "matmul"]
         for root in roots:
             self.by_root.setdefault(root, path)
         return path

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 from convcost.ir.model import Conv, MatMul, Shape, Uncounted
 from convcost.ir.shapes import BadAttribute, ShapeError, make_conv, same_pads, split_pads
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
-from convcost.loaders.onnx.graph import Names, attrs, node_label, op_key, quote, text
+from convcost.loaders.onnx.graph import Names, attrs, joined, node_label, op_key, quote, text
 from convcost.loaders.onnx.weights import Weights
 from convcost.util.errors import InputError, short
 from convcost.util.registry import Registry
@@ -131,7 +131,7 @@ class Ctx:
     def skip(self, node: NodeProto, index: int, why: str, reason: str) -> None:
         """An op that costs MACs but cannot be counted: say so, and list it as uncosted."""
         self.uncosted[node.op_type] = self.uncosted.get(node.op_type, 0) + 1
-        label = node_label(node, index)
+        label = joined(self.names.prefix, node_label(node, index))  # prefixed inside a control-flow body
         self.uncounted.append(Uncounted(label, node.op_type, why))
         self.notes.add(reason, f"{node.op_type} {quote(label)} not counted: {why}")
 
@@ -139,7 +139,8 @@ class Ctx:
         """A node onnxruntime refuses to run: exit 2 naming it. When -i was given and the input's
         size can be the cause (`input_related`), say that -i is what the model likely cannot take."""
         hint = f" ({self.given}: likely an input size the model cannot take)" if self.given and input_related else ""
-        raise InputError(f"invalid model: {text(node.op_type)} {quote(node_label(node, index))}: {why}{hint}",
+        label = joined(self.names.prefix, node_label(node, index))
+        raise InputError(f"invalid model: {text(node.op_type)} {quote(label)}: {why}{hint}",
                          self.source)
 
     def dims(self, node: NodeProto, i: int) -> Dims | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from convcost.ir.inputs import Given, Inputs, ScalarKind, givens
 from convcost.ir.model import INT64_MAX, Scalar, Shape
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
-from convcost.loaders.onnx.graph import Table, quote, text
+from convcost.loaders.onnx.graph import Table, quote, subgraphs, text
 from convcost.loaders.onnx.values import fold
 from convcost.util.errors import InputError, first_line
 
@@ -159,10 +159,7 @@ def apply_inputs(model: ModelProto, overrides: Inputs | None,
         for s in shape:
             dims.add().dim_value = s
     if stale:
-        del graph.value_info[:]
-        for out in graph.output:
-            if out.type.HasField("tensor_type"):
-                out.type.tensor_type.ClearField("shape")
+        _forget_shapes(graph)
     resolved: dict[str, Shape] = {}
     for vi in inputs:
         if text(vi.name) in values:
@@ -262,6 +259,17 @@ def apply_tensor_shapes(model: ModelProto, given: Mapping[str, Shape], source: s
             outputs[name].CopyFrom(info)
         else:
             graph.value_info.append(info)
+
+
+def _forget_shapes(graph: GraphProto) -> None:
+    """Drop the declared shapes of a graph's tensors and outputs, in control-flow bodies too."""
+    del graph.value_info[:]
+    for out in graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+    for node in graph.node:
+        for sub in subgraphs(node):
+            _forget_shapes(sub)
 
 
 def read_shapes(graph: GraphProto) -> tuple[Shapes, dict[str, int]]:
