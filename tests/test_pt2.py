@@ -257,6 +257,23 @@ def test_same_padding_puts_the_odd_pixel_at_the_end(nets: dict) -> None:
     assert convs["same_even"].output_shape == (2, 8, 12, 12)
 
 
+def test_unbatched_conv_inputs(folder: Path) -> None:
+    class Unbatched(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.up = nn.ConvTranspose1d(8, 4, 3, stride=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.up(self.conv(x).flatten(1))  # (3, 8, 8) -> (8, 6, 6) -> (8, 36) -> (4, 73)
+
+    module = Unbatched().eval()
+    model = load_model(export(module, (3, 8, 8), folder / "unbatched.pt2"))
+    assert [(c.input_shape, c.output_shape) for c in model.convs] == [((1, 3, 8, 8), (1, 8, 6, 6)),
+                                                                      ((1, 8, 36), (1, 4, 73))]
+    assert analyze(model).totals.macs == flop_counter_macs(module, torch.zeros(3, 8, 8))
+
+
 def test_fp16_export_is_priced_in_fp16_and_reads_its_weights(folder: Path) -> None:
     torch.manual_seed(0)
     module = archs.conv_bn(3, 8).half().eval()

@@ -99,10 +99,11 @@ class Archive:
     byteorder: str = "little"
     legacy: bool = False
 
-    def weight_loader(self, fqn: str) -> Callable[[], np.ndarray] | None:
-        """A lazy reader of a parameter's values (float32), or None if the archive has no raw copy."""
+    def weight_loader(self, fqn: str, shape: tuple[int, ...]) -> Callable[[], np.ndarray] | None:
+        """A lazy reader of a parameter's values (float32), or None if the archive has no raw copy
+        of that shape."""
         stored = self.tensors.get(fqn)
-        if stored is None:
+        if stored is None or stored.sizes != shape:
             return None
         path, byteorder = self.path, self.byteorder
 

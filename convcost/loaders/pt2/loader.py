@@ -270,8 +270,8 @@ class _Reader:
             warnings=self._notes(g),
         )
 
-    def _weights(self, fqn: str) -> WeightLoader | None:
-        return self.archive.weight_loader(fqn)
+    def _weights(self, fqn: str, shape: Shape) -> WeightLoader | None:
+        return self.archive.weight_loader(fqn, shape)
 
     def _notes(self, g: Graph) -> list[str]:
         notes = []

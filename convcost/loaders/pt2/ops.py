@@ -104,7 +104,8 @@ class Graph:
     #: Placeholder name -> parameter FQN (`p_conv1_weight` -> `conv1.weight`).
     params: dict[str, str]
     param_numel: dict[str, int]
-    weights: Callable[[str], WeightLoader | None]
+    #: (parameter FQN, its shape) -> a lazy reader of its stored values, if the archive has them.
+    weights: Callable[[str, Shape], WeightLoader | None]
     #: Tensor -> the tensor it is a view of.
     views: dict[str, str] = field(default_factory=dict)
     convs: list[Conv] = field(default_factory=list)
@@ -244,8 +245,9 @@ def _conv(transposed: bool | None) -> Handler:
         if recorded is not None and recorded != expected:
             raise InputError(f"{where}: the archive records an output of shape {list(recorded)}, but the conv's "
                              f"attributes give {list(expected)}: the archive is inconsistent", g.source)
-        fqn = g.param(w_name)
-        loader = g.weights(fqn) if fqn and g.shape(w_name) == w else None
+        # Only a weight that is the parameter itself (not a view of it) is the stored tensor.
+        fqn = g.params.get(w_name)
+        loader = g.weights(fqn, w) if fqn else None
         g.convs.append(conv.with_changes(weight=loader) if loader else conv)
 
     return handle
