@@ -38,6 +38,11 @@ def load_pt2(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
                          "save it again with torch.export.save", path) from None
 
 
+def _excerpt(text: str, limit: int = 200) -> str:
+    """An expression from the file, cut to a length one error line can hold."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def module_path(metadata: object) -> str:
     """The innermost module of a node's `nn_module_stack` ("key,path,type;..."): `layer1.0.conv1`."""
     stack = metadata.get("nn_module_stack") if isinstance(metadata, dict) else None
@@ -164,7 +169,7 @@ class _Reader:
                 derived = None
             if derived != value:
                 raise InputError(f"-i {name}=...: axis {axis} of {name} is derived from other sizes in this archive "
-                                 f"({short(expr)}) and cannot be {value}", self.source)
+                                 f"({_excerpt(expr)}) and cannot be {value}", self.source)
         shapes: dict[str, Shape] = {}
         for name in self.user:
             bound = self.shape(name)
@@ -198,8 +203,8 @@ class _Reader:
         for guard in self.guards:
             if check_guard(guard, size_of) is False:
                 given = " ".join(f"{n}={'x'.join(map(str, s))}" for n, s in shapes.items())
-                raise InputError(f"input {given}: the exported program requires {short(guard)} (a guard recorded at "
-                                 "export)", self.source)
+                raise InputError(f"-i {given}: the exported program requires {_excerpt(guard)} (a guard recorded "
+                                 "at export)", self.source)
 
     # --- shapes ------------------------------------------------------------------------------
 
