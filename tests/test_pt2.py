@@ -232,6 +232,23 @@ def test_repeated_calls_get_call_indices(nets: dict) -> None:
     assert any("block.conv x2" in w for w in model.warnings)
 
 
+def test_tied_weights_are_named_by_their_first_owner_and_counted_once(folder: Path) -> None:
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(4, 4, 3, padding=1)
+            self.b = nn.Conv2d(4, 4, 3, padding=1)
+            self.b.weight = self.a.weight
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x))
+
+    module = Tied().eval()
+    model = load_model(export(module, (1, 4, 8, 8), folder / "tied.pt2"))
+    assert [c.name for c in model.convs] == ["a", "a#1"]  # as the TorchScript loader names them
+    assert analyze(model).totals.params == sum(p.numel() for p in module.parameters()) == 4 * 4 * 9 + 4 + 4
+
+
 def test_conv_attributes_and_raw_weights_match_the_modules(nets: dict) -> None:
     for name in ("decoder", "grouped_dilated", "audio1d", "video3d", "heads"):
         eager = nets[name][0]

@@ -91,9 +91,15 @@ class _Reader:
         specs = module["signature"]["input_specs"]
         self.params: dict[str, str] = {}
         self.user: dict[str, list[Any]] = {}
+        # Tied parameters (`b.weight = a.weight`) are listed under each name but stored once; PyTorch
+        # keeps the first name (`named_parameters()`), and so does convcost, for names and params.
+        first: dict[object, str] = {}
         for spec in specs:
             if "parameter" in spec:
-                self.params[spec["parameter"]["arg"]["name"]] = spec["parameter"]["parameter_name"]
+                fqn = spec["parameter"]["parameter_name"]
+                stored = archive.tensors.get(fqn)
+                key = (stored.member, stored.offset, stored.sizes, stored.strides) if stored else fqn
+                self.params[spec["parameter"]["arg"]["name"]] = first.setdefault(key, fqn)
             elif "user_input" in spec:
                 name = tensor_ref(spec["user_input"]["arg"])
                 if name is not None:
