@@ -378,7 +378,8 @@ def test_ops_without_a_formula_are_uncounted_or_uncosted(folder: Path) -> None:
     model = load_model(path)
     assert [c.name for c in model.convs] == ["conv"]
     assert {u.op for u in model.uncounted} == {"aten.bilinear", "aten.einsum"}
-    assert model.uncosted == {"aten.bilinear": 1, "aten.lstm": 1}
+    assert model.uncosted == {"aten.bilinear": 1, "aten.lstm": 1, "aten.einsum": 1}
+    assert any(w.startswith("not counted: einsum: an einsum of 3 operands") for w in model.warnings)
 
 
 def test_convs_in_control_flow_are_uncounted(folder: Path) -> None:
@@ -397,6 +398,8 @@ def test_convs_in_control_flow_are_uncounted(folder: Path) -> None:
     assert [(u.name, u.op) for u in model.uncounted] == [("cond/true_graph_0/conv2d", "aten.conv2d"),
                                                          ("cond/false_graph_0/conv2d", "aten.conv2d")]
     assert all(u.why.startswith("inside torch.cond (") for u in model.uncounted)
+    assert model.uncosted == {"torch.cond": 1}
+    assert sum("not counted: cond/" in w for w in model.warnings) == 2
 
 
 # --- what a .pt2 is, and what it is not --------------------------------------------------------

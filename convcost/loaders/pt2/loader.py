@@ -23,6 +23,7 @@ from convcost.util.errors import InputError, short
 
 #: The newest schema major version convcost has read (torch 2.13 writes 8.20).
 SCHEMA_MAJOR = 8
+NO_FORMULA = "convcost has no formula for it"
 
 
 def load_pt2(path: str | Path, inputs: dict[str, Shape] | None = None) -> Model:
@@ -262,12 +263,15 @@ class _Reader:
             if handler is not None:
                 handler(g, node)
                 continue
+            before = len(g.uncounted)
             for label, sub in _subgraphs(raw):
                 _control_flow(g, node, label, sub)
+            if len(g.uncounted) > before:
+                g.uncosted[node.op] += 1
             if multiplies(node.op):
                 g.uncosted[node.op] += 1
                 if counted_family(node.op):
-                    g.skip(node, "convcost has no formula for it")
+                    g.skip(node, NO_FORMULA, uncosted=False)
         return Model(
             name=self.archive.path.stem,
             format="pt2",
@@ -297,6 +301,13 @@ class _Reader:
         if any(c.name.split("#")[0] == UNNAMED["conv"] for c in g.convs):
             notes.append("some convs use weights that are not module parameters and run outside any submodule; "
                          f"they are named {UNNAMED['conv']}#N")
+        reasons: dict[str, list[str]] = {}
+        for u in g.uncounted:
+            if u.why != NO_FORMULA:  # those are in the not-costed list already
+                reasons.setdefault(u.why, []).append(u.name)
+        for why, names in reasons.items():
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            notes.append(f"not counted: {', '.join(names[:3])}{more}: {why}")
         unread = [c.name for c in g.convs if c.weight is None]
         if unread and (self.archive.legacy or self.archive.pickled):
             notes.append(f"the weights of {len(unread)} convs are stored pickled in this archive (torch.export from "

@@ -143,9 +143,12 @@ class Graph:
         found = {self.param(t) for t in tensors} - {None}
         return sum(self.param_numel.get(p, 0) for p in found if p)
 
-    def skip(self, node: Node, why: str) -> None:
-        """A conv or matmul the loader found but cannot count: `check` fails on it."""
+    def skip(self, node: Node, why: str, uncosted: bool = True) -> None:
+        """A conv or matmul the loader found but cannot count: `check` fails on it, and its op is
+        listed as not costed (unless the caller already counted it there)."""
         self.uncounted.append(Uncounted(node.name, node.op, why))
+        if uncosted:
+            self.uncosted[node.op] += 1
 
     def ints(self, node: Node, name: str, rank: int, default: int) -> tuple[int, ...] | None:
         """An int or int-list argument broadcast to `rank` values; None if symbolic and unresolved."""
