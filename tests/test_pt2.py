@@ -377,9 +377,27 @@ def test_ops_without_a_formula_are_uncounted_or_uncosted(folder: Path) -> None:
     path = export(Odd().eval(), (2, 8, 10), folder / "odd.pt2")
     model = load_model(path)
     assert [c.name for c in model.convs] == ["conv"]
-    assert {u.op for u in model.uncounted} == {"aten.bilinear", "aten.einsum"}
+    assert {(u.name, u.op) for u in model.uncounted} == {("bil", "aten.bilinear"), ("einsum", "aten.einsum")}
     assert model.uncosted == {"aten.bilinear": 1, "aten.lstm": 1, "aten.einsum": 1}
     assert any(w.startswith("not counted: einsum: an einsum of 3 operands") for w in model.warnings)
+
+
+def test_data_dependent_sizes_are_uncounted(folder: Path) -> None:
+    class Gather(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+            self.conv = nn.Conv1d(8, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x[torch.nonzero(x[:, 0] > 0).squeeze(1)]  # (u0, 8): rows known only at run time
+            return self.fc(y).sum() + self.conv(y.t().unsqueeze(0)).sum()
+
+    model = load_model(export(Gather().eval(), (4, 8), folder / "gather.pt2"))
+    assert model.convs == [] and model.matmuls == []
+    assert [(u.name, u.op) for u in model.uncounted] == [("fc", "aten.linear"), ("conv", "aten.conv1d")]
+    assert all("data-dependent" in u.why for u in model.uncounted)
+    assert model.uncosted == {"aten.linear": 1, "aten.conv1d": 1}
 
 
 def test_convs_in_control_flow_are_uncounted(folder: Path) -> None:

@@ -146,9 +146,17 @@ class Graph:
     def skip(self, node: Node, why: str, uncosted: bool = True) -> None:
         """A conv or matmul the loader found but cannot count: `check` fails on it, and its op is
         listed as not costed (unless the caller already counted it there)."""
-        self.uncounted.append(Uncounted(node.name, node.op, why))
+        self.uncounted.append(Uncounted(self.label(node), node.op, why))
         if uncosted:
             self.uncosted[node.op] += 1
+
+    def label(self, node: Node) -> str:
+        """What to call an op that is not counted: its layer name as if it were, else its graph node."""
+        refs = [tensor_ref(node.arg("weight"))] + [tensor_ref(a) for a in node.args.values()]
+        fqn = next((p for t in refs if (p := self.param(t))), None)
+        if fqn:
+            return fqn[: -len(".weight")] if fqn.endswith(".weight") else fqn
+        return node.module or node.name
 
     def ints(self, node: Node, name: str, rank: int, default: int) -> tuple[int, ...] | None:
         """An int or int-list argument broadcast to `rank` values; None if symbolic and unresolved."""
@@ -190,7 +198,7 @@ HANDLERS: Registry[str, Handler] = Registry("torch.export op handler")
 def _shape_or_skip(g: Graph, node: Node, tensor: str | None, role: str) -> Shape | None:
     shape = g.shape(tensor) if tensor is not None else None
     if shape is None:
-        g.skip(node, f"the shape of its {role} is symbolic in a way convcost cannot evaluate for this input")
+        g.skip(node, f"the size of its {role} is symbolic and convcost cannot evaluate it (a data-dependent size)")
     return shape
 
 
@@ -412,8 +420,9 @@ def _einsum(g: Graph, node: Node) -> None:
     if not isinstance(equation, str) or len(tensors) != 2:
         g.skip(node, f"an einsum of {len(tensors)} operands: the contraction order torch picks is not recorded")
         return
-    shapes = [_shape_or_skip(g, node, t, "operand") for t in tensors]
+    shapes = [g.shape(t) for t in tensors]
     if any(s is None for s in shapes):
+        _shape_or_skip(g, node, None, "operands")
         return
     dims = einsum_dims(equation, [s for s in shapes if s is not None])
     if dims is None:
@@ -428,8 +437,9 @@ def _attention(q_arg: str = "query", k_arg: str = "key", v_arg: str = "value") -
 
     def handle(g: Graph, node: Node) -> None:
         names = [tensor_ref(node.arg(a)) for a in (q_arg, k_arg, v_arg)]
-        shapes = [_shape_or_skip(g, node, t, "query, key or value") for t in names]
+        shapes = [g.shape(t) if t is not None else None for t in names]
         if any(s is None for s in shapes):
+            _shape_or_skip(g, node, None, "query, key or value")
             return
         q, k, v = (s for s in shapes if s is not None)
         if len(q) < 2 or len(k) < 2 or len(v) < 2:
