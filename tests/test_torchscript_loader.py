@@ -23,6 +23,7 @@ from convcost.cost import cost_of
 from convcost.ir.model import Model
 from convcost.loaders import detect, load_model
 from convcost.loaders.pytorch.capture import capture
+from convcost.loaders.pytorch.torchscript import load_torchscript
 from convcost.util.errors import InputError
 from tests import archs
 
@@ -402,15 +403,16 @@ def test_pickles_are_named_and_never_unpickled(folder: Path) -> None:
     assert not marker.exists()
 
 
-def test_torch_export_archive_is_refused(folder: Path) -> None:
+def test_torch_export_archive_goes_to_the_pt2_loader(folder: Path) -> None:
     class Tiny(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x * 2
 
     path = folder / "exported.pt2"
     torch.export.save(torch.export.export(Tiny(), (torch.zeros(2),)), str(path))
-    with pytest.raises(InputError, match="torch.export archive"):
-        load_model(path, {"": (2,)})
+    assert load_model(path).format == "pt2"
+    with pytest.raises(InputError, match="is a torch.export archive"):
+        load_torchscript(path, {"": (2,)})
 
 
 def test_factory_errors() -> None:

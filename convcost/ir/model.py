@@ -111,7 +111,7 @@ class Model:
     """A loaded model: its inputs, its convolutions in execution order, and the rest."""
 
     name: str
-    format: Literal["onnx", "torchscript", "spec", "pytorch"]
+    format: Literal["onnx", "torchscript", "pt2", "spec", "pytorch"]
     source: str
     inputs: dict[str, Shape]
     convs: list[Conv]

@@ -67,6 +67,13 @@ def _looks_like_onnx(path: Path, head: bytes) -> bool:
     return looks_like_onnx(head)
 
 
+def _looks_like_pt2(path: Path, head: bytes) -> bool:
+    """A torch.export archive: a zip with `archive_format` (checked before TorchScript, also a zip)."""
+    from convcost.loaders.pt2.archive import looks_like_pt2
+
+    return looks_like_pt2(path, head)
+
+
 def _looks_like_torch(path: Path, head: bytes) -> bool:
     from convcost.loaders.pytorch.torchscript import looks_like_torch
 
@@ -75,6 +82,7 @@ def _looks_like_torch(path: Path, head: bytes) -> bool:
 
 register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx.loader:load_onnx", tensor_shapes=True))
 register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
+register_loader(Loader("pt2", _looks_like_pt2, "convcost.loaders.pt2.loader:load_pt2"))
 register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.pytorch.torchscript:load_torchscript"))
 
 

@@ -117,7 +117,8 @@ def check_archive(path: Path) -> tuple[str, str | None]:
     except (OSError, EOFError, ValueError) as exc:
         raise InputError(f"cannot read the zip archive: {exc}", path) from None
     if any(n.endswith("/archive_format") for n in names):
-        raise InputError(f"is a torch.export archive (.pt2), not TorchScript; {_EXPORT_HINT}", path)
+        raise InputError("is a torch.export archive (.pt2), not TorchScript; convcost reads it with its .pt2 loader "
+                         "(give the file to convcost analyze)", path)
     shown = ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
     raise InputError(f"is a zip archive without TorchScript code (entries: {shown or 'none'}); {_EXPORT_HINT}",
                      path)
