@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from convcost.ir.model import Conv, MatMul, Uncounted
 from convcost.loaders.onnx.dims import Shapes, static
 from convcost.loaders.onnx.graph import (
@@ -42,7 +44,7 @@ from convcost.loaders.onnx.graph import (
 )
 from convcost.loaders.onnx.ops import COSTED, HANDLERS, RULES, Ctx
 from convcost.loaders.onnx.shapes import infer
-from convcost.loaders.onnx.values import MAX_ELEMENTS, Evaluator, Value
+from convcost.loaders.onnx.values import MAX_ELEMENTS, Evaluator
 from convcost.loaders.onnx.weights import Weights
 from convcost.util.errors import InputError
 from convcost.util.registry import Registry
@@ -88,7 +90,7 @@ class Scope:
             self._inits = {t.name: t for t in self.model.graph.initializer}
         return self._inits
 
-    def value(self, name: str) -> Value | None:
+    def value(self, name: str) -> np.ndarray | None:
         """A small tensor's value, where constants, static shapes and given inputs fix it."""
         if not name:
             return None
@@ -144,17 +146,17 @@ class Bind:
     """What a body's formal input holds: a type and shape, and its value where known."""
 
     info: ValueInfoProto | None
-    value: Value | None = None
+    value: np.ndarray | None = None
 
 
-def _truth(value: Value | None) -> bool | None:
-    return bool(value[1][0]) if value is not None and len(value[1]) == 1 else None
+def _truth(value: np.ndarray | None) -> bool | None:
+    return bool(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
 
 
-def _count(value: Value | None) -> int | None:
-    if value is None or len(value[1]) != 1 or isinstance(value[1][0], float):
+def _count(value: np.ndarray | None) -> int | None:
+    if value is None or value.size != 1 or value.dtype.kind not in "biu":
         return None
-    return max(int(value[1][0]), 0)
+    return max(int(value.reshape(-1)[0]), 0)
 
 
 def _scalar(elem: int) -> ValueInfoProto:
@@ -240,11 +242,11 @@ def _body_model(scope: Scope, graph: GraphProto, binds: list[Bind | None]) -> tu
     return sub, computed
 
 
-def _tensor(name: str, elem: int, value: Value) -> TensorProto | None:
+def _tensor(name: str, elem: int, value: np.ndarray) -> TensorProto | None:
     from onnx import helper
 
     try:
-        return helper.make_tensor(name, elem or _INT64, list(value[0]), value[1])
+        return helper.make_tensor(name, elem or _INT64, list(value.shape), value.reshape(-1).tolist())
     except (ValueError, TypeError, OverflowError):  # values a tensor of that type cannot hold
         return None
 
@@ -529,8 +531,8 @@ def _loop(scope: Scope, index: int, walk: Walk) -> bool:
 
     def rebind(k: int | None, previous: Scope | None) -> list[Bind | None]:
         # the body runs only while its condition is true: inside, the condition input is true
-        binds: list[Bind | None] = [Bind(_scalar(_INT64), None if k is None else ((), [k])),
-                                    Bind(_scalar(_BOOL), ((), [True]))]
+        binds: list[Bind | None] = [Bind(_scalar(_INT64), None if k is None else np.array(k, dtype=np.int64)),
+                                    Bind(_scalar(_BOOL), np.array(True))]
         for j, outer in enumerate(carried):
             if previous is None:
                 binds.append(Bind(scope.info(outer), None if k is None else scope.value(outer)))

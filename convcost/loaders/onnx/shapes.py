@@ -355,7 +355,7 @@ def infer(
                     if all(not isinstance(d, int) or 0 <= d <= INT64_MAX for d in dims):
                         added.append(_value_info(out, elem, dims))
         model.graph.value_info.extend(added)
-        folded = fold(model.graph, table, shapes, types)
+        folded = fold(model.graph, table, shapes, types, model.opset_import)
         if not added and not folded:
             break
     return model, shapes, types
