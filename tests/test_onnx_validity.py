@@ -119,6 +119,7 @@ INVALID = {
                                              "do not multiply"),
     "Gemm operands that do not multiply": (one_node("Gemm", [2, 5], [3, 4], transB=1), [2, 5],
                                            "operands [2, 5] and [4, 3] do not multiply"),
+    "MatMul of a scalar weight": (one_node("MatMul", [2, 5], []), [2, 5], "a scalar cannot be matrix-multiplied"),
 }
 
 

@@ -369,6 +369,9 @@ def _matmul(ctx: Ctx, node: NodeProto, index: int, ia: int, ib: int, trans_a: bo
     if a is None or b is None:
         ctx.skip(node, index, "operand shapes are unknown or not static", UNKNOWN_MATMULS)
         return
+    if not a or not b:  # MatMul's operands have rank >= 1 (Gemm's 2); onnxruntime refuses a scalar
+        ctx.invalid(node, index, f"operands {list(a)} and {list(b)}: a scalar cannot be matrix-multiplied",
+                    input_related=False)
     if trans_a and len(a) >= 2:
         a = (*a[:-2], a[-1], a[-2])
     if trans_b and len(b) >= 2:

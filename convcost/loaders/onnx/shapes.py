@@ -330,7 +330,8 @@ def infer(
     for _ in range(MAX_PASSES):
         try:
             model = infer_shapes(model, check_type=False, strict_mode=False, data_prop=data_prop)
-        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError,
+                ValueError) as exc:  # ValueError: what the C++ side throws on some malformed graphs
             first = first_line(exc)
             raise InputError(f"ONNX shape inference failed: {first}", source) from None
         shapes, types = read_shapes(model.graph)
