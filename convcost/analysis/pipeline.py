@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from convcost.analysis.analyzer import analyze
 from convcost.analysis.result import Analysis, ApproxFn, Device, OptionsFn, Settings
 from convcost.ir.model import Model, Shape
-from convcost.loaders import load_model
+from convcost.loaders import load_model, prepare_loading
 from convcost.util.errors import UsageError
 from convcost.util.progress import progress
 
@@ -47,6 +47,17 @@ def check_model(request: Request, model: Model) -> None:
     if request.settings.options.tol is not None and not any(c.weight for c in model.convs):
         raise UsageError("--rank auto needs weights (ONNX initializers or TorchScript parameters); "
                          "this model has none", source=model.source)
+
+
+def prepare(requests: Sequence[Request]) -> None:
+    """Before analyzing several models: recognise every model file (fail fast, naming a bad one)
+    and import what loading and analyzing them needs, once, before worker processes fork."""
+    prepare_loading([r.model for r in requests])
+    distinct: list[Settings] = []
+    for request in requests:
+        if request.settings not in distinct:
+            distinct.append(request.settings)
+            hooks(request.settings)
 
 
 def run(request: Request, model: Model | None = None) -> Analysis:
