@@ -152,6 +152,7 @@ def test_map_ordered_keeps_item_order_when_later_items_finish_first() -> None:
     items = [0.6, 0.0, 0.05, 0.0, 0.1]
     started = time.monotonic()
     assert map_ordered(work, items, 2, "t") == items
+    assert map_ordered(work, items, 2, "t", sizes=items) == items  # the largest handed out first
     assert time.monotonic() - started < sum(items) + 2  # finished, and no item ran twice
     assert map_ordered(lambda s: done.append(1) or s, items, 1, "t") == items and len(done) == 5
 
@@ -285,3 +286,23 @@ def test_globs_match_the_file_name_or_its_stem(tmp_path: Path) -> None:
     assert budgets.for_model("models/resnet18.onnx").model == {"macs": 2}  # the stem matches
     assert budgets.for_model("models/net.pt").model == {}  # neither: the catch-all, no limits
     assert load_budgets(MODELS.parent / "budgets" / "m5_audio.yaml").for_model("anything.onnx").model
+
+
+def test_json_list_is_what_json_dumps_writes_for_the_list() -> None:
+    from convcost.render.compare import json_list
+
+    docs = [{"a": [1, {"b": "line\nbreak, \"quoted\""}], "c": {}}, {"d": "ü", "e": [], "f": None}, {}]
+    assert json_list([json.dumps(d, indent=2) + "\n" for d in docs]) == json.dumps(docs, indent=2) + "\n"
+
+
+def test_several_specs_import_neither_torch_onnx_nor_numpy() -> None:
+    import subprocess
+    import sys
+
+    specs = [str(MODELS / f"{n}.yaml") for n in ("mobilenet_v1", "m5_audio", "c3d", "vgg16")]
+    probe = ("import sys; from convcost.cli.app import main\ntry: main(['analyze', *sys.argv[1:], '-f', 'json'])\n"
+             "except SystemExit: pass\nprint(sorted(m for m in ('torch', 'onnx', 'numpy') if m in sys.modules), "
+             "file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", probe, *specs], capture_output=True, text=True, timeout=120)
+    assert len(json.loads(proc.stdout)) == 4
+    assert proc.stderr.strip().splitlines()[-1] == "[]"

@@ -66,10 +66,14 @@ class WorkerDied(RuntimeError):
     """A worker process ended without a result (killed, out of memory, a crash in native code)."""
 
 
-def map_ordered(fn: Callable[[T], R], items: Sequence[T], jobs: int, description: str) -> list[R]:
+def map_ordered(fn: Callable[[T], R], items: Sequence[T], jobs: int, description: str,
+                sizes: Sequence[float] | None = None) -> list[R]:
     """`[fn(item) for item in items]`, with `jobs` forked workers when jobs > 1 (and the platform
     forks), under one progress bar. The first failure stops the work: the items not started are
-    dropped, and the error of the earliest failed item (in item order) is raised."""
+    dropped, and the error of the earliest failed item (in item order) is raised.
+
+    `sizes` guess each item's work: workers take the largest first, so that a large item handed
+    out last does not keep one worker busy while the others idle (the results keep item order)."""
     if jobs <= 1 or len(items) <= 1 or not can_fork():
         results: list[R] = []
         with progress(description) as tick, quiet():
@@ -78,10 +82,12 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], jobs: int, description
                 results.append(fn(item))
                 tick(len(results), len(items))
         return results
-    return _in_workers(fn, items, min(jobs, len(items)), description)
+    order = sorted(range(len(items)), key=lambda i: -sizes[i]) if sizes else list(range(len(items)))
+    return _in_workers(fn, items, min(jobs, len(items)), description, order)
 
 
-def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description: str) -> list[R]:
+def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description: str,
+                order: list[int]) -> list[R]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -95,7 +101,7 @@ def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description
         try:
             # With fork, every worker starts at the first submit: before the bar's refresh thread,
             # so no thread is running in the parent when it forks.
-            futures: dict[Future[R], int] = {pool.submit(_call, i): i for i in range(len(items))}
+            futures: dict[Future[R], int] = {pool.submit(_call, i): i for i in order}
         finally:
             _work = None  # the workers hold their own copy from here on
     try:
