@@ -125,7 +125,6 @@ class Budgets:
 
     source: str
     entries: list[tuple[str, Budget]]  # (glob, budget) in file order; one ("*", budget) without models:
-    by_glob: bool = False  # the file has a models: section
 
     def for_model(self, model: str) -> Budget:
         """The budget of the first glob that matches the model's file name or its stem
@@ -166,7 +165,7 @@ def load_budgets(path: str | Path) -> Budgets:
         if body is None:
             body = {}  # `"*": {}`: no limits, the uncounted rule only
         entries.append((glob, _budget(body, source, f"{where}.")))
-    return Budgets(source, entries, by_glob=True)
+    return Budgets(source, entries)
 
 
 def _budget(data: Any, source: str, prefix: str) -> Budget:

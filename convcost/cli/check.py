@@ -56,7 +56,7 @@ def check(
     budgets = load_budgets(budget)
     # Every model's budget and request first: a model no glob matches, or a bad option, fails
     # before any model is read.
-    resolved: dict[tuple[str, ...], Any] = {}
+    resolved: dict[tuple[str, ...], Request] = {}
 
     def request_for(model: str, spec: Budget) -> Request:
         devices = (*(opts.device or []), *spec.devices())
