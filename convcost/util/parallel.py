@@ -99,7 +99,7 @@ def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_ignore_interrupt)
         try:
-            # With fork, every worker starts at the first submit: before the bar's refresh thread,
+            # With fork (Python 3.11+), every worker starts at the first submit: before the bar's refresh thread,
             # so no thread is running in the parent when it forks.
             futures: dict[Future[R], int] = {pool.submit(_call, i): i for i in order}
         finally:
