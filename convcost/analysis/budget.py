@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from convcost.analysis.result import Analysis, LayerResult
@@ -119,22 +119,71 @@ def _limits(block: Any, allowed: tuple[str, ...], where: str, source: str, perce
     return out
 
 
-def load_budget(path: str | Path) -> Budget:
+@dataclass
+class Budgets:
+    """A budget file: one budget for every model, or (`models:`) model globs mapped to budgets."""
+
+    source: str
+    entries: list[tuple[str, Budget]]  # (glob, budget) in file order; one ("*", budget) without models:
+
+    def for_model(self, model: str) -> Budget:
+        """The budget of the first glob that matches the model's file name or its stem
+        (`nets/mobilenet_v2.onnx`: `mobilenet_v2.onnx` or `mobilenet_v2`); a model no glob matches
+        is an error: a model checked against nothing would pass, whatever it costs."""
+        name = PurePath(model).name or model
+        stem = PurePath(name).stem
+        for glob, budget in self.entries:
+            if fnmatchcase(name, glob) or fnmatchcase(stem, glob):
+                return budget
+        globs = ", ".join(repr(glob) for glob, _ in self.entries)
+        raise InputError(f"no entry of models: matches model {model} (file name {name!r}, stem {stem!r}; globs: "
+                         f"{globs}); add one, or a '*' entry last for every other model", self.source)
+
+
+def load_budgets(path: str | Path) -> Budgets:
+    """A budget file: the one-budget format, or `models: {GLOB: BUDGET, ...}` (first match wins)."""
     source = str(path)
     data = load_yaml(read_text(path, "budget", MAX_BUDGET_BYTES), source)
     if not isinstance(data, dict) or not data:
-        raise InputError("a budget is a mapping with 'model', 'layers' and/or 'baseline'", source)
+        raise InputError("a budget is a mapping with 'model', 'layers' and/or 'baseline' (or 'models': model globs "
+                         "to budgets)", source)
+    if "models" not in data:
+        return Budgets(source, [("*", _budget(data, source, ""))])
+    if set(map(str, data)) != {"models"}:
+        raise InputError("models: maps model globs to budgets; set 'model', 'layers' and 'baseline' inside each "
+                         "entry, not beside it", source)
+    block = data["models"]
+    if not isinstance(block, dict) or not block:
+        raise InputError('models: expected a mapping of model glob: budget, e.g. "mobilenet*": {model: {macs: 600M}}',
+                         source)
+    entries = []
+    for glob, body in block.items():
+        if not isinstance(glob, str) or not glob:
+            raise InputError(f"models: {short(glob)}: expected a glob such as 'mobilenet*'", source)
+        where = f"models.{glob}"
+        _check_glob(glob, where, source)
+        if body is None:
+            body = {}  # `"*": {}`: no limits, the uncounted rule only
+        entries.append((glob, _budget(body, source, f"{where}.")))
+    return Budgets(source, entries)
+
+
+def _budget(data: Any, source: str, prefix: str) -> Budget:
+    """One budget: its `model`, `layers` and `baseline` sections (`prefix` says where it is in the file)."""
+    if not isinstance(data, dict):
+        raise InputError(f"{prefix[:-1]}: expected a mapping with 'model', 'layers' and/or 'baseline'", source)
     unknown = set(map(str, data)) - {"model", "layers", "baseline"}
     if unknown:
-        raise InputError(f"unknown section(s) {', '.join(sorted(unknown))} (known: model, layers, baseline)", source)
+        raise InputError(f"{prefix}unknown section(s) {', '.join(sorted(unknown))} (known: model, layers, baseline"
+                         f"{'' if prefix else '; or models: to map model globs to budgets'})", source)
     budget = Budget(source)
     if "model" in data:
-        budget.model = _limits(data["model"], MODEL_METRICS, "model", source)
+        budget.model = _limits(data["model"], MODEL_METRICS, f"{prefix}model", source)
     rules = data.get("layers") or []
     if not isinstance(rules, list):
-        raise InputError("layers: expected a list of {match: GLOB, metric: limit}", source)
+        raise InputError(f"{prefix}layers: expected a list of {{match: GLOB, metric: limit}}", source)
     for i, rule in enumerate(rules):
-        where = f"layers[{i}]"
+        where = f"{prefix}layers[{i}]"
         if not isinstance(rule, dict) or not isinstance(rule.get("match"), str) or not rule["match"]:
             raise InputError(f"{where}: each rule needs 'match': a glob such as 'layer4.*'", source)
         _check_glob(rule["match"], where, source)
@@ -145,9 +194,9 @@ def load_budget(path: str | Path) -> Budget:
     if "baseline" in data:
         block = data["baseline"]
         if not isinstance(block, dict) or set(map(str, block)) != {"max_increase"}:
-            raise InputError("baseline: expected {max_increase: {metric: percent}}", source)
-        budget.max_increase = _limits(block["max_increase"], BASELINE_METRICS, "baseline.max_increase", source,
-                                      percent=True)
+            raise InputError(f"{prefix}baseline: expected {{max_increase: {{metric: percent}}}}", source)
+        budget.max_increase = _limits(block["max_increase"], BASELINE_METRICS, f"{prefix}baseline.max_increase",
+                                      source, percent=True)
     return budget
 
 
@@ -268,21 +317,42 @@ def baseline_values(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_baseline(path: str | Path, model_name: str) -> Baseline:
-    """An earlier `analyze -f json` of the same model."""
+    """An earlier `analyze -f json` of the same model (a list of several models' documents: the one
+    of this model)."""
+    return pick_baseline(read_baseline(path), model_name, str(path))
+
+
+def read_baseline(path: str | Path) -> list[dict[str, Any]]:
+    """The documents of an earlier `analyze -f json`: one, or the list `analyze A B ... -f json` writes."""
     source = str(path)
     text = read_text(path, "baseline", MAX_BASELINE_BYTES)
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InputError(f"not a convcost JSON baseline: {short(exc)}", source) from None
+    docs = data if isinstance(data, list) else [data]
+    if not docs or not all(isinstance(d, dict) for d in docs):
+        raise InputError("not a convcost JSON baseline (write one with `convcost analyze MODEL -f json`)", source)
+    return docs
+
+
+def pick_baseline(docs: list[dict[str, Any]], model_name: str, source: str) -> Baseline:
+    """The baseline of `model_name` among the documents `read_baseline` read."""
     try:
-        name = data["model"]["name"]
+        names = [d["model"]["name"] for d in docs]
+    except (KeyError, TypeError):
+        raise InputError("not a convcost JSON baseline (write one with `convcost analyze MODEL -f json`)",
+                         source) from None
+    if model_name not in names:
+        if len(docs) == 1:
+            raise InputError(f"baseline is of model {names[0]!r}, not {model_name!r}", source)
+        raise InputError(f"baseline has no model {model_name!r} (it has {', '.join(map(repr, names))})", source)
+    data = docs[names.index(model_name)]
+    try:
         baseline = Baseline(baseline_values(data), [(layer["name"], layer["macs"]) for layer in data["layers"]])
     except (KeyError, TypeError):
         raise InputError("not a convcost JSON baseline (write one with `convcost analyze MODEL -f json`)",
                          source) from None
-    if name != model_name:
-        raise InputError(f"baseline is of model {name!r}, not {model_name!r}", source)
     if data.get("settings", {}).get("top"):
         raise InputError("baseline was written with --top; it does not list every layer", source)
     return baseline

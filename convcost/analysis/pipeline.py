@@ -9,7 +9,7 @@ from convcost.analysis.analyzer import analyze
 from convcost.analysis.result import Analysis, ApproxFn, Device, OptionsFn, Settings
 from convcost.ir.inputs import Given
 from convcost.ir.model import Model, Shape
-from convcost.loaders import load_model
+from convcost.loaders import load_model, prepare_loading
 from convcost.util.errors import UsageError
 from convcost.util.progress import progress
 
@@ -73,6 +73,17 @@ def _check_peaks(request: Request, model: Model) -> None:
                                  f"{', '.join(peaks)}): price it in one it has with --dtype, e.g. "
                                  f"--dtype {next(iter(peaks))}",
                                  source=model.source)
+
+
+def prepare(requests: Sequence[Request]) -> None:
+    """Before analyzing several models: recognise every model file (fail fast, naming a bad one)
+    and import what loading and analyzing them needs, once, before worker processes fork."""
+    prepare_loading([r.model for r in requests])
+    distinct: list[Settings] = []
+    for request in requests:
+        if request.settings not in distinct:
+            distinct.append(request.settings)
+            hooks(request.settings)
 
 
 def run(request: Request, model: Model | None = None) -> Analysis:

@@ -12,15 +12,19 @@ from convcost.render import formats_for
 
 @o.with_options()
 def analyze(
-    model: o.ModelArg,
+    models: o.ModelsArg,
     opts: o.Options = o.DEFAULTS,
     top: o.Top = None,
     sort: o.Sort = "order",
     fmt: Annotated[str, typer.Option(
         "--format", "-f", help=f"Output format: {', '.join(formats_for('analysis'))}.")] = "table",
     output: o.Output = None,
+    jobs: o.Jobs = None,
 ) -> None:
     """Count params, MACs and memory of every conv and of its factorized variants.
+
+    Several models: each one's output as if analyzed alone (same options, same -i), in argument
+    order, then a table comparing their totals; -f json gives a list of the documents.
 
     \b
     Examples:
@@ -30,11 +34,18 @@ def analyze(
       convcost analyze model.onnx -f json -o costs.json
       convcost analyze model.onnx --rank auto --tol 0.05
       convcost analyze configs/models/mobilenet_v1.yaml -d rpi4 -d t4
+      convcost analyze configs/models/*.yaml -f json -o all.json
     """
-    from convcost.analysis.pipeline import run
     from convcost.cli.common import choose_format, command_line, emit, make_view
     from convcost.render import render
 
-    fmt = choose_format("analysis", fmt)
+    fmt = choose_format("analysis" if len(models) == 1 else "analyses", fmt)
     view = make_view(sort, top, output, command_line())
-    emit(render("analysis", fmt, run(opts.request(model)), view), output)
+    if len(models) > 1:
+        from convcost.cli.multi import analyze_models
+
+        emit(analyze_models(models, opts, fmt, view, jobs), output)
+        return
+    from convcost.analysis.pipeline import run
+
+    emit(render("analysis", fmt, run(opts.request(models[0])), view), output)

@@ -22,6 +22,17 @@ ModelArg = Annotated[
     typer.Argument(metavar="MODEL", help="Model: .onnx file, TorchScript archive (.pt), YAML layer spec, "
                               "or package.module:factory."),
 ]
+ModelsArg = Annotated[
+    list[str],
+    typer.Argument(metavar="MODEL", help="Model(s): .onnx file, TorchScript archive (.pt), YAML layer spec, "
+                                  "or package.module:factory. Several: each with the same options, in this order."),
+]
+Jobs = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", min=1, metavar="N",
+                 help="Worker processes for several models (default: one per core for 4 or more models, "
+                      "else 1); the output keeps the models' order."),
+]
 Inputs = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", metavar="SHAPE",

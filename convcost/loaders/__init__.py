@@ -6,8 +6,9 @@ path start fast and never import torch.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,9 @@ class Loader:
     name: str
     sniff: Callable[[Path, bytes], bool]
     target: str  # "package.module:function(path, inputs, **options) -> Model"
+    #: Modules a load imports (the heavy ones: onnx, torch): `prepare` imports them once, before
+    #: the processes that load several models are forked.
+    preload: tuple[str, ...] = ()
     #: whether it takes `tensor_shapes` (--shape: any tensor's shape, for graphs with ops nobody can shape)
     tensor_shapes: bool = False
 
@@ -80,10 +84,14 @@ def _looks_like_torch(path: Path, head: bytes) -> bool:
     return looks_like_torch(path, head)
 
 
-register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx.loader:load_onnx", tensor_shapes=True))
+_TORCH = ("torch", "convcost.loaders.pytorch.capture")
+
+register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx.loader:load_onnx",
+                       ("onnx", "onnx.defs", "onnx.helper", "onnx.shape_inference", "numpy"), tensor_shapes=True))
 register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
 register_loader(Loader("pt2", _looks_like_pt2, "convcost.loaders.pt2.loader:load_pt2"))
-register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.pytorch.torchscript:load_torchscript"))
+register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.pytorch.torchscript:load_torchscript",
+                       _TORCH))
 
 
 def detect(path: Path) -> Loader:
@@ -126,3 +134,22 @@ def load_model(model: str | Path, inputs: Inputs | None = None,
 
             return load_factory(model, inputs)
     return detect(path).load(path, inputs, tensor_shapes)
+
+
+def prepare_loading(models: Sequence[str]) -> None:
+    """Before loading several models: recognise each (a missing or unreadable file, or one of no
+    known format, fails now, before any work, naming it) and import what their loaders need, once,
+    so that worker processes forked afterwards inherit those modules instead of each importing them."""
+    from convcost.loaders.pytorch.factory import split_factory_spec
+
+    modules: dict[str, None] = {}
+    for model in models:
+        path = Path(model)
+        if not path.exists() and split_factory_spec(model):
+            modules.update(dict.fromkeys(("convcost.loaders.pytorch.factory", *_TORCH)))
+            continue
+        loader = detect(path)
+        modules.update(dict.fromkeys((loader.target.partition(":")[0], *loader.preload)))
+    for module in modules:
+        with contextlib.suppress(ImportError):  # not installed: the load says so, naming the model
+            importlib.import_module(module)

@@ -8,7 +8,7 @@ renders one or raises `FormatError`.
 
 The helpers several formats share: rows (the per-conv columns), numbers (how a number and a
 saving read), console (rich to text), checks and bench (what every format of those commands
-shows alike).
+shows alike), compare (several models in one output: the comparison of totals, the joins).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from convcost.render.base import DOCUMENTS, CheckReport, Document, Format, View
+from convcost.render.base import DOCUMENTS, CheckReport, Document, Format, RenderedAnalysis, View
 from convcost.render.csvfmt import CsvFormat
 from convcost.render.github import GitHubFormat
 from convcost.render.jsonfmt import JsonFormat
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
-__all__ = ["DOCUMENTS", "FORMATS", "CheckReport", "Document", "Format", "FormatError", "View", "formats_for",
-           "render"]
+__all__ = ["DOCUMENTS", "FORMATS", "CheckReport", "Document", "Format", "FormatError", "RenderedAnalysis", "View",
+           "formats_for", "render"]
 
 #: Every output format by name, in the order help texts and errors list them.
 FORMATS: Registry[str, Format] = Registry("output format")
@@ -61,6 +61,10 @@ def render(document: Literal["checks"], fmt: str, report: CheckReport, /) -> str
 def render(document: Literal["bench"], fmt: str, result: BenchResult, /) -> str: ...
 @overload
 def render(document: Literal["devices"], fmt: str, profiles: Sequence[DeviceProfile], /) -> str: ...
+@overload
+def render(document: Literal["analyses"], fmt: str, parts: Sequence[RenderedAnalysis], view: View, /) -> str: ...
+@overload
+def render(document: Literal["check_reports"], fmt: str, reports: Sequence[CheckReport], /) -> str: ...
 def render(document: Document, fmt: str, *args: Any) -> str:
     """`document` in format `fmt`: the arguments are those of the `Format` method named `document`."""
     chosen = FORMATS.get(fmt)

@@ -1,7 +1,8 @@
 """`Format`, the interface every output format implements, and what its methods are given.
 
 A format is one class with one method per kind of document: `analysis` (analyze, report),
-`checks` (check), `bench` (bench) and `devices` (devices). Each method returns the whole text;
+`checks` (check), `bench` (bench) and `devices` (devices); `analyses` and `check_reports` are
+those of several models in one call (`analyze A B ...`, `check A B ...`). Each method returns the whole text;
 the command decides where it goes. A format supports exactly the documents whose method it
 overrides, so adding a document to a format is writing that one method.
 
@@ -18,11 +19,12 @@ from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check, LayerDiff
+    from convcost.analysis.compare import ModelTotals
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
 #: The kinds of document a format can render; each is the name of a `Format` method.
-Document = Literal["analysis", "checks", "bench", "devices"]
+Document = Literal["analysis", "checks", "bench", "devices", "analyses", "check_reports"]
 DOCUMENTS: tuple[Document, ...] = get_args(Document)
 
 
@@ -50,6 +52,15 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RenderedAnalysis:
+    """One model of several (`analyze A B ...`): its text, exactly as `analysis` renders it alone,
+    and its totals for the comparison. Both come back from a worker process, so both are small."""
+
+    text: str
+    totals: ModelTotals
+
+
 class Format:
     """One output format. Subclasses set `name` and override the methods of the documents they render."""
 
@@ -57,6 +68,8 @@ class Format:
     #: Whether `--format` offers this format. The report format is the `report` command's and
     #: JUnit is written with `check --junit FILE`, so neither is a `--format` choice.
     choosable: ClassVar[bool] = True
+    #: Modules the methods import: imported once before the workers of several models fork.
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def analysis(self, analysis: Analysis, view: View) -> str:
         """The costs of every conv and of its variants (`analyze`, `report`)."""
@@ -72,6 +85,14 @@ class Format:
 
     def devices(self, profiles: Sequence[DeviceProfile]) -> str:
         """The shipped device profiles (`devices`)."""
+        raise NotImplementedError
+
+    def analyses(self, parts: Sequence[RenderedAnalysis], view: View) -> str:
+        """Several models' analyses, each rendered alone in this format, put together (`analyze A B ...`)."""
+        raise NotImplementedError
+
+    def check_reports(self, reports: Sequence[CheckReport]) -> str:
+        """Several models against their budgets (`check A B ...`)."""
         raise NotImplementedError
 
     def supports(self, document: str) -> bool:

@@ -9,9 +9,10 @@ that picks columns by position or by name finds the conv columns where they alwa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from convcost.render.base import Format, View
+from convcost.render.base import Format, RenderedAnalysis, View
 
 if TYPE_CHECKING:
     from convcost.analysis.result import Analysis
@@ -39,3 +40,8 @@ class CsvFormat(Format):
         for line in analysis.warnings:
             writer.writerow([""] * len(cols) + [line])
         return buffer.getvalue()
+
+    def analyses(self, parts: Sequence[RenderedAnalysis], view: View) -> str:
+        from convcost.render.compare import csv_table
+
+        return csv_table(parts, WARNING)

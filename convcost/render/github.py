@@ -6,6 +6,7 @@ that the command appends to the file GITHUB_STEP_SUMMARY names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from convcost.render.base import CheckReport, Format
@@ -48,6 +49,19 @@ class GitHubFormat(Format):
             lines.append(f"::warning {file}title=convcost::{_escape_data(w)}")
         lines.append(f"convcost check {report.model}: {tally(report.checks)}")
         return "\n".join(lines) + "\n"
+
+    def check_reports(self, reports: Sequence[CheckReport]) -> str:
+        """Each model's annotations (on its own file) and tally, then which models failed."""
+        from convcost.render.compare import check_tally
+
+        return "".join(self.checks(r) for r in reports) + check_tally(reports) + "\n"
+
+    def step_summaries(self, reports: Sequence[CheckReport]) -> str:
+        """The job summary of several models: which failed, then each model's summary."""
+        from convcost.render.compare import check_tally
+
+        mark = "✅" if all(c.ok for r in reports for c in r.checks) else "❌"
+        return f"## {mark} {check_tally(reports)}\n\n" + "\n".join(self.step_summary(r) for r in reports)
 
     def step_summary(self, report: CheckReport) -> str:
         """The job summary in Markdown: the tally, every check, the nodes not counted, the layers

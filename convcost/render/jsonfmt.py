@@ -12,7 +12,7 @@ from convcost.analysis.analyzer import shown_layers
 from convcost.analysis.result import Analysis, LayerResult, Totals, VariantResult, ratio
 from convcost.cost import MACS_CONVENTION, Cost, bytes_per_element, cost_of
 from convcost.ir.model import Conv
-from convcost.render.base import CheckReport, Format, View
+from convcost.render.base import CheckReport, Format, RenderedAnalysis, View
 from convcost.render.numbers import json_float
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def devices_dict(profiles: Sequence[DeviceProfile]) -> dict[str, Any]:
     return {"devices": [{**profile_document(p), "file": p.path} for p in profiles]}
 
 
-def _dumps(data: dict[str, Any]) -> str:
+def _dumps(data: dict[str, Any] | list[Any]) -> str:
     import json
 
     return json.dumps(data, indent=2) + "\n"
@@ -215,6 +215,14 @@ class JsonFormat(Format):
 
     def bench(self, result: BenchResult) -> str:
         return _dumps(bench_dict(result))
+
+    def analyses(self, parts: Sequence[RenderedAnalysis], view: View) -> str:
+        from convcost.render.compare import json_list
+
+        return json_list([p.text for p in parts])
+
+    def check_reports(self, reports: Sequence[CheckReport]) -> str:
+        return _dumps([checks_dict(r) for r in reports])
 
     def devices(self, profiles: Sequence[DeviceProfile]) -> str:
         return _dumps(devices_dict(profiles))

@@ -6,9 +6,10 @@ the report's per-conv tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from convcost.render.base import Format, View
+from convcost.render.base import Format, RenderedAnalysis, View
 
 if TYPE_CHECKING:
     from convcost.analysis.result import Analysis
@@ -49,3 +50,11 @@ class MarkdownFormat(Format):
         lines.append("")
         lines += [f"- {line}" for line in summary_lines(analysis)]
         return "\n".join(lines) + "\n"
+
+    def analyses(self, parts: Sequence[RenderedAnalysis], view: View) -> str:
+        """Each model's section, then a table comparing their totals."""
+        from convcost.render.compare import comparison, comparison_title
+
+        header, rows, numeric = comparison([p.totals for p in parts])
+        lines = [f"### {comparison_title([p.totals for p in parts])}", "", *table_lines(header, rows, numeric)]
+        return "\n".join(p.text for p in parts) + "\n" + "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from convcost.render.base import CheckReport, Format, View
+from convcost.render.base import CheckReport, Format, RenderedAnalysis, View
 
 if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 class TableFormat(Format):
     name = "table"
+    preload = ("rich.console", "rich.table", "rich.text")
 
     def analysis(self, analysis: Analysis, view: View) -> str:
         """One row per conv (sorted and cut as `view` says), the totals row, then the summary lines."""
@@ -43,6 +44,28 @@ class TableFormat(Format):
         table.add_row(*(Text(cell, style="bold") for cell in totals_row(analysis, cols)))
         notes = [Text(line, style="dim" if line.startswith("dtype") else "") for line in summary_lines(analysis)]
         return to_text([table, *notes], view.color, view.width)
+
+    def analyses(self, parts: Sequence[RenderedAnalysis], view: View) -> str:
+        """Each model's table and summary lines, then one table comparing their totals."""
+        from rich.table import Table
+        from rich.text import Text
+
+        from convcost.render.compare import comparison, comparison_title
+        from convcost.render.console import to_text
+
+        header, rows, numeric = comparison([p.totals for p in parts])
+        table = Table(title=comparison_title([p.totals for p in parts]), header_style="bold", title_justify="left")
+        for h, number in zip(header, numeric, strict=True):
+            table.add_column(h, justify="right" if number else "left", no_wrap=h == "model")
+        for row in rows:
+            table.add_row(*map(Text, row))
+        return "\n".join(p.text for p in parts) + "\n" + to_text([table], view.color, view.width)
+
+    def check_reports(self, reports: Sequence[CheckReport]) -> str:
+        """Each model's checks as `checks` prints them, then which models failed."""
+        from convcost.render.compare import check_tally
+
+        return "\n".join(self.checks(r) for r in reports) + "\n" + check_tally(reports) + "\n"
 
     def checks(self, report: CheckReport) -> str:
         """Every check, the layers changed since the baseline, the tally, one line per broken limit and
