@@ -33,8 +33,8 @@ def analyze(
     """
     from convcost.analysis.pipeline import run
     from convcost.cli.common import choose_format, command_line, emit, make_view
-    from convcost.render import render
+    from convcost.render import render_chunks
 
     fmt = choose_format("analysis", fmt)
     view = make_view(sort, top, output, command_line())
-    emit(render("analysis", fmt, run(opts.request(model)), view), output)
+    emit(render_chunks("analysis", fmt, run(opts.request(model)), view), output)
