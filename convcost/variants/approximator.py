@@ -56,7 +56,8 @@ class Approximator:
         ranks `--rank auto` picks. Numpy's linear algebra runs without the interpreter lock, so
         the threads share the cores; at most `workers` layers are held ahead. `close` stops it."""
         self.close()
-        convs = [c for c in convs if c.weight is not None]
+        convs = [c for c in convs if c.weight is not None
+                 and any(plan_variant(name, c, options).applicable for name in variants)]
         if workers > 1 and len(convs) > 1:
             self._ahead = Ahead(convs, lambda conv: fill(conv, variants, options, self.permute), workers)
 
