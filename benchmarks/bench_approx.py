@@ -5,8 +5,7 @@ depend on the values' training, only the shapes drive the time. Reported separat
 - "svd": the spectra of all convs for the spatial (rank R, every R at once) and depthwise
   (multiplier m) variants -- the SVD work the issue's 3 s target is about;
 - "grouped": the off-block mass for G = 4, and the channel-permutation heuristic on top;
-- "analyze": convcost's whole analysis with the errors on (default) and with --rank auto, one layer
-  at a time, and with the layers computed ahead in threads as the commands do.
+- "analyze": convcost's whole analysis with the errors on (default) and with --rank auto.
 
 Re-run:  python -m benchmarks.bench_approx [--repeat 3]
 The machine has 2 cores; other work on it slows OpenBLAS's threads badly, so the load average
@@ -21,11 +20,10 @@ import time
 from collections.abc import Callable
 
 from convcost.analysis.analyzer import analyze
-from convcost.analysis.pipeline import workers
 from convcost.ir.model import Conv, Model
 from convcost.variants.approximator import Approximator
 from convcost.variants.autorank import AutoRank
-from convcost.variants.base import VARIANTS, VariantOptions
+from convcost.variants.base import VariantOptions
 
 
 def resnet50_convs() -> list[Conv]:
@@ -56,7 +54,6 @@ def best_of(repeat: int, fn: Callable[[], object]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=workers(), help="threads ahead (default: as the commands)")
     args = parser.parse_args()
     convs = resnet50_convs()
     options = VariantOptions()
@@ -82,24 +79,12 @@ def main() -> None:
     approx = Approximator()
     auto = best_of(args.repeat, lambda: analyze(model, settings=None, approx=approx,
                                                  options_for=AutoRank(approx, 0.05)))
-
-    def ahead() -> None:  # what the commands do: layers computed ahead, one thread per core
-        threaded = Approximator()
-        threaded.prefetch(convs, tuple(VARIANTS), options, args.workers)
-        try:
-            analyze(model, approx=threaded)
-        finally:
-            threaded.close()
-
-    threads = best_of(args.repeat, ahead)
     print(f"svd (spatial + depthwise spectra, all ranks): {spatial + depthwise:.2f} s "
           f"(spatial {spatial:.2f}, depthwise {depthwise:.2f}); CPU {CPU[0] + CPU[1]:.2f} s")
     print(f"grouped G=4 off-block mass: {grouped:.3f} s; with the permutation heuristic: {permuted:.2f} s "
           f"(CPU {CPU[3]:.2f} s)")
     print(f"analyze: {plain:.2f} s without errors, {full:.2f} s with them (default), "
           f"{auto:.2f} s with --rank auto --tol 0.05 (CPU {CPU[5]:.2f} / {CPU[6]:.2f} s)")
-    print(f"analyze with errors, layers computed ahead in {args.workers} threads (as the commands do): "
-          f"{threads:.2f} s (CPU {CPU[7]:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,17 @@
 """The fast paths of the weight-based errors give the errors of the plain ones: the float32 spectrum
-of large matrices (within 1e-6 of float64, exact where a kernel is low-rank), layers computed ahead
-in threads (the same analysis as one at a time), and the permutation heuristic's exchanges (the
-same labels as a plain stable sort)."""
+of large matrices (within 1e-6 of float64, exact where a kernel is low-rank) and the permutation
+heuristic's exchanges (the same labels as a plain stable sort)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convcost.analysis.analyzer import analyze
-from convcost.analysis.pipeline import run
-from convcost.cli.options import Options
-from convcost.ir.model import Conv, Model
+from convcost.ir.model import Conv
 from convcost.ir.shapes import make_conv
-from convcost.render import View, render
-from convcost.util.errors import InputError
 from convcost.variants import spatial_svd
-from convcost.variants.approximator import Approximator
-from convcost.variants.base import VariantOptions
 from convcost.variants.permutation import _balanced_refine, _top
 from convcost.variants.spectra import SINGLE_ABOVE, LayerSpectra, group_major, sq_singular_values
 
@@ -95,75 +85,6 @@ def test_full_rank_loses_nothing_without_computing_a_spectrum():
     s = spectra(np.random.default_rng(4).standard_normal((4, 2, 3, 3)))
     assert spatial_svd.lost_energy(s, 6) == (0.0, None)  # 2*3 rows: rank 6 keeps everything
     assert s.memo == {}
-
-
-# --- layers ahead, in threads ----------------------------------------------------------------------
-
-def model(n: int = 7) -> Model:
-    rng = np.random.default_rng(5)
-    convs = [conv_of(rng.standard_normal((8, 8, 3, 3)), f"c{i}") for i in range(n)]
-    convs[3] = conv_of(np.einsum("ci,oj->ocij", rng.standard_normal((8, 3)), rng.standard_normal((8, 3))), "sep")
-    convs.append(conv_of(rng.standard_normal((16, 8, 1, 1)), "pw"))
-    convs.append(conv_of(rng.standard_normal((8, 16, 3, 3)), "c_last"))
-    return Model("m", "onnx", "m.onnx", {"x": (1, 8, 6, 6)}, convs)
-
-
-def one_at_a_time(request: Options, m: Model) -> str:
-    settings = request.request("m.onnx").settings
-    approx = Approximator()
-    options_for = None
-    if settings.options.tol is not None:
-        from convcost.variants.autorank import AutoRank
-
-        options_for = AutoRank(approx, settings.options.tol)
-    return render("analysis", "json", analyze(m, settings, approx=approx, options_for=options_for), View())
-
-
-@pytest.mark.parametrize("options", [Options(), Options(rank="auto", tol=0.3), Options(skip=["c2", "sep"]),
-                                     Options(groups=2, depth_multiplier=2, rank="4")])
-def test_threads_give_the_analysis_one_layer_at_a_time_gives(options, monkeypatch):
-    monkeypatch.setattr("convcost.analysis.pipeline.workers", lambda: 3)
-    m = model()
-    ahead = render("analysis", "json", run(options.request("m.onnx"), m), View())
-    assert ahead == one_at_a_time(options, m)
-    errors = [v["approx_error"] for layer in json.loads(ahead)["layers"] for v in layer["variants"].values()]
-    assert sum(e is not None and e > 0 for e in errors) >= 10
-
-
-def test_a_weight_that_cannot_be_read_fails_the_analysis_at_its_layer(monkeypatch):
-    monkeypatch.setattr("convcost.analysis.pipeline.workers", lambda: 2)
-    m = model()
-    read: list[str] = []
-
-    def broken() -> np.ndarray:
-        raise InputError("cannot read weight 'w4'", "m.onnx")
-
-    def logged(conv: Conv) -> Conv:
-        w = conv.weight
-        assert w is not None
-        return conv.with_changes(weight=lambda: read.append(conv.name) or w())
-
-    convs = [logged(c) for c in m.convs]
-    convs[4] = convs[4].with_changes(weight=broken)
-    with pytest.raises(InputError, match="w4"):
-        run(Options().request("m.onnx"), Model("m", "onnx", "m.onnx", m.inputs, convs))
-    assert set(read[:4]) == {"c0", "c1", "c2", "sep"}  # two threads: the order within a pair may vary
-    assert len(read) <= 4 + 2  # at most the threads' worth read ahead of the failing layer
-
-
-def test_prefetch_drops_layers_the_analysis_skips():
-    m = model()
-    approx = Approximator()
-    approx.prefetch(m.convs, ("spatial",), VariantOptions(), workers=2)
-    try:
-        second = m.convs[1]
-        s = approx.spectra(second)  # the first is never asked for
-        assert s is not None and s.conv is second and ("spatial", "tails") in s.memo
-        first = approx.spectra(m.convs[0])  # no longer queued: computed on the spot, nothing in its memo
-        assert first is not None and first.memo == {}
-        assert ("spatial", "tails") in (approx.spectra(m.convs[2]) or s).memo  # the queue went on
-    finally:
-        approx.close()
 
 
 # --- the permutation heuristic's exchanges ---------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -12,11 +11,6 @@ from convcost.ir.model import Model, Shape
 from convcost.loaders import load_model
 from convcost.util.errors import UsageError
 from convcost.util.progress import progress
-from convcost.variants.approximator import Approximator
-
-#: Most threads computing weight spectra at once: each layer in flight holds its float64 weight
-#: and a Gram matrix (up to ~60 MB for a 512-channel 3x3 conv).
-MAX_WORKERS = 4
 
 
 @dataclass
@@ -34,6 +28,8 @@ def hooks(settings: Settings) -> tuple[ApproxFn | None, OptionsFn | None]:
     with a tolerance set (`--rank auto`), the per-layer rank picked from them."""
     if not settings.approx:
         return None, None
+    from convcost.variants.approximator import Approximator
+
     approximator = Approximator()
     if settings.options.tol is None:
         return approximator, None
@@ -56,23 +52,6 @@ def check_model(request: Request, model: Model) -> None:
 def run(request: Request, model: Model | None = None) -> Analysis:
     model = model or load(request)
     check_model(request, model)
-    settings = request.settings
     with progress(f"analyzing {len(model.convs)} convs") as tick:
-        approx, options_for = hooks(settings)
-        if isinstance(approx, Approximator):  # the weight work, several layers at once
-            approx.prefetch([c for c in model.convs if settings.selects(c.name)], settings.variants,
-                            settings.options, workers())
-        try:
-            return analyze(model, settings, request.devices, approx, tick, options_for)
-        finally:
-            if isinstance(approx, Approximator):
-                approx.close()
-
-
-def workers() -> int:
-    """Threads for the weight work: the cores this process may use, at most `MAX_WORKERS`."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on every platform
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS))
+        approx, options_for = hooks(request.settings)
+        return analyze(model, request.settings, request.devices, approx, tick, options_for)

@@ -14,7 +14,7 @@ from typing import Any
 from convcost.cost import cost_of
 from convcost.ir.model import Conv
 from convcost.variants.approximator import Approximator
-from convcost.variants.base import VARIANTS, VariantOptions, plan_variant, rank_within
+from convcost.variants.base import VARIANTS, VariantOptions, plan_variant
 
 
 def _macs(variant: str, conv: Conv, options: VariantOptions) -> int | None:
@@ -68,5 +68,5 @@ class AutoRank:
         if spectra is None:  # no weights: the fixed option applies
             current = getattr(options, field) or conv.out_channels
             return options, {**extra, "rank": current, "rank_auto": False}
-        chosen = rank_within(variant, spectra, options, self.tol)
-        return chosen, {**extra, "rank": getattr(chosen, field), "rank_auto": True}
+        rank = v.smallest_rank(spectra, self.tol)
+        return replace(options, **{field: rank}), {**extra, "rank": rank, "rank_auto": True}

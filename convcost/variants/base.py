@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from convcost.ir.model import Conv
@@ -112,15 +112,6 @@ def plan_variant(name: str, conv: Conv, options: VariantOptions) -> Plan:
         return VARIANTS[name].plan(conv, options)
     except ShapeError as exc:
         return Plan.na(f"replacement is not a valid conv: {exc}")
-
-
-def rank_within(variant: str, spectra: LayerSpectra, options: VariantOptions, tol: float) -> VariantOptions:
-    """`options` with the variant's rank set to the smallest whose error on this weight is within
-    `tol` (`--rank auto`); unchanged for a variant without a rank."""
-    rank_field = VARIANTS[variant].rank_field
-    if rank_field is None:
-        return options
-    return replace(options, **{rank_field: VARIANTS[variant].smallest_rank(spectra, tol)})
 
 
 def factorize(variant: str, conv: Conv, options: VariantOptions | None = None,
