@@ -65,10 +65,11 @@ def test_failing_renderer_writes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "out.json"
     out.write_text("old")
 
-    def broken(self, analysis, view):
+    def broken(self, analysis, view):  # fails after its first piece: the output is written as it comes
+        yield "{"
         raise RuntimeError("renderer bug")
 
-    monkeypatch.setattr("convcost.render.jsonfmt.JsonFormat.analysis", broken)
+    monkeypatch.setattr("convcost.render.jsonfmt.JsonFormat.analysis_chunks", broken)
     result = invoke("analyze", SEED, "-f", "json", "-o", str(out))
     assert result.code == 3 and "internal error" in result.err and "Traceback" not in result.err
     assert out.read_text() == "old" and leftovers(tmp_path) == ["out.json"]

@@ -2,59 +2,98 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any
 
 from convcost.analysis.dtypes import resolve_dtype
 from convcost.analysis.result import (
+    NO_EXTRA,
     Analysis,
     ApproxFn,
     Device,
     LayerResult,
     OptionsFn,
+    Planned,
     Settings,
     Totals,
     VariantResult,
     ratio,
 )
 from convcost.cost import Cost, cost_of, total_cost
-from convcost.ir.model import INT64_MAX, Conv, Model, Op
+from convcost.ir.model import INT64_MAX, Conv, Model
 from convcost.latency.roofline import Estimate
 from convcost.util.errors import InputError
-from convcost.variants import Approx, Plan, plan_variant
+from convcost.variants import Approx, Plan, VariantOptions, plan_variant
+
+_EXCLUDED = Plan.na("excluded by --only/--skip")
 
 
-def _latency(op: Op, dtype: str, devices: Sequence[Device]) -> dict[str, Estimate]:
-    return {d.name: d.estimate(op, dtype) for d in devices}
+#: A conv's fields other than its name and weight: convs equal in these cost the same and plan the same.
+_geometry = attrgetter(*(f.name for f in fields(Conv) if f.compare and f.name != "name"))
+
+
+class _Planner:
+    """Prices convs and plans their variants once per conv geometry (per variant and options).
+
+    Real models repeat a handful of geometries, so this turns the per-layer planning (about
+    0.2 ms per layer and variant) into dictionary look-ups. A plan is shared only if its
+    stages are named after the conv (`<conv name>/...`), so each layer can name its own.
+    """
+
+    def __init__(self, settings: Settings, devices: Sequence[Device]) -> None:
+        self.dtype = settings.dtype
+        self.devices = devices
+        self.convs: dict[tuple[object, ...], tuple[Cost, dict[str, Estimate]]] = {}
+        self.variants: dict[tuple[object, ...], Planned] = {}
+
+    def conv(self, conv: Conv, key: tuple[object, ...]) -> tuple[Cost, dict[str, Estimate]]:
+        found = self.convs.get(key)
+        if found is None:
+            found = self.convs[key] = (cost_of(conv, self.dtype),
+                                       {d.name: d.estimate(conv, self.dtype) for d in self.devices})
+        return found
+
+    def variant(self, name: str, conv: Conv, key: tuple[object, ...], options: VariantOptions,
+                original: Cost) -> Planned:
+        memo = (name, key, options)
+        found = self.variants.get(memo)
+        if found is None:
+            found = self._plan(name, conv, options, original)
+            if all(c.name.startswith(conv.name) for c in found.plan.layers):
+                self.variants[memo] = found
+        return found
+
+    def _plan(self, name: str, conv: Conv, options: VariantOptions, original: Cost) -> Planned:
+        plan = plan_variant(name, conv, options)
+        if not plan.applicable:
+            return Planned(conv, plan)
+        dtype = self.dtype
+        stages = tuple(cost_of(c, dtype) for c in plan.layers)
+        cost = sum(stages, Cost())
+        latency: dict[str, Estimate] = {}
+        for d in self.devices:
+            parts = [d.estimate(c, dtype) for c in plan.layers]
+            bound = max(parts, key=lambda e: e.ms).bound
+            latency[d.name] = Estimate(sum(p.ms for p in parts), bound)
+        return Planned(conv, plan, cost, latency, ratio(original.macs, cost.macs),
+                       ratio(original.params, cost.params), stages)
 
 
 def _variant(
-    name: str, layer: Conv, original: Cost, settings: Settings, devices: Sequence[Device],
+    name: str, layer: Conv, key: tuple[object, ...], original: Cost, settings: Settings, planner: _Planner,
     approx: ApproxFn | None, options_for: OptionsFn | None = None,
 ) -> VariantResult:
     options, extra = options_for(name, layer, settings.options) if options_for else (settings.options, {})
-    plan = plan_variant(name, layer, options)
-    if not plan.applicable:
-        return VariantResult(name, plan)
-    stages = [cost_of(c, settings.dtype) for c in plan.layers]
-    cost = sum(stages, Cost())
-    latency: dict[str, Estimate] = {}
-    for d in devices:
-        parts = [d.estimate(c, settings.dtype) for c in plan.layers]
-        bound = max(parts, key=lambda e: e.ms).bound
-        latency[d.name] = Estimate(sum(p.ms for p in parts), bound)
+    planned = planner.variant(name, layer, key, options, original)
+    if not planned.plan.applicable:
+        return VariantResult(name, planned, layer)
     found = approx(name, layer, options) if approx and layer.weight else None
     if isinstance(found, Approx):
         extra = {**extra, **found.extra}
         found = found.error
-    return VariantResult(
-        name, plan, cost, latency,
-        approx_error=found,
-        mac_ratio=ratio(original.macs, cost.macs),
-        param_ratio=ratio(original.params, cost.params),
-        stage_costs=stages,
-        extra=dict(extra),
-    )
+    return VariantResult(name, planned, layer, approx_error=found, extra=dict(extra) if extra else NO_EXTRA)
 
 
 def analyze(
@@ -72,17 +111,19 @@ def analyze(
     """
     model, settings = resolve_dtype(model, settings or Settings())
     dtype = settings.dtype
+    planner = _Planner(settings, devices)
     layers: list[LayerResult] = []
     for i, conv in enumerate(model.convs):
-        cost = cost_of(conv, dtype)
+        key = _geometry(conv)
+        cost, latency = planner.conv(conv, key)
         selected = settings.selects(conv.name)
         variants: dict[str, VariantResult] = {}
         for name in settings.variants:
             if selected:
-                variants[name] = _variant(name, conv, cost, settings, devices, approx, options_for)
+                variants[name] = _variant(name, conv, key, cost, settings, planner, approx, options_for)
             else:
-                variants[name] = VariantResult(name, Plan.na("excluded by --only/--skip"))
-        layers.append(LayerResult(conv, cost, _latency(conv, dtype, devices), variants, selected))
+                variants[name] = VariantResult(name, Planned(conv, _EXCLUDED), conv)
+        layers.append(LayerResult(conv, cost, latency, variants, selected))
         if progress:
             progress(i + 1, len(model.convs))
 
@@ -91,7 +132,7 @@ def analyze(
     conv_cost = sum((layer.cost for layer in layers), Cost())
     other_params = _other_params(model, conv_cost.params + rest.params)
 
-    def totals(pick: Callable[[LayerResult], tuple[Cost, dict[str, Estimate]]]) -> Totals:
+    def totals(pick: Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate]]]) -> Totals:
         params, macs = rest.params + other_params, rest.macs
         latency = dict(rest_latency)
         for layer in layers:
@@ -102,8 +143,8 @@ def analyze(
                 latency[dev] += est.ms
         return Totals(params, macs, latency)
 
-    def with_variant(name: str) -> Callable[[LayerResult], tuple[Cost, dict[str, Estimate]]]:
-        def pick(layer: LayerResult) -> tuple[Cost, dict[str, Estimate]]:
+    def with_variant(name: str) -> Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate]]]:
+        def pick(layer: LayerResult) -> tuple[Cost, Mapping[str, Estimate]]:
             v = layer.variants[name]
             if v.cost is not None:
                 return v.cost, v.latency

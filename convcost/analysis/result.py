@@ -5,8 +5,9 @@ total what the model costs. Plain data; `analyzer` fills it, renderers only form
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from convcost.cost import Cost
@@ -59,40 +60,105 @@ def ratio(original: int, variant: int) -> float:
     return original / variant if variant else float("inf")
 
 
-@dataclass
-class VariantResult:
-    name: str
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One variant of one conv geometry, priced: its plan, cost, latency and ratios.
+
+    Everything here follows from the conv's shape alone, so the analysis builds it once per
+    geometry and every layer with that geometry shares it (real models repeat a handful of
+    geometries; a 10,000-conv chain has one). `conv` is the conv it was planned for: the plan's
+    stages carry that conv's name.
+    """
+
+    conv: Conv
     plan: Plan
     cost: Cost | None = None
-    latency: dict[str, Estimate] = field(default_factory=dict)
-    approx_error: float | None = None
+    latency: Mapping[str, Estimate] = field(default_factory=dict)
     mac_ratio: float | None = None
     param_ratio: float | None = None
-    stage_costs: list[Cost] = field(default_factory=list, repr=False)
+    stage_costs: tuple[Cost, ...] = ()
+
+
+#: The `extra` of a variant result without further keys (shared, read-only).
+NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(slots=True)
+class VariantResult:
+    """One variant of one layer: the shared `Planned` of the layer's geometry, and what depends on the
+    layer's own weights (`approx_error`, `extra`)."""
+
+    name: str
+    planned: Planned
+    conv: Conv  # the layer's conv
+    approx_error: float | None = None
     #: Further per-variant keys (approx_error_permuted, rank, break_even_rank...), JSON as is.
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRA)
+
+    @property
+    def plan(self) -> Plan:
+        """The replacement of this layer's conv, its stages named after it."""
+        shared = self.planned
+        if self.conv is shared.conv or not shared.plan.layers:
+            return shared.plan
+        return replace(shared.plan, layers=tuple(c.with_changes(name=n) for c, n in
+                                                 zip(shared.plan.layers, self.stage_names, strict=True)))
+
+    @property
+    def stage_names(self) -> list[str]:
+        """The names of this layer's replacement stages (the plan's, renamed to this layer)."""
+        shared = self.planned
+        names = [c.name for c in shared.plan.layers]
+        if self.conv is shared.conv:
+            return names
+        cut = len(shared.conv.name)
+        return [self.conv.name + n[cut:] for n in names]
+
+    @property
+    def reason(self) -> str | None:
+        return self.planned.plan.reason
 
     @property
     def applicable(self) -> bool:
-        return self.plan.applicable
+        return self.planned.plan.applicable
+
+    @property
+    def cost(self) -> Cost | None:
+        return self.planned.cost
+
+    @property
+    def latency(self) -> Mapping[str, Estimate]:
+        return self.planned.latency
+
+    @property
+    def mac_ratio(self) -> float | None:
+        return self.planned.mac_ratio
+
+    @property
+    def param_ratio(self) -> float | None:
+        return self.planned.param_ratio
+
+    @property
+    def stage_costs(self) -> tuple[Cost, ...]:
+        return self.planned.stage_costs
 
     @property
     def intermediate_bytes(self) -> int:
         """Activations written by one stage and read by the next."""
-        return sum(c.output_bytes for c in self.stage_costs[:-1])
+        return sum(c.output_bytes for c in self.planned.stage_costs[:-1])
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerResult:
     conv: Conv
     cost: Cost
-    latency: dict[str, Estimate]
+    latency: Mapping[str, Estimate]
     variants: dict[str, VariantResult]
     selected: bool
 
     def slower(self, variant: str, device: str) -> bool:
         """The variant saves MACs yet is estimated slower than the original on `device`."""
-        v = self.variants[variant]
+        v = self.variants[variant].planned
         if v.cost is None or device not in v.latency:
             return False
         return v.cost.macs < self.cost.macs and v.latency[device].ms > self.latency[device].ms

@@ -37,7 +37,7 @@ def analyze(
       convcost analyze configs/models/*.yaml -f json -o all.json
     """
     from convcost.cli.common import choose_format, command_line, emit, make_view
-    from convcost.render import render
+    from convcost.render import render_chunks
 
     fmt = choose_format("analysis" if len(models) == 1 else "analyses", fmt)
     view = make_view(sort, top, output, command_line())
@@ -48,4 +48,4 @@ def analyze(
         return
     from convcost.analysis.pipeline import run
 
-    emit(render("analysis", fmt, run(opts.request(models[0])), view), output)
+    emit(render_chunks("analysis", fmt, run(opts.request(models[0])), view), output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterable
 
 from convcost.analysis.analyzer import SORT_KEYS
 from convcost.render import View, formats_for
@@ -26,10 +27,12 @@ def choose_format(document: str, fmt: str) -> str:
     return fmt
 
 
-def emit(text: str, output: str | None) -> None:
-    """Print to stdout, or write `output` whole (atomically)."""
+def emit(text: str | Iterable[str], output: str | None) -> None:
+    """Print to stdout, or write `output` whole (atomically); `text` may come in pieces
+    (`render_chunks`), each written as it is made."""
     if output is None:
-        sys.stdout.write(text)
+        for piece in (text,) if isinstance(text, str) else text:
+            sys.stdout.write(piece)
         sys.stdout.flush()
         return
     from convcost.util.outfile import write_atomic

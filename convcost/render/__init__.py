@@ -3,8 +3,9 @@
 `base.Format` is the interface: one method per kind of document (analysis, checks, bench,
 devices). Each format is one subclass in its own module (table, jsonfmt, csvfmt, markdown,
 report, github, junit) and renders the documents it overrides. `FORMATS` lists them in the
-order users see; `formats_for` says which formats `--format` offers for a document, and `render`
-renders one or raises `FormatError`.
+order users see; `formats_for` says which formats `--format` offers for a document; `render`
+renders one or raises `FormatError`, and `render_chunks` gives the same text in pieces to write
+as they come.
 
 The helpers several formats share: rows (the per-conv columns), numbers (how a number and a
 saving read), console (rich to text), checks and bench (what every format of those commands
@@ -13,7 +14,7 @@ shows alike), compare (several models in one output: the comparison of totals, t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from convcost.render.base import DOCUMENTS, CheckReport, Document, Format, RenderedAnalysis, View
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from convcost.latency.devices import DeviceProfile
 
 __all__ = ["DOCUMENTS", "FORMATS", "CheckReport", "Document", "Format", "FormatError", "RenderedAnalysis", "View",
-           "formats_for", "render"]
+           "formats_for", "render", "render_chunks"]
 
 #: Every output format by name, in the order help texts and errors list them.
 FORMATS: Registry[str, Format] = Registry("output format")
@@ -53,6 +54,14 @@ def formats_for(document: str, choosable: bool = True) -> list[str]:
     return [name for name, f in FORMATS.items() if f.supports(document) and (f.choosable or not choosable)]
 
 
+def _chosen(document: Document, fmt: str) -> Format:
+    chosen = FORMATS.get(fmt)
+    if chosen is None or not chosen.supports(document):
+        raise FormatError(f"no {document} output in format {fmt!r}: choose one of "
+                          f"{', '.join(formats_for(document, choosable=False))}")
+    return chosen
+
+
 @overload
 def render(document: Literal["analysis"], fmt: str, analysis: Analysis, view: View, /) -> str: ...
 @overload
@@ -67,9 +76,12 @@ def render(document: Literal["analyses"], fmt: str, parts: Sequence[RenderedAnal
 def render(document: Literal["check_reports"], fmt: str, reports: Sequence[CheckReport], /) -> str: ...
 def render(document: Document, fmt: str, *args: Any) -> str:
     """`document` in format `fmt`: the arguments are those of the `Format` method named `document`."""
-    chosen = FORMATS.get(fmt)
-    if chosen is None or not chosen.supports(document):
-        raise FormatError(f"no {document} output in format {fmt!r}: choose one of "
-                          f"{', '.join(formats_for(document, choosable=False))}")
+    chosen = _chosen(document, fmt)
     method: Callable[..., str] = getattr(chosen, document)
     return method(*args)
+
+
+def render_chunks(document: Document, fmt: str, *args: Any) -> Iterable[str]:
+    """What `render` returns, in pieces to write as they come (see `Format.chunks`): a JSON or CSV
+    analysis is never whole in memory."""
+    return _chosen(document, fmt).chunks(document, *args)

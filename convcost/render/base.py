@@ -4,7 +4,9 @@ A format is one class with one method per kind of document: `analysis` (analyze,
 `checks` (check), `bench` (bench) and `devices` (devices); `analyses` and `check_reports` are
 those of several models in one call (`analyze A B ...`, `check A B ...`). Each method returns the whole text;
 the command decides where it goes. A format supports exactly the documents whose method it
-overrides, so adding a document to a format is writing that one method.
+overrides, so adding a document to a format is writing that one method. A format may also
+stream a document: `<document>_chunks` yields the same text in pieces (`chunks` picks it), so a
+large analysis is written layer by layer.
 
 This module imports nothing heavy: the command line reads every format's name and documents at
 start-up (for --help), so rich, csv and the like are imported inside the methods that use them.
@@ -12,9 +14,9 @@ start-up (for --help), so rich, csv and the like are imported inside the methods
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
@@ -94,6 +96,13 @@ class Format:
     def check_reports(self, reports: Sequence[CheckReport]) -> str:
         """Several models against their budgets (`check A B ...`)."""
         raise NotImplementedError
+
+    def chunks(self, document: Document, *args: Any) -> Iterable[str]:
+        """The text of `document` in pieces, to be written as they come: the format's
+        `<document>_chunks` method where it has one (JSON and CSV stream an analysis per layer),
+        else the whole text as one piece."""
+        stream = getattr(self, f"{document}_chunks", None)
+        return stream(*args) if stream is not None else (getattr(self, document)(*args),)
 
     def supports(self, document: str) -> bool:
         """Whether this format renders `document`: whether it overrides that method."""

@@ -9,7 +9,7 @@ that picks columns by position or by name finds the conv columns where they alwa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from convcost.render.base import Format, RenderedAnalysis, View
@@ -25,6 +25,10 @@ class CsvFormat(Format):
     name = "csv"
 
     def analysis(self, analysis: Analysis, view: View) -> str:
+        return "".join(self.analysis_chunks(analysis, view))
+
+    def analysis_chunks(self, analysis: Analysis, view: View) -> Iterator[str]:
+        """The CSV text in pieces of a few hundred rows, so a large model's is never whole in memory."""
         import csv
         import io
 
@@ -35,11 +39,15 @@ class CsvFormat(Format):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([c.csv_key for c in cols] + [WARNING])
-        for layer in shown_layers(analysis, view.sort, view.top):
+        for i, layer in enumerate(shown_layers(analysis, view.sort, view.top), 1):
             writer.writerow(["" if (v := c.value(layer)) is None else v for c in cols] + [""])
+            if i % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
         for line in analysis.warnings:
             writer.writerow([""] * len(cols) + [line])
-        return buffer.getvalue()
+        yield buffer.getvalue()
 
     def analyses(self, parts: Sequence[RenderedAnalysis], view: View) -> str:
         from convcost.render.compare import csv_table

@@ -4,7 +4,9 @@ ever added)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from convcost import __version__
@@ -12,6 +14,7 @@ from convcost.analysis.analyzer import shown_layers
 from convcost.analysis.result import Analysis, LayerResult, Totals, VariantResult, ratio
 from convcost.cost import MACS_CONVENTION, Cost, bytes_per_element, cost_of
 from convcost.ir.model import Conv
+from convcost.render import jsontext
 from convcost.render.base import CheckReport, Format, RenderedAnalysis, View
 from convcost.render.numbers import json_float
 
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check
     from convcost.latency.devices import DeviceProfile
+
+#: A conv's fields other than its name and weight (what its JSON text depends on besides the name).
+_geometry = attrgetter(*(f.name for f in fields(Conv) if f.compare and f.name != "name"))
 
 
 def conv_dict(conv: Conv, cost: Cost) -> dict[str, Any]:
@@ -47,15 +53,10 @@ def conv_dict(conv: Conv, cost: Cost) -> dict[str, Any]:
     return d
 
 
-def _variant(v: VariantResult, dtype: str) -> dict[str, Any]:
-    if v.cost is None:
-        return {"applicable": False, "reason": v.plan.reason, "layers": [], "params": None, "macs": None,
-                "memory": None, "latency_ms": {}, "mac_ratio": None, "param_ratio": None,
-                "approx_error": None}
+def _variant_shared(v: VariantResult) -> dict[str, Any]:
+    """An applicable variant's keys after `layers` that its geometry decides alone (cost, latency, ratios)."""
+    assert v.cost is not None
     return {
-        "applicable": True,
-        "reason": None,
-        "layers": [conv_dict(c, cost_of(c, dtype)) for c in v.plan.layers],
         "params": v.cost.params,
         "macs": v.cost.macs,
         "flops": v.cost.flops,
@@ -64,30 +65,129 @@ def _variant(v: VariantResult, dtype: str) -> dict[str, Any]:
         "latency_bound": {dev: e.bound for dev, e in v.latency.items()},
         "mac_ratio": json_float(v.mac_ratio),
         "param_ratio": json_float(v.param_ratio),
+    }
+
+
+def _variant_own(v: VariantResult) -> dict[str, Any]:
+    """An applicable variant's keys that come from the layer's own weights."""
+    return {
         "approx_error": json_float(v.approx_error),
         **{key: json_float(value) if isinstance(value, float) else value for key, value in v.extra.items()},
     }
 
 
+def _not_applicable(reason: str | None) -> dict[str, Any]:
+    return {"applicable": False, "reason": reason, "layers": [], "params": None, "macs": None,
+            "memory": None, "latency_ms": {}, "mac_ratio": None, "param_ratio": None, "approx_error": None}
+
+
+def _stages(v: VariantResult) -> list[dict[str, Any]]:
+    return [{**conv_dict(c, cost), "name": name}
+            for c, cost, name in zip(v.planned.plan.layers, v.stage_costs, v.stage_names, strict=True)]
+
+
+def _variant(v: VariantResult, dtype: str) -> dict[str, Any]:
+    if v.cost is None:
+        return _not_applicable(v.reason)
+    return {"applicable": True, "reason": None, "layers": _stages(v), **_variant_shared(v), **_variant_own(v)}
+
+
+def _slower(layer: LayerResult, name: str) -> dict[str, bool]:
+    return {dev: layer.slower(name, dev) for dev in layer.variants[name].latency}
+
+
+def _layer_latency(layer: LayerResult) -> dict[str, Any]:
+    return {"latency_ms": {dev: json_float(e.ms) for dev, e in layer.latency.items()},
+            "latency_bound": {dev: e.bound for dev, e in layer.latency.items()}}
+
+
 def layer_dict(layer: LayerResult, dtype: str) -> dict[str, Any]:
     return {
         **conv_dict(layer.conv, layer.cost),
-        "latency_ms": {dev: json_float(e.ms) for dev, e in layer.latency.items()},
-        "latency_bound": {dev: e.bound for dev, e in layer.latency.items()},
+        **_layer_latency(layer),
         "factorized": layer.selected,
-        "variants": {name: {**_variant(v, dtype), "slower": {dev: layer.slower(name, dev) for dev in v.latency}}
+        "variants": {name: {**_variant(v, dtype), "slower": _slower(layer, name)}
                      for name, v in layer.variants.items()},
     }
 
 
-def _latency(t: Totals) -> dict[str, float | None]:
+class _LayerText:
+    """`layer_dict`'s JSON text, one layer at a time, for a layer inside the document's `layers`.
+
+    What a conv's geometry decides (its fields and cost, its variants' plans, costs and latency)
+    is encoded once per geometry and spliced in; per layer only names, weight-based errors and
+    flags are encoded. The analysis shares one `Planned` per geometry, which keys the cache.
+    """
+
+    LEVEL = 2  # the document, its `layers` list, then each layer
+
+    def __init__(self) -> None:
+        self.convs: dict[tuple[object, ...], str] = {}
+        self.planned: dict[int, tuple[str, list[str]]] = {}
+        self.na: dict[str | None, str] = {}
+
+    def _conv_rest(self, conv: Conv, cost: Cost, level: int, extra: dict[str, Any] | None = None) -> str:
+        """Items of `conv_dict` (and `extra`) after the name, cached per geometry and cost."""
+        cache_key = (_geometry(conv), cost, level, None if extra is None else jsontext.encode(extra))
+        found = self.convs.get(cache_key)
+        if found is None:
+            rest = conv_dict(conv, cost)
+            del rest["name"]
+            found = self.convs[cache_key] = jsontext.items({**rest, **(extra or {})}, level)
+        return found
+
+    def _named(self, name: str, rest: str, level: int) -> str:
+        return jsontext.wrap(jsontext.NEWLINE[level + 1] + '"name": ' + jsontext.encode(name) + "," + rest, level)
+
+    def _shared(self, v: VariantResult, level: int) -> tuple[str, list[str]]:
+        """The variant's geometry-decided items, and the text after the name of each stage."""
+        found = self.planned.get(id(v.planned))
+        if found is None:
+            stages = [self._conv_rest(c, cost, level + 2)
+                      for c, cost in zip(v.planned.plan.layers, v.stage_costs, strict=True)]
+            found = self.planned[id(v.planned)] = (jsontext.items(_variant_shared(v), level), stages)
+        return found
+
+    def variant(self, layer: LayerResult, name: str, level: int) -> str:
+        v = layer.variants[name]
+        if v.cost is None:
+            found = self.na.get(v.reason)
+            if found is None:  # no cost, no latency: nothing per layer
+                found = self.na[v.reason] = jsontext.encode({**_not_applicable(v.reason), "slower": {}}, level)
+            return found
+        shared, stages = self._shared(v, level)
+        nl = jsontext.NEWLINE[level + 1]
+        listed = ",".join(jsontext.NEWLINE[level + 2] + self._named(n, rest, level + 2)
+                          for n, rest in zip(v.stage_names, stages, strict=True))
+        own = jsontext.items({**_variant_own(v), "slower": _slower(layer, name)}, level)
+        return jsontext.wrap(f'{nl}"applicable": true,{nl}"reason": null,{nl}"layers": '
+                             + (f"[{listed}{jsontext.NEWLINE[level + 1]}]" if listed else "[]")
+                             + "," + shared + "," + own, level)
+
+    def layer(self, layer: LayerResult) -> str:
+        level = self.LEVEL
+        rest = self._conv_rest(layer.conv, layer.cost, level, _layer_latency(layer))
+        nl = jsontext.NEWLINE[level + 1]
+        variants = jsontext.wrap(",".join(jsontext.NEWLINE[level + 2] + jsontext.key(name) + ": "
+                                          + self.variant(layer, name, level + 2) for name in layer.variants),
+                                 level + 1)
+        return self._named(layer.conv.name, rest + f',{nl}"factorized": ' + jsontext.encode(layer.selected)
+                           + f',{nl}"variants": ' + variants, level)
+
+
+def _totals_latency(t: Totals) -> dict[str, float | None]:
     return {dev: json_float(value) for dev, value in t.latency.items()}
 
 
 def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
     """The whole analysis as JSON-ready data."""
+    s = analysis.settings
+    return _document(analysis, view, [layer_dict(layer, s.dtype) for layer in shown_layers(analysis, view.sort,
+                                                                                          view.top)])
+
+
+def _document(analysis: Analysis, view: View, layers: list[dict[str, Any]]) -> dict[str, Any]:
     model, s = analysis.model, analysis.settings
-    layers = shown_layers(analysis, view.sort, view.top)
     return {
         "convcost_version": __version__,
         "model": {
@@ -110,7 +210,7 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
             "sort": view.sort,
             "top": view.top,
         },
-        "layers": [layer_dict(layer, s.dtype) for layer in layers],
+        "layers": layers,
         "totals": {
             "params": analysis.totals.params,
             "macs": analysis.totals.macs,
@@ -119,14 +219,14 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
             "conv_macs": analysis.conv_cost.macs,
             "conv_layers": len(analysis.layers),
             "matmul_macs": sum(cost_of(m, s.dtype).macs for m in model.matmuls),
-            "latency_ms": _latency(analysis.totals),
+            "latency_ms": _totals_latency(analysis.totals),
             "uncosted_ops": dict(model.uncosted),
         },
         "variant_totals": {
             name: {
                 "params": t.params,
                 "macs": t.macs,
-                "latency_ms": _latency(t),
+                "latency_ms": _totals_latency(t),
                 "mac_ratio": json_float(ratio(analysis.totals.macs, t.macs)),
                 "param_ratio": json_float(ratio(analysis.totals.params, t.params)),
                 "applicable_layers": sum(1 for layer in analysis.layers if layer.variants[name].applicable),
@@ -137,6 +237,23 @@ def analysis_dict(analysis: Analysis, view: View) -> dict[str, Any]:
         },
         "warnings": list(model.warnings),
     }
+
+
+def analysis_chunks(analysis: Analysis, view: View) -> Iterator[str]:
+    """`analysis_dict`'s JSON text (as `json.dumps(indent=2)` writes it) in pieces, one per layer, so
+    the document is never whole in memory."""
+    shown = shown_layers(analysis, view.sort, view.top)
+    text = jsontext.encode(_document(analysis, view, [])) + "\n"
+    if not shown:
+        yield text
+        return
+    marker = jsontext.NEWLINE[1] + '"layers": []'
+    cut = text.index(marker)  # top-level keys are unique and strings hold no raw newline
+    yield text[:cut] + marker[:-1]
+    writer = _LayerText()
+    for i, layer in enumerate(shown):
+        yield ("," if i else "") + jsontext.NEWLINE[2] + writer.layer(layer)
+    yield jsontext.NEWLINE[1] + "]" + text[cut + len(marker):]
 
 
 def checks_dict(report: CheckReport) -> dict[str, Any]:
@@ -208,7 +325,10 @@ class JsonFormat(Format):
     name = "json"
 
     def analysis(self, analysis: Analysis, view: View) -> str:
-        return _dumps(analysis_dict(analysis, view))
+        return "".join(analysis_chunks(analysis, view))
+
+    def analysis_chunks(self, analysis: Analysis, view: View) -> Iterator[str]:
+        return analysis_chunks(analysis, view)
 
     def checks(self, report: CheckReport) -> str:
         return _dumps(checks_dict(report))

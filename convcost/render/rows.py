@@ -57,7 +57,7 @@ def _variant_value(name: str, field: str) -> Callable[[LayerResult], Any]:
 
 
 def _reason(name: str) -> Callable[[LayerResult], Any]:
-    return lambda layer: layer.variants[name].plan.reason or ""
+    return lambda layer: layer.variants[name].reason or ""
 
 
 def _variant_macs(name: str) -> Callable[[LayerResult], Any]:
@@ -193,7 +193,7 @@ def totals_row(analysis: Analysis, cols: list[Column]) -> list[str]:
 
 def na_reasons(analysis: Analysis, name: str) -> Counter[str]:
     """How many convs variant `name` does not apply to, per reason."""
-    return Counter(layer.variants[name].plan.reason or "" for layer in analysis.layers
+    return Counter(layer.variants[name].reason or "" for layer in analysis.layers
                    if not layer.variants[name].applicable)
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from convcost.util.errors import UsageError
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Replace `path` with `text` atomically; on any failure the old file is left intact."""
+def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
+    """Replace `path` with `text` atomically; on any failure the old file is left intact.
+
+    `text` may be an iterable of pieces: each is written to the temp file as it comes, so a large
+    document need never be whole in memory (an exception while making it leaves the old file too).
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -22,7 +27,8 @@ def write_atomic(path: str | Path, text: str) -> None:
         raise UsageError(f"cannot write output: {exc.strerror or exc}", path) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+            for piece in (text,) if isinstance(text, str) else text:
+                fh.write(piece)
             fh.flush()
             os.fsync(fh.fileno())
         if path.exists():

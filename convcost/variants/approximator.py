@@ -34,6 +34,7 @@ class Approximator:
         if self._spectra is None or self._spectra.conv is not conv:  # the cached one holds its conv
             from convcost.variants.spectra import LayerSpectra, group_major
 
+            self._spectra = None  # the previous layer's weight can go before the next one is read
             self._spectra = LayerSpectra(conv, group_major(conv, conv.weight()))
         return self._spectra
 

@@ -33,6 +33,22 @@ def _group_sums(e: np.ndarray, labels: np.ndarray, groups: int) -> np.ndarray:
     return np.asarray(e @ np.eye(groups)[labels])
 
 
+def _top(diff: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the k largest entries, ties going to the lower index: the first k of a stable
+    descending sort, found with a partition instead of a sort."""
+    n = len(diff)
+    if k >= n:
+        return np.ones(n, dtype=bool)
+    if k <= 0:
+        return np.zeros(n, dtype=bool)
+    kth = np.partition(diff, n - k)[n - k]
+    mask = diff > kth
+    need = k - int(np.count_nonzero(mask))
+    if need:
+        mask[np.flatnonzero(diff == kth)[:need]] = True
+    return mask
+
+
 def _balanced_refine(score: np.ndarray, labels: np.ndarray, sweeps: int = 10) -> np.ndarray:
     """Maximize sum(score[i, labels[i]]) keeping group sizes: exact two-group exchanges, repeated.
 
@@ -42,21 +58,25 @@ def _balanced_refine(score: np.ndarray, labels: np.ndarray, sweeps: int = 10) ->
     labels = labels.copy()
     n, groups = score.shape
     eps = 1e-12 * float(np.abs(score).sum() + 1e-300)
+    rows = np.arange(n)
     for _ in range(sweeps):
         # best[a, b]: the most one member of a gains by moving to b; a swap needs both ways > 0
-        gain = score - score[np.arange(n), labels][:, None]
+        gain = score - score[rows, labels][:, None]
         best = np.full((groups, groups), -np.inf)
-        np.maximum.at(best, labels, gain)
+        for a in range(groups):
+            mine = gain[labels == a]
+            if len(mine):
+                best[a] = mine.max(axis=0)
         pairs = np.argwhere(np.triu(best + best.T > eps, 1))
         moved = False
-        for a, b in pairs:
-            members = np.flatnonzero((labels == a) | (labels == b))
-            n_a = int(np.count_nonzero(labels[members] == a))
+        for a, b in pairs.tolist():
+            in_a = labels == a
+            members = np.flatnonzero(in_a | (labels == b))
+            was_a = in_a[members]
             diff = score[members, a] - score[members, b]
-            new = np.full(len(members), b)
-            new[np.argsort(-diff, kind="stable")[:n_a]] = a
-            if float(diff[new == a].sum() - diff[labels[members] == a].sum()) > eps:
-                labels[members] = new
+            now_a = _top(diff, int(np.count_nonzero(was_a)))
+            if float(diff[now_a].sum() - diff[was_a].sum()) > eps:
+                labels[members] = np.where(now_a, a, b)
                 moved = True
         if not moved:
             break
@@ -85,7 +105,8 @@ def _spectral_labels(e: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray
     d_r, d_c = e.sum(axis=1), e.sum(axis=0)
     inv_r = np.where(d_r > 0, 1 / np.sqrt(np.where(d_r > 0, d_r, 1)), 0.0)
     inv_c = np.where(d_c > 0, 1 / np.sqrt(np.where(d_c > 0, d_c, 1)), 0.0)
-    a = e * inv_r[:, None] * inv_c[None, :]
+    a = e * inv_r[:, None]
+    a *= inv_c[None, :]  # in place: no second matrix-sized temporary
     rng = np.random.default_rng(0)
     q = np.linalg.qr(rng.standard_normal((n_in, min(groups + 4, n_in))))[0]
     for _ in range(8):  # subspace iteration for the top singular vectors
