@@ -1,9 +1,9 @@
 """`Format`, the interface every output format implements, and what its methods are given.
 
 A format is one class with one method per kind of document: `analysis` (analyze, report),
-`checks` (check), `bench` (bench) and `devices` (devices). Each method returns the whole text;
-the command decides where it goes. A format supports exactly the documents whose method it
-overrides, so adding a document to a format is writing that one method.
+`checks` (check), `bench` (bench), `devices` (devices), `apply` (apply) and `plan` (plan). Each
+method returns the whole text; the command decides where it goes. A format supports exactly the
+documents whose method it overrides, so adding a document to a format is writing that one method.
 
 This module imports nothing heavy: the command line reads every format's name and documents at
 start-up (for --help), so rich, csv and the like are imported inside the methods that use them.
@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
+    from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check, LayerDiff
+    from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
 #: The kinds of document a format can render; each is the name of a `Format` method.
-Document = Literal["analysis", "checks", "bench", "devices"]
+Document = Literal["analysis", "checks", "bench", "devices", "apply", "plan"]
 DOCUMENTS: tuple[Document, ...] = get_args(Document)
 
 
@@ -72,6 +74,14 @@ class Format:
 
     def devices(self, profiles: Sequence[DeviceProfile]) -> str:
         """The shipped device profiles (`devices`)."""
+        raise NotImplementedError
+
+    def apply(self, result: ApplyResult) -> str:
+        """The rewritten model and its proof (`apply`)."""
+        raise NotImplementedError
+
+    def plan(self, result: PlanResult) -> str:
+        """The chosen replacement per conv and the totals it reaches (`plan`)."""
         raise NotImplementedError
 
     def supports(self, document: str) -> bool:

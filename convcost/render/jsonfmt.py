@@ -16,6 +16,7 @@ from convcost.render.base import CheckReport, Format, View
 from convcost.render.numbers import json_float
 
 if TYPE_CHECKING:
+    from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check
     from convcost.latency.devices import DeviceProfile
@@ -217,3 +218,8 @@ class JsonFormat(Format):
 
     def devices(self, profiles: Sequence[DeviceProfile]) -> str:
         return _dumps(devices_dict(profiles))
+
+    def apply(self, result: ApplyResult) -> str:
+        from convcost.render.applied import apply_dict
+
+        return _dumps(apply_dict(result))

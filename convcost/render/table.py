@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from convcost.render.base import CheckReport, Format, View
 
 if TYPE_CHECKING:
+    from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
@@ -144,3 +145,9 @@ class TableFormat(Format):
         return to_text([table]) + (
             "Sources: convcost devices -f json. 'estimated figures' counts figures no datasheet or paper "
             "publishes; `convcost calibrate` on the device replaces them with measured ones.\n")
+
+    def apply(self, result: ApplyResult) -> str:
+        """Each replaced conv with its errors, then the proof (see `render.applied`)."""
+        from convcost.render.applied import apply_table
+
+        return apply_table(result)

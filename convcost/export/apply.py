@@ -1,0 +1,164 @@
+"""`convcost apply`: choose, factorize, write, and prove the rewritten model.
+
+1. Load and analyze the model (its totals and per-layer latency on the `-d` devices).
+2. Choose each conv's replacement: one variant for every selected conv (`-V`, `--rank auto`), or
+   a plan file's per-layer choices (`--plan`).
+3. Factorize (`analysis.replacing`) and rewrite the graph (`onnx_writer`).
+4. Write OUT (and its external data) into a staging folder beside it; check it there: the
+   onnx.checker full check, re-analysis (params and MACs must equal the prediction) and, with
+   onnxruntime, the output errors per conv and for the whole model. Only then is OUT renamed into
+   place: a failed run leaves no file behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from convcost.analysis.applied import ApplyResult
+from convcost.analysis.pipeline import Request, check_model, hooks, load
+from convcost.analysis.replacing import (
+    Choice,
+    Kept,
+    build_all,
+    plan_choices,
+    predicted_totals,
+    require_weights,
+    uniform_choices,
+)
+from convcost.analysis.result import Analysis, Totals
+from convcost.ir.model import Model
+from convcost.util.errors import InputError, UsageError
+from convcost.util.progress import progress
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """What `convcost apply` was asked: the analysis request, the choice and the proof's options."""
+
+    request: Request
+    output: Path
+    plan: Path | None = None
+    data: Path | None = None
+    bench: bool = False
+    seed: int = 0
+    #: Run the onnxruntime proof (when onnxruntime is installed).
+    verify: bool = True
+
+
+def choose(req: ApplyRequest, model: Model) -> tuple[dict[str, Choice], bool]:
+    """Each conv's replacement, and whether a plan file fixed them (then each must be buildable)."""
+    settings = req.request.settings
+    if req.plan is not None:
+        from convcost.analysis.planfile import read_plan
+
+        return plan_choices(model, read_plan(req.plan)), True
+    if len(settings.variants) != 1:
+        raise UsageError("apply replaces each conv by one variant: give -V spatial, -V depthwise or -V grouped "
+                         "(or a plan with --plan)")
+    _, options_for = hooks(settings)
+    return uniform_choices(model, settings, settings.variants[0], options_for), False
+
+
+def analyze_plain(model: Model, req: Request) -> Analysis:
+    """The model's own totals and per-layer latency (no variants, no weights read)."""
+    from convcost.analysis.analyzer import analyze
+
+    return analyze(model, replace(req.settings, variants=(), approx=False), req.devices)
+
+
+def run_apply(req: ApplyRequest) -> ApplyResult:
+    source = Path(req.request.model)
+    if source.exists() and req.output.exists() and source.resolve() == req.output.resolve():
+        raise UsageError("-o must name a new file, not the model being rewritten", req.output)
+    model = load(req.request)
+    check_model(req.request, model)
+    if model.format != "onnx":
+        raise UsageError(f"apply rewrites ONNX models; this is a {model.format} model "
+                         "(for PyTorch modules use convcost.export.pytorch.factorize_module)", model.source)
+    require_weights(model, "apply")
+    analysis = analyze_plain(model, req.request)
+    choices, strict = choose(req, model)
+    with progress(f"factorizing {len(choices)} convs") as tick:
+        replacements, kept = build_all(model, choices, analysis.settings.dtype, strict, tick)
+
+    from convcost.export import onnx_writer as w
+
+    graph = w.load_ir(source)
+    w.check_external_data(graph, source)
+    replacements, unplaced = w.rewrite(graph, replacements)
+    if strict and unplaced:
+        k = unplaced[0]
+        raise InputError(f"layer {k.conv.name!r} cannot be replaced: {k.reason}", req.plan)
+    kept += unplaced
+    predicted = predicted_totals(analysis, replacements, req.request.devices)
+    result = ApplyResult(model=model, output=str(req.output), external_data=None, replaced=replacements,
+                         kept=kept, before=analysis.totals, predicted=predicted, after=predicted)
+
+    from convcost.util.staging import staging
+
+    with staging(req.output) as stage:
+        result.external_data = w.save(graph, stage.main, external=bool(w.external_tensors(graph)))
+        _check(result, stage.main, source)
+        result.after = _reanalyze(stage.main, req.request)
+        if not result.counts_match:
+            result.warnings.append(
+                f"re-analysing the written model gives {result.after.params} params and {result.after.macs} MACs; "
+                f"the prediction was {result.predicted.params} and {result.predicted.macs}")
+        if req.verify:
+            _prove(result, req, stage.main, source)
+        stage.commit()
+    if result.external_data:
+        result.external_data = str(req.output.parent / result.external_data)
+    return result
+
+
+def _check(result: ApplyResult, written: Path, source: Path) -> None:
+    from convcost.export.onnx_writer import checker_error
+
+    problem = checker_error(written)
+    if problem is None:
+        result.checks.append("onnx.checker full check (with shape inference): passed")
+        return
+    original = checker_error(source)
+    if original is None:
+        raise RuntimeError(f"the rewritten model fails onnx.checker: {problem}")
+    result.checks.append("onnx.checker full check: not passed, as the original does not pass it either")
+    result.warnings.append(f"the original model fails onnx.checker's full check: {original}")
+
+
+def _reanalyze(written: Path, request: Request) -> Totals:
+    from convcost.analysis.analyzer import analyze
+    from convcost.loaders import load_model
+
+    model = load_model(written, request.inputs or None)
+    return analyze(model, replace(request.settings, variants=(), approx=False), request.devices).totals
+
+
+def _prove(result: ApplyResult, req: ApplyRequest, written: Path, source: Path) -> None:
+    from convcost.export import verify
+
+    version = verify.runtime_version()
+    if version is None:
+        result.skipped = f"onnxruntime is not installed, so the outputs were not compared: {verify.INSTALL_HINT}"
+        return
+    result.runtime = version
+    with progress(f"running {len(result.replaced)} replaced convs in onnxruntime") as tick:
+        for i, r in enumerate(result.replaced):
+            result.conv_errors[r.conv.name] = verify.conv_error(r, req.seed)
+            tick(i + 1, len(result.replaced))
+    try:
+        errors, shapes, described, before, after, inputs = verify.compare(source, written, result.model.inputs,
+                                                                           req.data, req.seed)
+    except verify.OriginalDoesNotRun as exc:
+        result.skipped = f"{exc}; the model outputs were not compared"
+        return
+    result.output_errors, result.output_shapes, result.inputs_from = errors, shapes, described
+    if not result.shapes_match:
+        raise RuntimeError("the rewritten model's outputs differ in shape from the original's: " + ", ".join(
+            f"{n} {a} -> {b}" for n, (a, b) in shapes.items() if a != b))
+    if req.bench:
+        result.timing = verify.bench(before, after, inputs)
+
+
+__all__ = ["ApplyRequest", "Kept", "run_apply"]
