@@ -414,3 +414,39 @@ def test_models_apply_cannot_rewrite(models, tmp_path: Path) -> None:
     assert_one_line_error(invoke("apply", str(same), "-V", "spatial", "-o", str(tmp_path / "o.onnx"),
                                  "--data", str(data)), "no array for input 'x'")
     assert not (tmp_path / "o.onnx").exists()
+
+
+# --- the grouped variant's channel permutation ----------------------------------------------------------
+
+def _hidden_blocks(folder: Path) -> Path:
+    """Three convs; the middle one is block-diagonal (4 groups) once its channels are reordered."""
+    rng = np.random.default_rng(0)
+    mask = np.kron(np.eye(4), np.ones((2, 2)))
+    hidden = (rng.standard_normal((8, 8, 3, 3)) * mask[:, :, None, None])[rng.permutation(8)][:, rng.permutation(8)]
+    return chain(folder / "hidden.onnx", (1, 8, 8, 8), [("Conv", (8, 8, 3, 3), k(3, 3, pads=[1] * 4), True)] * 3,
+                 weights={1: hidden})
+
+
+def test_permuted_grouping_is_folded_into_the_neighbours_and_exact(tmp_path: Path) -> None:
+    model = _hidden_blocks(tmp_path)
+    out = tmp_path / "out.onnx"
+    doc = apply_json(str(model), "-V", "grouped", "--permute", "--only", "conv1", "-o", str(out))
+    (layer,) = doc["layers"]
+    assert layer["permutation"] == {"input": "folded into conv0", "output": "folded into conv2"}
+    assert layer["weight_error"] < 1e-9 and layer["output_error"] < 1e-4
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Conv", "Relu", "Conv", "Relu", "Conv", "Identity"]
+    x = np.random.default_rng(1).standard_normal((1, 8, 8, 8)).astype(np.float32)
+    assert rel(run_ort(model, x)[0], run_ort(out, x)[0]) < 1e-4
+
+
+def test_permuted_grouping_uses_gathers_where_it_cannot_fold(tmp_path: Path) -> None:
+    model = _hidden_blocks(tmp_path)
+    out = tmp_path / "out.onnx"
+    doc = apply_json(str(model), "-V", "grouped", "--permute", "-o", str(out))
+    predicted = analyze_json(str(model), "-V", "grouped")
+    for layer, want in zip(doc["layers"], predicted["layers"], strict=True):
+        assert layer["permutation"] == {"input": "Gather", "output": "Gather"}  # neighbours are replaced too
+        assert layer["approx_error"] == pytest.approx(want["variants"]["grouped"]["approx_error_permuted"], abs=1e-6)
+        assert layer["output_error"] == pytest.approx(layer["weight_error"], rel=0.25, abs=1e-4)
+    assert [n.op_type for n in onnx.load(str(out)).graph.node].count("Gather") == 6
+    assert doc["totals"]["counts_match"]  # Gathers add no MACs and no params

@@ -6,10 +6,11 @@ The file is meant to be edited by hand, so it is one line per conv:
       conv1: keep
       layer1.0.conv1: {variant: spatial, rank: 24}          # saves 0.412 ms on rpi4, error 0.031
       layer1.0.conv2: {variant: depthwise, depth_multiplier: 2}
-      layer2.0.conv1: {variant: grouped, groups: 4}
+      layer2.0.conv1: {variant: grouped, groups: 4, permute: true}
 
-A layer not listed is kept. `model`, `device`, `target` and `totals` record how the plan was made
-and are not read back.
+A layer not listed is kept. `permute: true` (grouped only) groups the channels after the
+permutation heuristic (analyze's `approx_error_permuted`). `model`, `device`, `target` and
+`totals` record how the plan was made and are not read back.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def _entry(name: str, value: Any, path: str | Path) -> Entry:
     options: dict[str, int] = {}
     for key, v in value.items():
         if key == "variant":
+            continue
+        if key == "permute" and variant == "grouped":
+            if not isinstance(v, bool):
+                raise InputError(f"layer {name!r}: permute must be true or false, got {v!r}", path)
+            options[key] = v
             continue
         if key not in PLAN_OPTIONS:
             raise InputError(f"layer {name!r}: unknown option {key!r} (a plan entry sets {', '.join(PLAN_OPTIONS)})",

@@ -32,6 +32,8 @@ class Choice:
     options: VariantOptions
     #: Keys that explain the options (`--rank auto`: rank, tol, break_even_rank), reported as is.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The grouped variant with the channel permutation heuristic (`approx_error_permuted`).
+    permute: bool = False
 
 
 @dataclass
@@ -52,6 +54,13 @@ class Replacement:
     #: The numpy dtype the conv's weight has in the model; the stage weights are written in it.
     weight_dtype: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: With the channel permutation: the stages read `x[:, perm_in]`, and their output channel j is
+    #: the conv's channel `perm_out[j]` (None: channels in their order).
+    perm_in: np.ndarray | None = None
+    perm_out: np.ndarray | None = None
+    #: How a writer realized the permutation: {"input": ..., "output": ...} (folded into a neighbour, or
+    #: an explicit Gather), and the bytes the Gathers move.
+    permutation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def parameter(self) -> tuple[str, int]:
@@ -93,22 +102,36 @@ def build(conv: Conv, choice: Choice, dtype: str = "float32") -> Replacement | K
     weight = conv.weight()
     if not np.issubdtype(weight.dtype, np.floating):
         return Kept(conv, choice.variant, f"its weight is {weight.dtype}, not a float tensor")
+    if conv.dtype == "int8":
+        return Kept(conv, choice.variant, "a quantized (int8) conv: factorize the float model, then quantize it")
     spectra = LayerSpectra(conv, group_major(conv, weight))
-    approx = VARIANTS[choice.variant].error(spectra, choice.options, False)
-    fac = factorize(choice.variant, conv, choice.options, weight)
+    permute = choice.permute and choice.variant == "grouped"
+    approx = VARIANTS[choice.variant].error(spectra, choice.options, permute)
+    perm_in = perm_out = None
+    if permute:
+        from convcost.variants.permuted import permuted_grouped
+
+        permuted = permuted_grouped(conv, weight, choice.options.groups)
+        stages, kernel = [permuted.weight], permuted.kernel
+        perm_in, perm_out = permuted.perm_in, permuted.perm_out
+        error = approx.extra.get("approx_error_permuted")
+    else:
+        fac = factorize(choice.variant, conv, choice.options, weight)
+        stages, kernel, error = list(fac.stages), fac.kernel, approx.error
     w = np.asarray(weight, dtype=np.float64)
     norm = float(np.linalg.norm(w))
-    weight_error = float(np.linalg.norm(w - fac.kernel)) / norm if norm > 0 else 0.0
+    weight_error = float(np.linalg.norm(w - kernel)) / norm if norm > 0 else 0.0
     stage_costs = [cost_of(c, dtype) for c in plan.layers]
-    return Replacement(conv, choice.variant, choice.options, plan, list(fac.stages),
-                       approx_error=approx.error if approx.error is not None else weight_error,
+    extra = dict(choice.extra) | ({"permuted": True} if permute else {})
+    return Replacement(conv, choice.variant, choice.options, plan, stages,
+                       approx_error=error if error is not None else weight_error,
                        weight_error=weight_error, cost=sum(stage_costs, Cost()), stage_costs=stage_costs,
-                       weight_dtype=weight.dtype, extra=dict(choice.extra))
+                       weight_dtype=weight.dtype, extra=extra, perm_in=perm_in, perm_out=perm_out)
 
 
 def uniform_choices(model: Model, settings: Settings, variant: str,
                     options_for: Callable[[str, Conv, VariantOptions], tuple[VariantOptions, Mapping[str, Any]]]
-                    | None = None) -> dict[str, Choice]:
+                    | None = None, permute: bool = False) -> dict[str, Choice]:
     """`-V VARIANT`: the same variant for every conv --only/--skip select, with the command's options
     (or, with `--rank auto`, each layer's own rank from `options_for`)."""
     choices: dict[str, Choice] = {}
@@ -119,7 +142,7 @@ def uniform_choices(model: Model, settings: Settings, variant: str,
             options, extra = options_for(variant, conv, settings.options)
         else:
             options, extra = settings.options, {}
-        choices[conv.name] = Choice(variant, options, dict(extra))
+        choices[conv.name] = Choice(variant, options, dict(extra), permute)
     return choices
 
 
@@ -136,7 +159,9 @@ def plan_choices(model: Model, plan: PlanFile) -> dict[str, Choice]:
         if entry is None:
             continue
         variant, values = entry
-        choices[name] = Choice(variant, replace(VariantOptions(), **values))
+        values = dict(values)
+        permute = bool(values.pop("permute", False))
+        choices[name] = Choice(variant, replace(VariantOptions(), **values), permute=permute)
     return choices
 
 

@@ -24,6 +24,10 @@ def apply(
         help="Compare the outputs on these inputs (one array per model input) instead of random ones.")] = None,
     bench: Annotated[bool, typer.Option("--bench", help="Also time both models in onnxruntime.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
+    permute: Annotated[bool, typer.Option(
+        "--permute", help="-V grouped: group the channels after the permutation heuristic (analyze's "
+                          "approx_error_permuted); the reordering is folded into neighbouring convs where "
+                          "the graph allows, else done by Gather ops.")] = False,
     fmt: Annotated[str, typer.Option(
         "--format", "-f", help=f"Output format: {' or '.join(formats_for('apply'))}.")] = "table",
 ) -> None:
@@ -57,8 +61,10 @@ def apply(
     request = opts.request(model)
     if plan is None and not opts.variants:
         raise UsageError("choose the replacement: -V spatial, -V depthwise or -V grouped, or --plan PLAN.yaml")
+    if permute and (plan is not None or request.settings.variants != ("grouped",)):
+        raise UsageError("--permute goes with -V grouped (in a plan: permute: true on a grouped layer)")
     if plan is not None:
         request = replace(request, settings=replace(request.settings, variants=()))
     result = run_apply(ApplyRequest(request, Path(output), Path(plan) if plan else None,
-                                    Path(data) if data else None, bench, seed))
+                                    Path(data) if data else None, bench, seed, permute=permute))
     typer.echo(render("apply", fmt, result), nl=False)

@@ -44,6 +44,8 @@ class ApplyRequest:
     seed: int = 0
     #: Run the onnxruntime proof (when onnxruntime is installed).
     verify: bool = True
+    #: -V grouped --permute: the channel permutation heuristic.
+    permute: bool = False
 
 
 def choose(req: ApplyRequest, model: Model) -> tuple[dict[str, Choice], bool]:
@@ -57,7 +59,7 @@ def choose(req: ApplyRequest, model: Model) -> tuple[dict[str, Choice], bool]:
         raise UsageError("apply replaces each conv by one variant: give -V spatial, -V depthwise or -V grouped "
                          "(or a plan with --plan)")
     _, options_for = hooks(settings)
-    return uniform_choices(model, settings, settings.variants[0], options_for), False
+    return uniform_choices(model, settings, settings.variants[0], options_for, req.permute), False
 
 
 def analyze_plain(model: Model, req: Request) -> Analysis:

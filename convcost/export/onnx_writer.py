@@ -29,6 +29,7 @@ from convcost.ir.model import Conv
 from convcost.util.errors import InputError, first_line
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx_ir as ir
 
 #: The op types a replacement stands in for (the default ONNX domain).
@@ -134,13 +135,15 @@ def rewrite(model: ir.Model, replacements: Sequence[Replacement]) -> tuple[list[
     names = _Names(model)
     done: list[Replacement] = []
     kept: list[Kept] = []
+    pending = {id(n) for r in replacements if (n := by_output.get(r.conv.origin or "")) is not None}
     for r in replacements:
         found = by_output.get(r.conv.origin or "")
         why = _why_not(found, r.conv)
         if why or found is None:
             kept.append(Kept(r.conv, r.variant, why or "its node was not found in the graph"))
             continue
-        _replace(found, r, names)
+        pending.discard(id(found))
+        _replace(found, r, names, pending)
         done.append(r)
     return done, kept
 
@@ -179,7 +182,29 @@ def stage_attributes(stage: Conv, auto_pad: str | None) -> list[ir.Attr]:
     return attrs
 
 
-def _replace(node: ir.Node, r: Replacement, names: _Names) -> None:
+def _constant(graph: ir.Graph, names: _Names, base: str, values: np.ndarray) -> ir.Value:
+    """A new initializer holding `values`."""
+    import numpy as np
+    import onnx_ir as ir
+
+    name = names.take(base)
+    tensor = ir.tensor(np.ascontiguousarray(values), name=name)
+    value = ir.Value(name=name, shape=ir.Shape(values.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
+    graph.register_initializer(value)
+    return value
+
+
+def _gather(graph: ir.Graph, names: _Names, name: str, x: ir.Value, order: np.ndarray, axis: int) -> ir.Node:
+    """A Gather node taking `x`'s entries along `axis` in `order`."""
+    import numpy as np
+    import onnx_ir as ir
+
+    indices = _constant(graph, names, f"{name}.indices", np.asarray(order, dtype=np.int64))
+    return ir.Node("", "Gather", [x, indices], [ir.AttrInt64("axis", axis)],
+                   outputs=[ir.Value(name=names.take(f"{name}.output"))], name=name)
+
+
+def _replace(node: ir.Node, r: Replacement, names: _Names, pending: set[int]) -> None:
     import numpy as np
     import onnx_ir as ir
 
@@ -192,21 +217,126 @@ def _replace(node: ir.Node, r: Replacement, names: _Names) -> None:
     dtype = np.dtype(r.weight_dtype) if r.weight_dtype is not None else np.dtype(np.float32)
     current = x
     new_nodes: list[ir.Node] = []
+    fold_out: list[tuple[ir.Node, int]] | None = None
+    if r.perm_in is not None and r.perm_out is not None:
+        folded = _fold_into_producer(x, r.perm_in, pending)
+        if folded:
+            r.permutation["input"] = f"folded into {folded}"
+        else:
+            gather = _gather(graph, names, f"{r.conv.name}/grouped.permute_in", x, r.perm_in, 1)
+            new_nodes.append(gather)
+            current = gather.outputs[0]
+            r.permutation["input"] = "Gather"
+        fold_out = _output_folds(node.outputs[0], pending)
+        if bias is not None:
+            bias = _permuted_bias(graph, names, r, bias, new_nodes)
     for j, (stage, values) in enumerate(zip(r.plan.layers, r.stages, strict=True)):
         last = j == len(r.plan.layers) - 1
-        w_name = names.take(f"{stage.name}.weight")
-        tensor = ir.tensor(np.ascontiguousarray(values.astype(dtype)), name=w_name)
-        w_value = ir.Value(name=w_name, shape=ir.Shape(values.shape), type=ir.TensorType(tensor.dtype),
-                           const_value=tensor)
-        graph.register_initializer(w_value)
+        w_value = _constant(graph, names, f"{stage.name}.weight", values.astype(dtype))
         inputs = [current, w_value] + ([bias] if last and bias is not None else [])
         out = ir.Value(name=names.take(f"{stage.name}.output"))
         new_nodes.append(ir.Node("", stage.op, inputs, stage_attributes(stage, auto_pad), outputs=[out],
                                  name=stage.name, doc_string=node.doc_string,
                                  metadata_props=dict(node.metadata_props)))
         current = out
+    if r.perm_out is not None:
+        if fold_out is not None:
+            for consumer, axis in fold_out:
+                _permute_weight(consumer.inputs[1], r.perm_out, axis)
+            r.permutation["output"] = "folded into " + ", ".join(sorted({c.name or c.op_type for c, _ in fold_out}))
+        else:
+            gather = _gather(graph, names, f"{r.conv.name}/grouped.permute_out", current,
+                             np.argsort(r.perm_out), 1)
+            new_nodes.append(gather)
+            current = gather.outputs[0]
+            r.permutation["output"] = "Gather"
     ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [node.outputs[0]], [current])
     _drop_if_unused(weight)
+
+
+#: Ops that act on each element alone: a channel permutation passes through them unchanged.
+ELEMENTWISE = frozenset({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish", "Elu",
+                         "Selu", "Celu", "Softplus", "Softsign", "Gelu", "Mish", "Identity", "Neg", "Abs", "Erf"})
+
+
+def _own_constant(value: ir.Value | None) -> bool:
+    """A constant initializer that only one node reads (so it may be rewritten in place)."""
+    return (value is not None and value.is_initializer() and value.const_value is not None
+            and len(value.uses()) == 1 and not value.is_graph_input() and not value.is_graph_output())
+
+
+def _foldable_conv(node: ir.Node) -> bool:
+    group = node.attributes.get("group")
+    return (node.domain in ("", "ai.onnx") and node.op_type in REWRITTEN_OPS and (group is None or group.value == 1)
+            and len(node.inputs) > 1 and _own_constant(node.inputs[1])
+            and (len(node.inputs) < 3 or node.inputs[2] is None or _own_constant(node.inputs[2])))
+
+
+def _fold_into_producer(x: ir.Value, order: np.ndarray, pending: set[int]) -> str | None:
+    """Reorder the output channels of the conv that makes `x` (through elementwise ops that nothing
+    else reads), so that `x` arrives as `x[:, order]`; its name, or None where the graph does not allow it."""
+    value = x
+    for _ in range(16):
+        if len(value.uses()) != 1 or value.is_graph_output() or value.is_graph_input():
+            return None
+        producer = value.producer()
+        if producer is None:
+            return None
+        if producer.op_type in ELEMENTWISE and producer.domain in ("", "ai.onnx") and producer.inputs[0] is not None:
+            value = producer.inputs[0]
+            continue
+        if id(producer) in pending or not _foldable_conv(producer):
+            return None
+        _permute_weight(producer.inputs[1], order, 0 if producer.op_type == "Conv" else 1)
+        if len(producer.inputs) > 2 and producer.inputs[2] is not None:
+            _permute_weight(producer.inputs[2], order, 0)
+        return producer.name or producer.op_type
+    return None
+
+
+def _output_folds(y: ir.Value, pending: set[int]) -> list[tuple[ir.Node, int]] | None:
+    """The convs reading `y` (through elementwise ops) whose input channels can take the permutation,
+    each with its weight's input-channel axis; None unless every reader is such a conv."""
+    found: list[tuple[ir.Node, int]] = []
+    todo = [y]
+    while todo:
+        value = todo.pop()
+        if value.is_graph_output() or not value.uses():
+            return None
+        for use in value.uses():
+            consumer, index = use.node, use.idx
+            if consumer.op_type in ELEMENTWISE and consumer.domain in ("", "ai.onnx") and index == 0:
+                todo.extend(consumer.outputs)
+                continue
+            if index != 0 or id(consumer) in pending or not _foldable_conv(consumer):
+                return None
+            found.append((consumer, 1 if consumer.op_type == "Conv" else 0))
+        if len(found) > 64:
+            return None
+    return found
+
+
+def _permute_weight(value: ir.Value | None, order: np.ndarray, axis: int) -> None:
+    """Rewrite a constant in place with its entries along `axis` taken in `order`."""
+    import numpy as np
+    import onnx_ir as ir
+
+    assert value is not None and value.const_value is not None
+    array = np.take(value.const_value.numpy(), order, axis=axis)
+    value.const_value = ir.tensor(np.ascontiguousarray(array), name=value.name)
+
+
+def _permuted_bias(graph: ir.Graph, names: _Names, r: Replacement, bias: ir.Value, new_nodes: list[ir.Node]) \
+        -> ir.Value:
+    """The bias in the stages' output order: a reordered copy of a constant, else a Gather."""
+    import numpy as np
+
+    assert r.perm_out is not None
+    if bias.const_value is not None:
+        return _constant(graph, names, f"{r.conv.name}/grouped.bias", bias.const_value.numpy()[r.perm_out])
+    gather = _gather(graph, names, f"{r.conv.name}/grouped.permute_bias", bias, np.asarray(r.perm_out), 0)
+    new_nodes.append(gather)
+    return gather.outputs[0]
 
 
 def _drop_if_unused(value: ir.Value | None, depth: int = 0) -> None:

@@ -90,13 +90,22 @@ def conv_error(r: Replacement, seed: int = 0) -> float:
     weights = [numpy_helper.from_array(np.asarray(r.conv.weight(), dtype=dtype).astype(np.float32), "w")]
     nodes = [_node(r.conv, "x", "w", "y_conv", None)]
     current = "x"
+    permuted = r.perm_in is not None and r.perm_out is not None
+    # permuted: the stages read x[:, perm_in] and write channel perm_out[j] as their j-th
+    if r.perm_in is not None and r.perm_out is not None:
+        weights += [numpy_helper.from_array(np.asarray(r.perm_in, np.int64), "perm_in"),
+                    numpy_helper.from_array(np.argsort(r.perm_out).astype(np.int64), "unperm_out")]
+        nodes.append(helper.make_node("Gather", ["x", "perm_in"], ["x_in"], axis=1))
+        current = "x_in"
     for j, (stage, values) in enumerate(zip(r.plan.layers, r.stages, strict=True)):
         name = f"w{j}"
         weights.append(numpy_helper.from_array(values.astype(dtype).astype(np.float32), name))
-        out = "y_stages" if j == len(r.stages) - 1 else f"h{j}"
+        out = "y_stages" if j == len(r.stages) - 1 and not permuted else f"h{j}"
         nodes.append(helper.make_node(stage.op, [current, name], [out], name=stage.name,
                                       **{a.name: a.value for a in stage_attributes(stage, None)}))
         current = out
+    if permuted:
+        nodes.append(helper.make_node("Gather", [current, "unperm_out"], ["y_stages"], axis=1))
     graph = helper.make_graph(nodes, "conv_check", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
                                for n in ("y_conv", "y_stages")], weights)

@@ -46,6 +46,11 @@ def summary_lines(result: ApplyResult) -> list[str]:
         t = result.timing
         lines.append(f"Measured in {t.runtime} ({t.runs} runs each, median): {ms(t.before_ms)} ms -> "
                      f"{ms(t.after_ms)} ms ({compared(t.before_ms, t.after_ms)})")
+    sides = [side for r in result.replaced for side in r.permutation.values()]
+    if sides:
+        gathers = sum(1 for s in sides if s == "Gather")
+        lines.append(f"Channel permutations: {len(sides) - gathers} folded into neighbouring convs' weights, "
+                     f"{gathers} done by Gather ops (no MACs; each reads and writes one activation)")
     lines += result.checks
     if result.kept:
         reasons = Counter(k.reason for k in result.kept)
@@ -73,7 +78,8 @@ def apply_table(result: ApplyResult, color: bool = False, width: int | None = No
                          no_wrap=header == "layer")
     for r in result.replaced:
         key, value = r.parameter
-        table.add_row(Text(r.conv.name), Text(choice_text(r.variant, key, value)), str(len(r.plan.layers)),
+        text = choice_text(r.variant, key, value) + (" permuted" if r.perm_in is not None else "")
+        table.add_row(Text(r.conv.name), Text(text), str(len(r.plan.layers)),
                       si(_macs(r)), si(r.cost.macs),
                       err(r.weight_error),
                       err(result.conv_errors.get(r.conv.name)) if r.conv.name in result.conv_errors else "n/a")
@@ -107,6 +113,7 @@ def apply_dict(result: ApplyResult) -> dict[str, Any]:
             "params": {"before": original.params, "after": r.cost.params},
             "macs": {"before": original.macs, "after": r.cost.macs},
             **{k: json_float(v) if isinstance(v, float) else v for k, v in r.extra.items()},
+            **({"permutation": dict(r.permutation)} if r.permutation else {}),
         }
 
     t = result.timing
