@@ -147,3 +147,85 @@ def torch_seed(seed: int = 0) -> None:
     import torch
 
     torch.manual_seed(seed)
+
+
+def trained_net(path: Path, steps: int = 150) -> Path:
+    """A small conv net trained for a few seconds to tell the orientation of noisy gratings: kernels
+    with the structure training gives (decaying spectra), unlike random init. Exported to `path`."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, 4, (n,), generator=gen)
+        r = torch.arange(16.0) - 7.5
+        yy, xx = torch.meshgrid(r, r, indexing="ij")
+        angles = labels.float() * (np.pi / 4)
+        phase = torch.rand(n, generator=gen) * 6.28
+        d = xx[None] * torch.cos(angles)[:, None, None] + yy[None] * torch.sin(angles)[:, None, None]
+        images = torch.cos(d * 1.3 + phase[:, None, None]) + 0.3 * torch.randn(n, 16, 16, generator=gen)
+        return images[:, None], labels
+
+    net = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(16, 16, 3, padding=1, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(16, 4))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(steps):
+        x, y = batch(32)
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x, y = batch(256)
+    accuracy = float((net(x).argmax(1) == y).float().mean())
+    assert accuracy > 0.5, accuracy  # it learned something
+    return torch_export(net, x[:1], path)
+
+
+def plan_models() -> dict[str, tuple[Callable[[], Any], tuple[int, ...]]]:
+    """2-D and 3-D nets for the plan tests, narrow enough that their SVDs are quick: name -> (factory,
+    input shape)."""
+    from torch import nn
+
+    from tests import archs
+
+    def narrow_resnet() -> nn.Module:
+        torch_seed()
+        return nn.Sequential(archs.conv_bn(3, 16, 3, 1), archs.BasicBlock(16, 16), archs.BasicBlock(16, 32, 2),
+                             archs.BasicBlock(32, 64, 2), archs.BasicBlock(64, 64), nn.Conv2d(64, 10, 1))
+
+    def vgg_small() -> nn.Module:
+        torch_seed()
+        return nn.Sequential(archs.conv_bn(3, 32, 3), archs.conv_bn(32, 32, 3), nn.MaxPool2d(2),
+                             archs.conv_bn(32, 64, 3), archs.conv_bn(64, 64, 3), nn.MaxPool2d(2),
+                             archs.conv_bn(64, 96, 3), nn.Conv2d(96, 96, 3, padding=1))
+
+    def grouped_dilated() -> nn.Module:
+        torch_seed()
+        return archs.GroupedDilated()
+
+    def video3d() -> nn.Module:
+        torch_seed()
+        return archs.Video3d()
+
+    def wide_trained_like() -> nn.Module:
+        """Kernels with decaying spectra without training: low-rank factors plus a little noise."""
+        import torch
+
+        torch_seed()
+        net = nn.Sequential(archs.conv_bn(3, 24, 5, 1), archs.conv_bn(24, 48, 3, 2), archs.conv_bn(48, 48, 3),
+                            nn.Conv2d(48, 64, 3, padding=1))
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1:
+                    o, i, kh, kw = m.weight.shape
+                    a = torch.randn(i * kh, 8) * torch.logspace(0, -2, 8)
+                    m.weight.copy_((a @ torch.randn(8, o * kw)).reshape(i, kh, o, kw).permute(2, 0, 1, 3)
+                                   + 0.02 * torch.randn(o, i, kh, kw))
+        return net
+
+    return {"narrow_resnet": (narrow_resnet, (1, 3, 32, 32)), "vgg_small": (vgg_small, (1, 3, 32, 32)),
+            "grouped_dilated": (grouped_dilated, (1, 3, 32, 32)), "video3d": (video3d, (1, 3, 4, 16, 16)),
+            "low_rank": (wide_trained_like, (1, 3, 32, 32))}

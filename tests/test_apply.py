@@ -25,7 +25,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.conftest import assert_one_line_error, invoke
-from tests.factorize_models import ONNX_MODELS, chain, k, onnx_model, torch_export, torch_models
+from tests.factorize_models import ONNX_MODELS, chain, k, onnx_model, torch_export, torch_models, trained_net
 
 VARIANTS = ("spatial", "depthwise", "grouped")
 SOBEL_X = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
@@ -254,36 +254,7 @@ def test_external_data_is_written_beside_out(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small conv net trained for a few seconds to tell the orientation of noisy bars."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-
-    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.randint(0, 4, (n,), generator=gen)
-        r = torch.arange(16.0) - 7.5
-        yy, xx = torch.meshgrid(r, r, indexing="ij")
-        angles = labels.float() * (np.pi / 4)
-        phase = torch.rand(n, generator=gen) * 6.28
-        d = xx[None] * torch.cos(angles)[:, None, None] + yy[None] * torch.sin(angles)[:, None, None]
-        images = torch.cos(d * 1.3 + phase[:, None, None]) + 0.3 * torch.randn(n, 16, 16, generator=gen)
-        return images[:, None], labels
-
-    net = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-                        nn.Conv2d(16, 16, 3, padding=1, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(16, 4))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(150):
-        x, y = batch(32)
-        loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    x, y = batch(256)
-    assert (net(x).argmax(1) == y).float().mean() > 0.5  # it learned something
-    return torch_export(net, x[:1], tmp_path_factory.mktemp("trained") / "trained.onnx")
+    return trained_net(tmp_path_factory.mktemp("trained") / "trained.onnx")
 
 
 @pytest.mark.parametrize("args", [["-V", "spatial", "--rank", "auto", "--tol", "0.2"],

@@ -91,7 +91,7 @@ def _entry(name: str, value: Any, path: str | Path) -> Entry:
 def _scalar(value: Any) -> str:
     import yaml
 
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
     return text.removesuffix("...").strip()
 
 

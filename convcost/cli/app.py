@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from convcost import __version__
-from convcost.cli import analyze, apply, bench, calibrate, check, devices, report
+from convcost.cli import analyze, apply, bench, calibrate, check, devices, plan, report
 from convcost.util.errors import ConvcostError
 
 app = typer.Typer(
@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 
 for _command in (analyze.analyze, report.report, check.check, devices.devices, calibrate.calibrate, bench.bench,
-                 apply.apply):
+                 plan.plan, apply.apply):
     app.command()(_command)
 
 

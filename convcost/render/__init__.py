@@ -29,6 +29,7 @@ from convcost.util.registry import Registry
 if TYPE_CHECKING:
     from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
+    from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
@@ -64,6 +65,8 @@ def render(document: Literal["bench"], fmt: str, result: BenchResult, /) -> str:
 def render(document: Literal["devices"], fmt: str, profiles: Sequence[DeviceProfile], /) -> str: ...
 @overload
 def render(document: Literal["apply"], fmt: str, result: ApplyResult, /) -> str: ...
+@overload
+def render(document: Literal["plan"], fmt: str, result: PlanResult, /) -> str: ...
 def render(document: Document, fmt: str, *args: Any) -> str:
     """`document` in format `fmt`: the arguments are those of the `Format` method named `document`."""
     chosen = FORMATS.get(fmt)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check
+    from convcost.analysis.planner import PlanResult
     from convcost.latency.devices import DeviceProfile
 
 
@@ -223,3 +224,8 @@ class JsonFormat(Format):
         from convcost.render.applied import apply_dict
 
         return _dumps(apply_dict(result))
+
+    def plan(self, result: PlanResult) -> str:
+        from convcost.render.planned import plan_dict
+
+        return _dumps(plan_dict(result))

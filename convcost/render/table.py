@@ -10,6 +10,7 @@ from convcost.render.base import CheckReport, Format, View
 if TYPE_CHECKING:
     from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
+    from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
@@ -151,3 +152,9 @@ class TableFormat(Format):
         from convcost.render.applied import apply_table
 
         return apply_table(result)
+
+    def plan(self, result: PlanResult) -> str:
+        """The chosen layers with their savings and errors, then the totals reached (`render.planned`)."""
+        from convcost.render.planned import plan_table
+
+        return plan_table(result)
