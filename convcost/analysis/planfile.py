@@ -53,11 +53,11 @@ def read_plan(path: str | Path) -> PlanFile:
         raise InputError("'layers' must map layer names to 'keep' or {variant: ..., <option>: N}", path)
     plan = PlanFile(str(path), header={k: v for k, v in data.items() if k != "layers"})
     for name, value in layers.items():
-        plan.layers[str(name)] = _entry(str(name), value, path)
+        plan.layers[str(name)] = parse_entry(str(name), value, path)
     return plan
 
 
-def _entry(name: str, value: Any, path: str | Path) -> Entry:
+def parse_entry(name: str, value: Any, path: str | Path) -> Entry:
     if value is None or (isinstance(value, str) and value.strip().lower() == "keep"):
         return None
     if isinstance(value, str):

@@ -69,15 +69,65 @@ def analyze_plain(model: Model, req: Request) -> Analysis:
     return analyze(model, replace(req.settings, variants=(), approx=False), req.devices)
 
 
+def source_kind(spec: str) -> str:
+    """The MODEL's format: onnx, spec, torchscript, or pytorch (module:factory)."""
+    from convcost.loaders import detect
+    from convcost.loaders.pytorch.factory import split_factory_spec
+
+    path = Path(spec)
+    if not path.exists() and split_factory_spec(spec):
+        return "pytorch"
+    return detect(path).name
+
+
 def run_apply(req: ApplyRequest) -> ApplyResult:
+    """Dispatch on the model's format and OUT's: ONNX in and out; PyTorch to ONNX (exported, then
+    rewritten) or to TorchScript (modules swapped, `torch_apply`)."""
     source = Path(req.request.model)
     if source.exists() and req.output.exists() and source.resolve() == req.output.resolve():
         raise UsageError("-o must name a new file, not the model being rewritten", req.output)
+    kind = source_kind(req.request.model)
+    if kind == "spec":
+        raise UsageError("a YAML layer spec has no weights to factorize: apply rewrites ONNX models and "
+                         "PyTorch models (module:factory, TorchScript)", source)
+    from convcost.export.torch_apply import TORCHSCRIPT_SUFFIXES
+
+    wants_torchscript = req.output.suffix.lower() in TORCHSCRIPT_SUFFIXES
+    if kind == "onnx":
+        if wants_torchscript:
+            raise UsageError("an ONNX model is written back as ONNX: name OUT .onnx", req.output)
+        return run_onnx(req)
+    if wants_torchscript:
+        from convcost.export.torch_apply import run_torch
+
+        return run_torch(req, kind)
+    return _torch_to_onnx(req, kind)
+
+
+def _torch_to_onnx(req: ApplyRequest, kind: str) -> ApplyResult:
+    """Export the PyTorch model with torch.onnx, then rewrite that ONNX model."""
+    import tempfile
+
+    from convcost.export.torch_apply import example_inputs, export_onnx, load_module
+
+    spec = req.request.model
+    module = load_module(spec, kind)
+    args, kwargs = example_inputs(module, req.request.inputs, spec, req.seed)
+    with tempfile.TemporaryDirectory(prefix="convcost-apply-") as folder:
+        name = Path(spec.rpartition(":")[2] if kind == "pytorch" else spec).stem or "model"
+        exported = Path(folder) / f"{name}.onnx"
+        export_onnx(module, args, kwargs, exported, spec)
+        result = run_onnx(replace(req, request=replace(req.request, model=str(exported))))
+    result.model.source = spec
+    result.checks.insert(0, "exported with torch.onnx (TorchScript-based exporter, opset 17; BatchNorm folded "
+                            "into the convs) before factorizing")
+    return result
+
+
+def run_onnx(req: ApplyRequest) -> ApplyResult:
+    source = Path(req.request.model)
     model = load(req.request)
     check_model(req.request, model)
-    if model.format != "onnx":
-        raise UsageError(f"apply rewrites ONNX models; this is a {model.format} model "
-                         "(for PyTorch modules use convcost.export.pytorch.factorize_module)", model.source)
     require_weights(model, "apply")
     analysis = analyze_plain(model, req.request)
     choices, strict = choose(req, model)
