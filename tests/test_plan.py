@@ -178,3 +178,34 @@ def test_a_model_without_weights_is_refused(tmp_path: Path) -> None:
     spec = tmp_path / "net.yaml"
     spec.write_text("name: n\ninput: [1, 3, 8, 8]\nlayers:\n  - {name: c, type: conv, out: 4, kernel: 3}\n")
     assert_one_line_error(invoke("plan", str(spec), "-d", "rpi4", "--target-ms", "1"), "needs trained weights")
+
+
+def test_report_says_what_to_factorize_per_device(models, tmp_path: Path) -> None:
+    model = models["low_rank"]
+    out = tmp_path / "report.md"
+    result = invoke("report", str(model), "-d", "rpi4", "-d", "t4", "--tol", "0.1", "-o", str(out))
+    assert result.code == 0, result.err
+    text = out.read_text()
+    section = text.split("## What to factorize")[1].split("\n## ")[0]
+    rpi4, t4 = section.split("### On rpi4")[1].split("### On t4")
+    plan = run_json("plan", str(model), "-d", "rpi4", "-d", "t4", "--max-error", "0.1")
+    chosen = [layer for layer in plan["layers"] if layer["variant"]]
+    assert chosen
+    for layer in chosen:  # the plan's choices, with their savings on both devices
+        (row,) = [line for line in rpi4.splitlines() if line.startswith(f"| {layer['name']} |")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1].startswith(layer["variant"]) and cells[-1] == f"{layer['error']:.3f}"
+        saved = {d: v["before"] - v["after"] for d, v in layer["latency_ms"].items()}
+        assert float(cells[4]) == pytest.approx(saved["rpi4"], rel=6e-3)  # 3 significant digits
+        assert float(cells[5]) == pytest.approx(saved["t4"], rel=6e-3, abs=1e-5)
+    assert "No conv can be factorized within weight error 0.1 and run faster on t4" in t4
+    assert "convcost apply" in rpi4
+    # tables a GitHub page can show: no more than 12 columns (the old single table had 25 here)
+    widths = [line.count("|") - 1 for line in text.splitlines() if line.startswith("|")]
+    assert max(widths) <= 12
+
+
+def test_report_without_a_device_says_how_to_get_the_section(models, tmp_path: Path) -> None:
+    out = tmp_path / "report.md"
+    assert invoke("report", str(models["low_rank"]), "-o", str(out)).code == 0
+    assert "Give a device (`-d NAME`" in out.read_text().split("## What to factorize")[1]

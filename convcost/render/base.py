@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
     from convcost.analysis.applied import ApplyResult
@@ -37,6 +37,10 @@ class View:
     command: str | None = None  # the command line that reproduces the output, for reports
     color: bool = False  # ANSI colours (only when writing to a terminal)
     width: int | None = None  # terminal width; None = wide enough for logs
+    #: The report's "What to factorize": one `analysis.planner.PlanResult` per device (the plan
+    #: made for that device first), and the error cap they were made with.
+    plans: tuple[Any, ...] = ()
+    plan_error: float | None = None
 
 
 @dataclass(frozen=True)
