@@ -12,61 +12,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from convcost.analysis.applied import ApplyResult
-from convcost.analysis.pipeline import Request, check_model, hooks, load
-from convcost.analysis.replacing import (
-    Choice,
-    Kept,
-    build_all,
-    plan_choices,
-    predicted_totals,
-    require_weights,
-    uniform_choices,
-)
-from convcost.analysis.result import Analysis, Totals
-from convcost.ir.model import Model
+from convcost.analysis.pipeline import check_model, load
+from convcost.analysis.replacing import Kept, build_all, predicted_totals, require_weights
+from convcost.export.request import ApplyRequest, analyze_plain, choose, reanalyze
 from convcost.util.errors import InputError, UsageError
 from convcost.util.progress import progress
-
-
-@dataclass(frozen=True)
-class ApplyRequest:
-    """What `convcost apply` was asked: the analysis request, the choice and the proof's options."""
-
-    request: Request
-    output: Path
-    plan: Path | None = None
-    data: Path | None = None
-    bench: bool = False
-    seed: int = 0
-    #: Run the onnxruntime proof (when onnxruntime is installed).
-    verify: bool = True
-    #: -V grouped --permute: the channel permutation heuristic.
-    permute: bool = False
-
-
-def choose(req: ApplyRequest, model: Model) -> tuple[dict[str, Choice], bool]:
-    """Each conv's replacement, and whether a plan file fixed them (then each must be buildable)."""
-    settings = req.request.settings
-    if req.plan is not None:
-        from convcost.analysis.planfile import read_plan
-
-        return plan_choices(model, read_plan(req.plan)), True
-    if len(settings.variants) != 1:
-        raise UsageError("apply replaces each conv by one variant: give -V spatial, -V depthwise or -V grouped "
-                         "(or a plan with --plan)")
-    _, options_for = hooks(settings)
-    return uniform_choices(model, settings, settings.variants[0], options_for, req.permute), False
-
-
-def analyze_plain(model: Model, req: Request) -> Analysis:
-    """The model's own totals and per-layer latency (no variants, no weights read)."""
-    from convcost.analysis.analyzer import analyze
-
-    return analyze(model, replace(req.settings, variants=(), approx=False), req.devices)
 
 
 def source_kind(spec: str) -> str:
@@ -152,7 +106,7 @@ def run_onnx(req: ApplyRequest) -> ApplyResult:
     with staging(req.output) as stage:
         result.external_data = w.save(graph, stage.main, external=bool(w.external_tensors(graph)))
         _check(result, stage.main, source)
-        result.after = _reanalyze(stage.main, req.request)
+        result.after = reanalyze(stage.main, req.request)
         if not result.counts_match:
             result.warnings.append(
                 f"re-analysing the written model gives {result.after.params} params and {result.after.macs} MACs; "
@@ -177,14 +131,6 @@ def _check(result: ApplyResult, written: Path, source: Path) -> None:
         raise RuntimeError(f"the rewritten model fails onnx.checker: {problem}")
     result.checks.append("onnx.checker full check: not passed, as the original does not pass it either")
     result.warnings.append(f"the original model fails onnx.checker's full check: {original}")
-
-
-def _reanalyze(written: Path, request: Request) -> Totals:
-    from convcost.analysis.analyzer import analyze
-    from convcost.loaders import load_model
-
-    model = load_model(written, request.inputs or None)
-    return analyze(model, replace(request.settings, variants=(), approx=False), request.devices).totals
 
 
 def _prove(result: ApplyResult, req: ApplyRequest, written: Path, source: Path) -> None:

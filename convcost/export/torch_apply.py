@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from convcost.export.apply import ApplyRequest
+    from convcost.export.request import ApplyRequest
 
 #: Output names that mean "write TorchScript".
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
@@ -117,8 +117,8 @@ def run_torch(req: ApplyRequest, kind: str) -> ApplyResult:
     import torch
 
     from convcost.analysis.replacing import Choice
-    from convcost.export.apply import analyze_plain, choose
     from convcost.export.pytorch import replacement_module
+    from convcost.export.request import analyze_plain, choose
     from convcost.loaders.pytorch.capture import capture
 
     spec = req.request.model
@@ -169,9 +169,9 @@ def run_torch(req: ApplyRequest, kind: str) -> ApplyResult:
                     from None
             torch.jit.save(traced, str(stage.main))
         result.checks.append("torch.jit.trace and torch.jit.save: the factorized module traced and saved")
-        from convcost.export.apply import _reanalyze
+        from convcost.export.request import reanalyze
 
-        result.after = _reanalyze(stage.main, req.request)
+        result.after = reanalyze(stage.main, req.request)
         if not result.counts_match:
             result.warnings.append(
                 f"re-analysing the written model gives {result.after.params} params and {result.after.macs} MACs; "
