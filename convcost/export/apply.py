@@ -145,9 +145,11 @@ def _prove(result: ApplyResult, req: ApplyRequest, written: Path, source: Path) 
         for i, r in enumerate(result.replaced):
             result.conv_errors[r.conv.name] = verify.conv_error(r, req.seed)
             tick(i + 1, len(result.replaced))
+    # time with the threads the first device profile was calibrated with, where it says
+    threads = next((t for d in req.request.devices if (t := getattr(d, "threads", None))), 0)
     try:
         errors, shapes, described, before, after, inputs = verify.compare(source, written, result.model.inputs,
-                                                                           req.data, req.seed)
+                                                                           req.data, req.seed, threads)
     except verify.OriginalDoesNotRun as exc:
         result.skipped = f"{exc}; the model outputs were not compared"
         return

@@ -14,6 +14,7 @@ the model and says the runtime proof was skipped. Everything here imports it ins
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -179,15 +180,17 @@ class OriginalDoesNotRun(Exception):
 
 
 def compare(original: Path, rewritten: Path, shapes: Mapping[str, Shape], data: Path | None,
-            seed: int) -> tuple[dict[str, float], dict[str, tuple[list[int], list[int]]], str, Any, Any, dict]:
+            seed: int, threads: int = 0) -> tuple[dict[str, float], dict[str, tuple[list[int], list[int]]], str, Any,
+                                                  Any, dict]:
     """Run both models on the same inputs: per output its relative error and both shapes; also the
     inputs' description, both sessions and the feeds (for timing).
 
     Raises OriginalDoesNotRun where onnxruntime cannot run the original on random inputs (an op or
-    dtype it lacks), InputError where it cannot run it on the user's --data.
+    dtype it lacks), InputError where it cannot run it on the user's --data. `threads`: onnxruntime's
+    intra-op threads (0: its default, one per core).
     """
     try:
-        before = session(original)
+        before = session(original, threads)
     except Exception as exc:  # onnxruntime's own errors
         raise OriginalDoesNotRun(f"onnxruntime cannot load the original model: {first_line(exc)}") from None
     inputs, described = feeds(before, shapes, data, seed)
@@ -197,7 +200,7 @@ def compare(original: Path, rewritten: Path, shapes: Mapping[str, Shape], data: 
         if data is not None:
             raise InputError(f"onnxruntime cannot run the model on these inputs: {first_line(exc)}", data) from None
         raise OriginalDoesNotRun(f"onnxruntime cannot run the original model: {first_line(exc)}") from None
-    after = session(rewritten)
+    after = session(rewritten, threads)
     got = after.run(None, inputs)
     names = [o.name for o in before.get_outputs()]
     errors = {n: relative_error(a, b) for n, a, b in zip(names, ref, got, strict=True)}
@@ -220,6 +223,6 @@ def bench(before: Any, after: Any, inputs: Mapping[str, Any], seconds: float = 2
             t0 = time.perf_counter()
             sess.run(None, dict(inputs))
             times.append((time.perf_counter() - t0) * 1e3)
-    threads = before.get_session_options().intra_op_num_threads
+    threads = before.get_session_options().intra_op_num_threads or os.cpu_count() or 1
     return Timing(f"onnxruntime {ort.__version__}", statistics.median(a), statistics.median(b), len(a),
                   int(threads))
