@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from convcost import __version__
-from convcost.cli import analyze, bench, calibrate, check, devices, report
+from convcost.cli import analyze, apply, bench, calibrate, check, devices, plan, report
 from convcost.util.errors import ConvcostError
 
 app = typer.Typer(
@@ -29,7 +29,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for _command in (analyze.analyze, report.report, check.check, devices.devices, calibrate.calibrate, bench.bench):
+for _command in (analyze.analyze, report.report, check.check, devices.devices, calibrate.calibrate, bench.bench,
+                 plan.plan, apply.apply):
     app.command()(_command)
 
 

@@ -12,7 +12,10 @@ def report(
     top: o.Top = None,
     output: o.Output = None,
 ) -> None:
-    """Write a GitHub-flavoured Markdown report: totals, top layers, variants, latency, Mermaid charts.
+    """Write a GitHub-flavoured Markdown report: totals, what to factorize, top layers, variants, charts.
+
+    With -d, "What to factorize" lists per device the convs worth replacing: the fastest variant
+    within weight error --tol (default 0.05) that is estimated faster there.
 
     \b
     Examples:
@@ -21,6 +24,11 @@ def report(
     """
     from convcost.analysis.pipeline import run
     from convcost.cli.common import command_line, emit
+    from convcost.export.planning import report_plans
     from convcost.render import View, render
 
-    emit(render("analysis", "report", run(opts.request(model)), View(top=top, command=command_line())), output)
+    request = opts.request(model)
+    analysis = run(request)
+    plans = tuple(report_plans(analysis, request.devices, opts.tol))
+    view = View(top=top, command=command_line(), plans=plans, plan_error=opts.tol)
+    emit(render("analysis", "report", analysis, view), output)

@@ -50,6 +50,9 @@ class Conv:
     output_padding: Shape = ()
     dtype: str | None = None
     weight: WeightLoader | None = field(default=None, compare=False, repr=False)
+    #: Where the conv is in its file, for tools that rewrite it (`convcost apply`): an ONNX conv's
+    #: output tensor name. None where the format has no such handle.
+    origin: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def rank(self) -> int:

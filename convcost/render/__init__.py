@@ -28,7 +28,9 @@ from convcost.render.table import TableFormat
 from convcost.util.registry import Registry
 
 if TYPE_CHECKING:
+    from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
+    from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
@@ -74,6 +76,10 @@ def render(document: Literal["devices"], fmt: str, profiles: Sequence[DeviceProf
 def render(document: Literal["analyses"], fmt: str, parts: Sequence[RenderedAnalysis], view: View, /) -> str: ...
 @overload
 def render(document: Literal["check_reports"], fmt: str, reports: Sequence[CheckReport], /) -> str: ...
+@overload
+def render(document: Literal["apply"], fmt: str, result: ApplyResult, /) -> str: ...
+@overload
+def render(document: Literal["plan"], fmt: str, result: PlanResult, /) -> str: ...
 def render(document: Document, fmt: str, *args: Any) -> str:
     """`document` in format `fmt`: the arguments are those of the `Format` method named `document`."""
     chosen = _chosen(document, fmt)

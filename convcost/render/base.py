@@ -1,12 +1,12 @@
 """`Format`, the interface every output format implements, and what its methods are given.
 
 A format is one class with one method per kind of document: `analysis` (analyze, report),
-`checks` (check), `bench` (bench) and `devices` (devices); `analyses` and `check_reports` are
-those of several models in one call (`analyze A B ...`, `check A B ...`). Each method returns the whole text;
-the command decides where it goes. A format supports exactly the documents whose method it
-overrides, so adding a document to a format is writing that one method. A format may also
-stream a document: `<document>_chunks` yields the same text in pieces (`chunks` picks it), so a
-large analysis is written layer by layer.
+`checks` (check), `bench` (bench), `devices` (devices), `apply` (apply) and `plan` (plan);
+`analyses` and `check_reports` are those of several models in one call (`analyze A B ...`,
+`check A B ...`). Each method returns the whole text; the command decides where it goes. A format
+supports exactly the documents whose method it overrides, so adding a document to a format is
+writing that one method. A format may also stream a document: `<document>_chunks` yields the same
+text in pieces (`chunks` picks it), so a large analysis is written layer by layer.
 
 This module imports nothing heavy: the command line reads every format's name and documents at
 start-up (for --help), so rich, csv and the like are imported inside the methods that use them.
@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
+    from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check, LayerDiff
     from convcost.analysis.compare import ModelTotals
+    from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
 #: The kinds of document a format can render; each is the name of a `Format` method.
-Document = Literal["analysis", "checks", "bench", "devices", "analyses", "check_reports"]
+Document = Literal["analysis", "checks", "bench", "devices", "analyses", "check_reports", "apply", "plan"]
 DOCUMENTS: tuple[Document, ...] = get_args(Document)
 
 
@@ -39,6 +41,10 @@ class View:
     command: str | None = None  # the command line that reproduces the output, for reports
     color: bool = False  # ANSI colours (only when writing to a terminal)
     width: int | None = None  # terminal width; None = wide enough for logs
+    #: The report's "What to factorize": one `analysis.planner.PlanResult` per device (the plan
+    #: made for that device first), and the error cap they were made with.
+    plans: tuple[Any, ...] = ()
+    plan_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,14 @@ class Format:
         else the whole text as one piece."""
         stream = getattr(self, f"{document}_chunks", None)
         return stream(*args) if stream is not None else (getattr(self, document)(*args),)
+
+    def apply(self, result: ApplyResult) -> str:
+        """The rewritten model and its proof (`apply`)."""
+        raise NotImplementedError
+
+    def plan(self, result: PlanResult) -> str:
+        """The chosen replacement per conv and the totals it reaches (`plan`)."""
+        raise NotImplementedError
 
     def supports(self, document: str) -> bool:
         """Whether this format renders `document`: whether it overrides that method."""

@@ -19,8 +19,10 @@ from convcost.render.base import CheckReport, Format, RenderedAnalysis, View
 from convcost.render.numbers import json_float
 
 if TYPE_CHECKING:
+    from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check
+    from convcost.analysis.planner import PlanResult
     from convcost.latency.devices import DeviceProfile
 
 #: A conv's fields other than its name and weight (what its JSON text depends on besides the name).
@@ -346,3 +348,13 @@ class JsonFormat(Format):
 
     def devices(self, profiles: Sequence[DeviceProfile]) -> str:
         return _dumps(devices_dict(profiles))
+
+    def apply(self, result: ApplyResult) -> str:
+        from convcost.render.applied import apply_dict
+
+        return _dumps(apply_dict(result))
+
+    def plan(self, result: PlanResult) -> str:
+        from convcost.render.planned import plan_dict
+
+        return _dumps(plan_dict(result))

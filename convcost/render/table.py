@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from convcost.render.base import CheckReport, Format, RenderedAnalysis, View
 
 if TYPE_CHECKING:
+    from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
+    from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
@@ -167,3 +169,15 @@ class TableFormat(Format):
         return to_text([table]) + (
             "Sources: convcost devices -f json. 'estimated figures' counts figures no datasheet or paper "
             "publishes; `convcost calibrate` on the device replaces them with measured ones.\n")
+
+    def apply(self, result: ApplyResult) -> str:
+        """Each replaced conv with its errors, then the proof (see `render.applied`)."""
+        from convcost.render.applied import apply_table
+
+        return apply_table(result)
+
+    def plan(self, result: PlanResult) -> str:
+        """The chosen layers with their savings and errors, then the totals reached (`render.planned`)."""
+        from convcost.render.planned import plan_table
+
+        return plan_table(result)

@@ -321,7 +321,8 @@ def handle_conv(ctx: Ctx, node: NodeProto, index: int) -> None:
     for extra in inputs:  # weight and bias are params; quantization scales and zero points are not
         if extra in ctx.const:
             ctx.cover(extra)
-    ctx.convs.append(_copy(template, name=name, dtype=dtype, weight=ctx.weights.loader(inputs[form.w])))
+    ctx.convs.append(_copy(template, name=name, dtype=dtype, weight=ctx.weights.loader(inputs[form.w]),
+                           origin=node.output[0] if node.output else None))
 
 
 def _copy(template: Conv, **changes: object) -> Conv:
