@@ -31,12 +31,7 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
                 fh.write(piece)
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+        give_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -44,3 +39,14 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
         if isinstance(exc, OSError):
             raise UsageError(f"cannot write output: {exc.strerror or exc}", path) from None
         raise
+
+
+def give_mode(new: str | Path, dest: Path) -> None:
+    """Give a file about to replace `dest` the mode `dest` has, or, where `dest` does not exist,
+    the mode a newly created file gets (0o666 less the umask): temp files are created 0o600."""
+    if dest.exists():
+        os.chmod(new, dest.stat().st_mode & 0o777)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(new, 0o666 & ~umask)

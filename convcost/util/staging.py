@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from convcost.util.errors import UsageError
+from convcost.util.outfile import give_mode
 
 
 class Staging:
@@ -45,12 +46,7 @@ class Staging:
         try:
             for f in [*files, self.main]:
                 dest = self.folder / f.name
-                if dest.exists():
-                    os.chmod(f, dest.stat().st_mode & 0o777)
-                else:
-                    umask = os.umask(0)
-                    os.umask(umask)
-                    os.chmod(f, 0o666 & ~umask)
+                give_mode(f, dest)
                 os.replace(f, dest)
                 moved.append(dest)
         except OSError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from convcost.ir.inputs import Inputs, givens
 from convcost.ir.model import Model, Shape, Uncounted, WeightLoader, counted_family
+from convcost.loaders.notes import repeated_calls
 from convcost.loaders.pt2.archive import Archive, dtype_name, open_archive
 from convcost.loaders.pt2.ops import HANDLERS, UNNAMED, VIEW_OPS, Graph, Node, multiplies, op_name, tensor_ref
 from convcost.loaders.pt2.symbols import Unresolved, check_guard, evaluate, symbol_of
@@ -305,11 +306,8 @@ class _Reader:
         if isinstance(self.major, int) and self.major > SCHEMA_MAJOR:
             notes.append(f"written with torch.export schema {self.major}.x, newer than the {SCHEMA_MAJOR}.x convcost "
                          "knows; the graph was read as far as it matches")
-        repeated = sorted(b for b, n in g.calls.items() if n > 1 and b not in UNNAMED.values())
-        if repeated:
-            shown = ", ".join(f"{b} x{g.calls[b]}" for b in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
-            notes.append(f"layers called more than once (rows NAME, NAME#1, ...): {shown}; "
-                         "shared weights count once in totals.params")
+        if note := repeated_calls(g.calls, set(UNNAMED.values())):
+            notes.append(note)
         if any(c.name.split("#")[0] == UNNAMED["conv"] for c in g.convs):
             notes.append("some convs use weights that are not module parameters and run outside any submodule; "
                          f"they are named {UNNAMED['conv']}#N")

@@ -35,6 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from convcost.ir.inputs import Given, Inputs, ScalarKind, givens
 from convcost.ir.model import Conv, MatMul, Model, Scalar, Shape, Uncounted, counted_family
 from convcost.ir.shapes import ShapeError, make_conv
+from convcost.loaders.notes import repeated_calls
 from convcost.util.errors import InputError
 from convcost.util.registry import Registry
 
@@ -585,11 +586,8 @@ def capture(module: nn.Module, inputs: Inputs | None, *, name: str, source: str,
 def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: str,
                 inputs: dict[str, Shape], values: dict[str, Scalar]) -> Model:
     notes = []
-    repeated = sorted(base for base, n in cap.calls.items() if n > 1 and base not in UNNAMED.values())
-    if repeated:
-        shown = ", ".join(f"{b} x{cap.calls[b]}" for b in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
-        notes.append(f"layers called more than once (rows NAME, NAME#1, ...): {shown}; "
-                        "shared weights count once in totals.params")
+    if note := repeated_calls(cap.calls, set(UNNAMED.values())):
+        notes.append(note)
     if any(c.name.split("#")[0] == UNNAMED["conv"] for c in cap.convs):
         notes.append("some convs use weights that are not module parameters (computed or frozen); "
                         f"they are named {UNNAMED['conv']}#N")
