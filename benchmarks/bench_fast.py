@@ -1,7 +1,7 @@
 """Issue 20 benchmarks, side by side in one run: the default analysis of real-weight models and all
 variants at scale, against the tools people would otherwise run.
 
-Run: python benchmarks/bench_fast.py [--runs 7] [--chain 10000] [--workdir DIR] [--skip-torch]
+Run: python benchmarks/bench_fast.py [--runs 7] [--chain 10000] [--workdir DIR] [--skip-torch] [--resnet-only]
      (`--quick`: a 1,000-conv chain and 3 runs, to check the script; onnx-tool from `pip install
      onnx-tool` or a folder on PYTHONPATH, benchmark-only)
 
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=10_000, help="convs in the chain (default 10,000)")
     parser.add_argument("--workdir", type=Path, help="keep generated models here (default: a temp dir)")
     parser.add_argument("--skip-torch", action="store_true", help="leave out (3)")
+    parser.add_argument("--resnet-only", action="store_true", help="only (1)")
     parser.add_argument("--quick", action="store_true", help="check the script: a 1,000-conv chain, 3 runs")
     args = parser.parse_args()
     runs, n = (min(args.runs, 3), min(args.chain, 1_000)) if args.quick else (args.runs, args.chain)
@@ -140,8 +141,9 @@ def main() -> None:
               f"at start, {runs} runs" + ("" if onnx_tool else "; onnx-tool not installed: its rows left out")
               + "\n")
         resnet_onnx(work, runs, onnx_tool)
-        chain(work, runs, onnx_tool, n)
-        if not args.skip_torch:
+        if not args.resnet_only:
+            chain(work, runs, onnx_tool, n)
+        if not (args.skip_torch or args.resnet_only):
             resnet_torchscript(work, runs)
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

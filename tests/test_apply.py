@@ -414,7 +414,7 @@ def test_permuted_grouping_uses_gathers_where_it_cannot_fold(tmp_path: Path) -> 
     model = _hidden_blocks(tmp_path)
     out = tmp_path / "out.onnx"
     doc = apply_json(str(model), "-V", "grouped", "--permute", "-o", str(out))
-    predicted = analyze_json(str(model), "-V", "grouped")
+    predicted = analyze_json(str(model), "-V", "grouped", "--permute")
     for layer, want in zip(doc["layers"], predicted["layers"], strict=True):
         assert layer["permutation"] == {"input": "Gather", "output": "Gather"}  # neighbours are replaced too
         assert layer["approx_error"] == pytest.approx(want["variants"]["grouped"]["approx_error_permuted"], abs=1e-6)

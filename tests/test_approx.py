@@ -159,7 +159,7 @@ def block_diagonal(rng: np.random.Generator, c: int, groups: int, k: int = 3) ->
 
 def test_block_diagonal_kernel_is_exact_with_those_groups():
     w = block_diagonal(np.random.default_rng(5), 8, 4)
-    found = Approximator()("grouped", conv_with(w), VariantOptions(groups=4))
+    found = Approximator(permute=True)("grouped", conv_with(w), VariantOptions(groups=4))
     assert found is not None and found.error is not None
     assert found.error < 1e-12 and found.extra["approx_error_permuted"] < 1e-12
 
@@ -178,7 +178,7 @@ def test_permutation_heuristic_finds_hidden_blocks():
     rng = np.random.default_rng(7)
     w = block_diagonal(rng, 16, 4)
     w = w[rng.permutation(16)][:, rng.permutation(16)]
-    found = Approximator()("grouped", conv_with(w), VariantOptions(groups=4))
+    found = Approximator(permute=True)("grouped", conv_with(w), VariantOptions(groups=4))
     assert found is not None and found.error is not None
     assert found.error > 0.5
     assert found.extra["approx_error_permuted"] < 1e-12
@@ -191,7 +191,7 @@ def test_permuted_error_is_real_and_never_worse(c, groups, seed, scale):
     rng = np.random.default_rng(seed)
     w = block_diagonal(rng, c, groups, 1) + scale * rng.standard_normal((c, c, 1, 1))
     w = w[rng.permutation(c)][:, rng.permutation(c)]
-    found = Approximator()("grouped", conv_with(w), VariantOptions(groups=groups))
+    found = Approximator(permute=True)("grouped", conv_with(w), VariantOptions(groups=groups))
     assert found is not None and found.error is not None
     permuted = found.extra["approx_error_permuted"]
     assert permuted <= found.error + 1e-12
@@ -362,7 +362,11 @@ def test_analysis_reports_errors_only_with_weights(weighted_model):
     assert sep["spatial"]["approx_error"] < 1e-9  # an outer product at R = C_out
     assert 0 < sep["depthwise"]["approx_error"] < 1
     assert data["layers"][2]["variants"]["spatial"]["approx_error"] is None  # 1x1: not applicable
-    assert "approx_error_permuted" in data["layers"][1]["variants"]["grouped"]
+    assert "approx_error_permuted" not in data["layers"][1]["variants"]["grouped"]  # only with --permute
+    permuted = json.loads(render("analysis", "json", run(Options(permute=True).request("toy.onnx"), weighted_model),
+                                 View()))
+    grouped = permuted["layers"][1]["variants"]["grouped"]
+    assert grouped["approx_error_permuted"] <= grouped["approx_error"]
     bare = Model("toy", "spec", "toy.yaml", weighted_model.inputs,
                  [c.with_changes(weight=None) for c in weighted_model.convs])
     plain = json.loads(render("analysis", "json", run(request, bare), View()))
@@ -391,7 +395,7 @@ def test_weights_are_loaded_once_per_layer_and_only_when_asked(weighted_model):
 
 
 def test_rank_auto_end_to_end(weighted_model):
-    analysis = run(Options(rank="auto", tol=0.05).request("toy.onnx"), weighted_model)
+    analysis = run(Options(rank="auto", tol=0.05, permute=True).request("toy.onnx"), weighted_model)
     data = json.loads(render("analysis", "json", analysis, View()))
     assert data["settings"]["rank"] == "auto" and data["settings"]["tol"] == 0.05
     first = data["layers"][0]["variants"]["spatial"]

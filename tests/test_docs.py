@@ -163,7 +163,8 @@ def test_every_key_of_analyze_json_is_in_docs_json_md(tmp_path: Path) -> None:
     onnx_model = tmp_path / "weighted.onnx"
     _weighted_onnx(onnx_model)
     written = keys_of(_json("analyze", str(spec), "-f", "json", "-d", "t4", "--only", "c", "--skip", "up"))
-    written |= keys_of(_json("analyze", str(onnx_model), "-f", "json", "-d", "rpi4", "--rank", "auto"))
+    written |= keys_of(_json("analyze", str(onnx_model), "-f", "json", "-d", "rpi4", "--rank", "auto",
+                            "--permute"))
     for key in ("output_padding", "dtype", "approx_error_permuted", "approx_error_lower_bound", "rank_auto",
                 "break_even_rank", "tol", "intermediate_bytes", "slower"):  # the cases above reach each
         assert key in written, key

@@ -33,7 +33,7 @@ def hooks(settings: Settings) -> tuple[ApproxFn | None, OptionsFn | None]:
         return None, None
     from convcost.variants.approximator import Approximator
 
-    approximator = Approximator()
+    approximator = Approximator(permute=settings.permute)
     if settings.options.tol is None:
         return approximator, None
     from convcost.variants.autorank import AutoRank

@@ -47,6 +47,9 @@ class Settings:
     skip: tuple[str, ...] = ()
     #: Compute each variant's weight-based error where a layer has weights (`approx_error`).
     approx: bool = False
+    #: With `approx`: also the grouped variant's error after the channel permutation heuristic
+    #: (`approx_error_permuted`), off by default like `apply`'s `--permute`.
+    permute: bool = False
 
     def selects(self, name: str) -> bool:
         """Whether a layer is to be factorized (--only / --skip globs)."""

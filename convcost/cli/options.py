@@ -87,6 +87,11 @@ NoApprox = Annotated[
     bool,
     typer.Option("--no-approx", help="Skip the weight-based approximation errors (weights are not read)."),
 ]
+Permute = Annotated[
+    bool,
+    typer.Option("--permute", help="Also report the grouped variant's error after the channel permutation "
+                 "heuristic (approx_error_permuted; slower)."),
+]
 DepthMultiplier = Annotated[
     int, typer.Option("--depth-multiplier", min=1, help="Depth multiplier m of the depthwise variant's first stage.")
 ]
@@ -120,6 +125,7 @@ class Options:
     groups: int = 4
     tol: float = 0.05
     no_approx: bool = False
+    permute: bool = False
 
     def request(self, model: str) -> Request:
         """Validated and parsed (exit 2 on a bad value), ready for `pipeline.run`.
@@ -156,6 +162,7 @@ class Options:
             only=tuple(self.only or ()),
             skip=tuple(self.skip or ()),
             approx=not self.no_approx,
+            permute=self.permute,
         )
         return Request(model=model, inputs=inputs, tensor_shapes=tensor_shapes, settings=settings,
                        devices=_devices(self.device, self.dtype))
@@ -241,7 +248,7 @@ def parse_variants(values: Sequence[str]) -> tuple[str, ...]:
 DECLARATIONS: dict[str, Any] = {
     "input": Inputs, "shape": TensorShapes, "variants": Variants, "device": Devices, "dtype": Dtype, "only": Only,
     "skip": Skip, "rank": Rank, "depth_multiplier": DepthMultiplier, "groups": Groups, "tol": Tol,
-    "no_approx": NoApprox,
+    "no_approx": NoApprox, "permute": Permute,
 }
 
 

@@ -20,10 +20,11 @@ class Approximator:
 
     Only the latest layer is kept, since the analysis asks for every variant of one layer
     before moving on; a ResNet-50's float64 weights are never all in memory at once.
-    `permute=False` skips the grouped variant's channel-permutation heuristic.
+    `permute=True` adds the grouped variant's error after the channel-permutation heuristic
+    (`approx_error_permuted`), which costs more than all the other errors together.
     """
 
-    def __init__(self, permute: bool = True) -> None:
+    def __init__(self, permute: bool = False) -> None:
         self.permute = permute
         self._spectra: LayerSpectra | None = None
 
