@@ -573,6 +573,28 @@ PUBLISHED_GMACS = {"alexnet": 0.714, "squeezenet1_0": 0.819, "mobilenet_v3_large
                    "efficientnet_b0": 0.386, "densenet121": 2.834}
 
 
+class TiedConvs(nn.Module):
+    """Two convs sharing one weight (`b.weight = a.weight`): named after the first owner, counted once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(4, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """The model's MACs as torch's own FlopCounterMode counts them (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return int(counter.get_total_flops()) // 2
+
+
 def conv_hook_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """Per-conv MACs counted independently with forward hooks (torchvision's `_ops` method).
 

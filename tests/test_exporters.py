@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from onnx import helper
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from convcost.analysis.analyzer import analyze
 from convcost.analysis.result import Settings
 from convcost.cost import cost_of
 from convcost.ir.model import Model
 from convcost.loaders.onnx.loader import load_onnx
+from tests import archs
 
 SIZE = (1, 3, 32, 32)
 #: Dynamic-axes exports are read at this size (batch 2, a non-square input) and checked against onnxruntime.
@@ -205,11 +205,6 @@ def conv_calls(module: nn.Module, x: torch.Tensor) -> list[tuple[int, tuple[int,
     return calls
 
 
-def flop_counter_macs(module: nn.Module, x: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        module(x)
-    return counter.get_total_flops() // 2
-
 
 def onnxruntime_convs(path: Path, x: np.ndarray) -> list[tuple[int, tuple[int, ...]]]:
     """(MACs, output shape) of every Conv / ConvTranspose node as onnxruntime runs the file, in
@@ -288,7 +283,7 @@ def test_every_conv_counted_as_forward_hooks_count_it(exported: Callable[..., Ex
     assert not e.model.uncounted and not e.model.warnings, (e.model.uncounted, e.model.warnings)
     assert [cost_of(c).macs for c in e.model.convs] == [macs for macs, _ in hooks]
     assert [c.output_shape for c in e.model.convs] == [shape for _, shape in hooks]
-    assert analyze(e.model, Settings(variants=())).totals.macs == flop_counter_macs(e.module, e.x)
+    assert analyze(e.model, Settings(variants=())).totals.macs == archs.flop_counter_macs(e.module, e.x)
 
 
 @pytest.mark.parametrize(("net", "exporter", "opset"), CASES, ids=[case_id(c) for c in CASES])

@@ -16,7 +16,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
-from torch.utils.flop_counter import FlopCounterMode
 
 from convcost.analysis.analyzer import analyze
 from convcost.analysis.result import Settings
@@ -83,11 +82,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Exported
     return get
 
 
-def flop_counter_macs(module: torch.nn.Module, x: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        module(x)
-    return counter.get_total_flops() // 2
-
 
 HOOKED = ["resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_0", "convnext_tiny", "efficientnet_b0",
           "audio1d", "video3d", "decoder"]
@@ -105,7 +99,7 @@ def test_per_conv_macs_equal_forward_hooks(exported: Callable[..., Exported], na
 @pytest.mark.parametrize("name", HOOKED)
 def test_total_macs_equal_torch_flop_counter(exported: Callable[..., Exported], name: str) -> None:
     e = exported(name)
-    assert total_macs(e.model) == flop_counter_macs(e.module, e.x)
+    assert total_macs(e.model) == archs.flop_counter_macs(e.module, e.x)
 
 
 @pytest.mark.parametrize(("name", "gmacs"), [("resnet50", 4.089), ("mobilenet_v2", 0.301),

@@ -143,11 +143,6 @@ def linear_hook_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     return counts
 
 
-def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return counter.get_total_flops() // 2
-
 
 def attention_macs(model: nn.Module, x: torch.Tensor) -> int:
     """softmax(QK^T)V by hand for every scaled_dot_product_attention call (FlopCounterMode skips the CPU kernel)."""
@@ -187,7 +182,7 @@ def test_names_macs_and_totals_equal_the_eager_module(name: str, nets: dict) -> 
     ours = {m.name: cost_of(m).macs for m in model.matmuls if m.op == "Linear"}
     assert {n: ours[n] for n in linears} == linears
     result = analyze(model)
-    assert result.totals.macs == flop_counter_macs(eager, x) + attention_macs(eager, x)
+    assert result.totals.macs == archs.flop_counter_macs(eager, x) + attention_macs(eager, x)
     assert result.totals.params == sum(p.numel() for p in eager.parameters())
     assert not model.uncounted and not model.uncosted
 
@@ -233,17 +228,7 @@ def test_repeated_calls_get_call_indices(nets: dict) -> None:
 
 
 def test_tied_weights_are_named_by_their_first_owner_and_counted_once(folder: Path) -> None:
-    class Tied(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Conv2d(4, 4, 3, padding=1)
-            self.b = nn.Conv2d(4, 4, 3, padding=1)
-            self.b.weight = self.a.weight
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.b(self.a(x))
-
-    module = Tied().eval()
+    module = archs.TiedConvs().eval()
     model = load_model(export(module, (1, 4, 8, 8), folder / "tied.pt2"))
     assert [c.name for c in model.convs] == ["a", "a#1"]  # as the TorchScript loader names them
     assert analyze(model).totals.params == sum(p.numel() for p in module.parameters()) == 4 * 4 * 9 + 4 + 4
@@ -288,7 +273,7 @@ def test_unbatched_conv_inputs(folder: Path) -> None:
     model = load_model(export(module, (3, 8, 8), folder / "unbatched.pt2"))
     assert [(c.input_shape, c.output_shape) for c in model.convs] == [((1, 3, 8, 8), (1, 8, 6, 6)),
                                                                       ((1, 8, 36), (1, 4, 73))]
-    assert analyze(model).totals.macs == flop_counter_macs(module, torch.zeros(3, 8, 8))
+    assert analyze(model).totals.macs == archs.flop_counter_macs(module, torch.zeros(3, 8, 8))
 
 
 def test_fp16_export_is_priced_in_fp16_and_reads_its_weights(folder: Path) -> None:
@@ -336,14 +321,14 @@ def test_dynamic_dims_take_any_size_in_their_range(shape: tuple[int, ...], dynam
     model = load_model(path, {"": shape})
     x = torch.zeros(shape)
     assert per_layer_macs(model) == archs.conv_hook_macs(eager, x)
-    assert analyze(model).totals.macs == flop_counter_macs(eager, x)
+    assert analyze(model).totals.macs == archs.flop_counter_macs(eager, x)
 
 
 def test_dynamic_archive_without_minus_i_uses_its_example(dynamic: tuple) -> None:
     eager, path = dynamic
     model = load_model(path)
     assert model.inputs == {"x": (2, 3, 64, 96)}
-    assert analyze(model).totals.macs == flop_counter_macs(eager, torch.zeros(2, 3, 64, 96))
+    assert analyze(model).totals.macs == archs.flop_counter_macs(eager, torch.zeros(2, 3, 64, 96))
 
 
 def test_dynamic_dims_outside_the_range_or_guards_are_refused(dynamic: tuple) -> None:
@@ -532,7 +517,7 @@ def test_pickled_members_are_never_unpickled(nets: dict, folder: Path) -> None:
     assert not marker.exists()
     result = json.loads(proc.stdout)
     assert result["model"]["format"] == "pt2"
-    assert 2 * result["totals"]["macs"] == 2 * flop_counter_macs(eager, torch.zeros(shape))
+    assert 2 * result["totals"]["macs"] == 2 * archs.flop_counter_macs(eager, torch.zeros(shape))
     assert not marker.exists()
 
     # A damaged graph JSON is one line, exit 2, and still unpickles nothing.

@@ -160,17 +160,7 @@ def test_weight_sharing_call_index(archives: dict) -> None:
 
 
 def test_tied_weights_are_named_by_their_first_owner(folder: Path) -> None:
-    class Tied(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Conv2d(4, 4, 3, padding=1)
-            self.b = nn.Conv2d(4, 4, 3, padding=1)
-            self.b.weight = self.a.weight
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.b(self.a(x))
-
-    model = Tied().eval()
+    model = archs.TiedConvs().eval()
     path = folder / "tied.pt"
     torch.jit.trace(model, torch.zeros(1, 4, 8, 8)).save(str(path))
     loaded = load_model(path, {"": (1, 4, 8, 8)})
