@@ -10,7 +10,7 @@ from convcost.ir.model import MatMul
 def _matmul_cost(mm: MatMul, bpe: int) -> Cost:
     return Cost(
         params=mm.params,
-        macs=mm.batch * mm.m * mm.k * mm.n,
+        macs=mm.macs,
         weight_bytes=mm.params * bpe,
         input_bytes=mm.batch * mm.m * mm.k * bpe,
         output_bytes=mm.batch * mm.m * mm.n * bpe,

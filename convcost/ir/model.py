@@ -67,6 +67,27 @@ class Conv:
     def is_pointwise(self) -> bool:
         return all(k == 1 for k in self.kernel)
 
+    # The counts are the op's own: the one formula of each, here so that loaders (which never
+    # import convcost.cost) and the cost model read the same numbers.
+
+    @property
+    def weight_count(self) -> int:
+        """Weight elements: C_out x C_in/g x prod(k) (the same count for ConvTranspose)."""
+        return self.in_channels * self.out_channels // self.groups * math.prod(self.kernel)
+
+    @property
+    def params(self) -> int:
+        """Weights + bias."""
+        return self.weight_count + (self.out_channels if self.bias else 0)
+
+    @property
+    def macs(self) -> int:
+        """N x C_out x prod(out_spatial) x C_in/g x prod(k); a ConvTranspose scatters every input
+        element into C_out/g x prod(k) outputs: N x C_in x prod(in_spatial) x C_out/g x prod(k)."""
+        if self.op == "ConvTranspose":
+            return math.prod(self.input_shape) * (self.out_channels // self.groups) * math.prod(self.kernel)
+        return math.prod(self.output_shape) * (self.in_channels // self.groups) * math.prod(self.kernel)
+
     def with_changes(self, **changes: object) -> Conv:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -87,6 +108,10 @@ class MatMul:
     n: int
     params: int = 0
     dtype: str | None = None
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.k * self.n
 
 
 @dataclass(frozen=True)

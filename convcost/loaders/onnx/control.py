@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convcost.ir.model import Conv, MatMul, Uncounted
+from convcost.ir.model import Uncounted
 from convcost.loaders.onnx.dims import Shapes, static
 from convcost.loaders.onnx.graph import (
     GraphError,
@@ -385,27 +385,8 @@ def subgraphs_of(attribute: object) -> list[GraphProto]:
 # --- adding a body's rows to the scope that holds it ---------------------------------------------
 
 
-def _macs(op: Conv | MatMul) -> int:
-    """An op's multiply-accumulates, to pick the costlier If branch (the formulas of convcost.cost,
-    which loaders do not import)."""
-    if isinstance(op, MatMul):
-        return op.batch * op.m * op.k * op.n
-    kernel = math.prod(op.kernel)
-    if op.op == "ConvTranspose":
-        return math.prod(op.input_shape) * (op.out_channels // op.groups) * kernel
-    return math.prod(op.output_shape) * (op.in_channels // op.groups) * kernel
-
-
-def params(op: Conv | MatMul) -> int:
-    """An op's weight and bias elements (a MatMul's constant operands)."""
-    if isinstance(op, MatMul):
-        return op.params
-    return op.in_channels * op.out_channels // op.groups * math.prod(op.kernel) + (op.out_channels if op.bias
-                                                                                  else 0)
-
-
 def _work(ctx: Ctx) -> int:
-    return sum(_macs(c) for c in ctx.convs) + sum(_macs(m) for m in ctx.matmuls)
+    return sum(c.macs for c in ctx.convs) + sum(m.macs for m in ctx.matmuls)
 
 
 def _rows(into: Ctx, body: Ctx, k: int, tally: Tally) -> None:
@@ -416,7 +397,7 @@ def _rows(into: Ctx, body: Ctx, k: int, tally: Tally) -> None:
         return
     into.convs.extend(c.with_changes(name=f"{c.name}#{k}") for c in body.convs)
     into.matmuls.extend(replace(m, name=f"{m.name}#{k}") for m in body.matmuls)
-    tally.repeat_params += sum(params(c) for c in body.convs) + sum(params(m) for m in body.matmuls)
+    tally.repeat_params += sum(c.params for c in body.convs) + sum(m.params for m in body.matmuls)
 
 
 def _extras(into: Ctx, body: Ctx) -> None:
@@ -605,5 +586,5 @@ def declared_params(ctx: Ctx, other: int, tally: Tally) -> int | None:
     (params are then the sum over rows)."""
     if not tally.repeat_params:
         return None
-    return sum(params(c) for c in ctx.convs) + sum(params(m) for m in ctx.matmuls) + other - tally.repeat_params
+    return sum(c.params for c in ctx.convs) + sum(m.params for m in ctx.matmuls) + other - tally.repeat_params
 
