@@ -115,6 +115,40 @@ class MatMul:
 
 
 @dataclass(frozen=True)
+class Node:
+    """One op of the model as its format states it: an ONNX node, a captured aten op, a spec layer.
+
+    Every op is here, convs and matmuls included, so that a whole-model latency estimate can price
+    what runs between them (activations, pooling, adds, concats, resizes...) and a runtime's fusions
+    can be matched on the graph. `inputs` and `outputs` are tensor names (edges of the graph);
+    shapes are None where the loader could not resolve them. `counted` points a conv or matmul node
+    at the `Conv` (`("conv", i)`: `Model.convs[i]`) or `MatMul` (`("matmul", i)`) the cost model prices.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    input_shapes: tuple[Shape | None, ...] = ()
+    output_shapes: tuple[Shape | None, ...] = ()
+    dtype: str | None = None
+    #: Indices of `inputs` that are constants (weights, scales, shape tensors), not activations.
+    constant: frozenset[int] = frozenset()
+    #: The attributes a latency formula reads (kernel_shape, strides, mode, hidden_size...).
+    attrs: dict[str, object] = field(default_factory=dict, compare=False)
+    counted: tuple[Literal["conv", "matmul"], int] | None = None
+    #: The node's name in its file where it differs from `name` (which is unique and may carry a scope).
+    source: str = ""
+
+    def activations_in(self) -> list[Shape]:
+        """Shapes of the non-constant inputs that are known."""
+        return [s for i, s in enumerate(self.input_shapes) if s is not None and i not in self.constant]
+
+    def known_outputs(self) -> list[Shape]:
+        return [s for s in self.output_shapes if s is not None]
+
+
+@dataclass(frozen=True)
 class Uncounted:
     """A conv or matmul the model has but convcost could not count (its shapes are unknown, it sits
     in a control-flow body it cannot resolve...). `check` fails on any of these (rule `uncounted`):
@@ -157,6 +191,9 @@ class Model:
     #: Convs and matmuls found but not counted, each named with the reason.
     uncounted: list[Uncounted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Every op of the model in execution order (convs and matmuls too); empty where the loader
+    #: records none, and then whole-model latency prices the convs and matmuls alone.
+    nodes: list[Node] = field(default_factory=list)
 
 
 #: Any op the cost model prices.

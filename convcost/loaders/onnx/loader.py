@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from convcost.ir.inputs import Inputs, givens
-from convcost.ir.model import Model, Shape, Uncounted, counted_family
+from convcost.ir.model import Model, Node, Shape, Uncounted, counted_family
 from convcost.loaders.onnx.control import Scope, cost_bodies, declared_params, pinned
 from convcost.loaders.onnx.dims import Shapes
 from convcost.loaders.onnx.graph import (
     GraphError,
     Names,
     Table,
+    attrs,
     constants,
     evaluation_order,
     joined,
     quote,
     subgraphs,
+    text,
 )
 from convcost.loaders.onnx.naming import module_paths
 from convcost.loaders.onnx.ops import (
@@ -118,6 +120,7 @@ def _load(path: Path, inputs: Inputs | None, tensor_shapes: dict[str, Shape] | N
         uncosted=ctx.uncosted,
         uncounted=ctx.uncounted,
         warnings=warnings + ctx.notes.lines(),
+        nodes=ctx.nodes,
     )
 
 
@@ -196,8 +199,15 @@ def _walk(scope: Scope) -> None:
         handler = HANDLERS.get(key)
         node = table.nodes[index]
         if handler is not None:
+            convs, matmuls = len(ctx.convs), len(ctx.matmuls)
             handler(ctx, node, index)
+            counted = ("conv", convs) if len(ctx.convs) > convs else \
+                ("matmul", matmuls) if len(ctx.matmuls) > matmuls else None
+            ctx.nodes.append(_node(ctx, table, index, counted))
             continue
+        if key[0] == "" and op in NOT_RUN:
+            continue
+        ctx.nodes.append(_node(ctx, table, index, None))
         if op == "Reshape":
             _check_reshape(ctx, node, index)
         if op in MAC_LIKE:
@@ -236,6 +246,33 @@ def _walk(scope: Scope) -> None:
         which = ", ".join(quote(n) for n in nodes[:3])
         ctx.notes.add("unknown ops", f"unknown op {label} (node {which}{more}): its output shape cannot be "
                       "inferred; convs and matmuls that depend on it are not counted")
+
+
+#: ONNX element type -> dtype name of a node's output (Node.dtype).
+ELEMENT_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+                 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+#: Nodes that hold a value rather than run a kernel: not part of Model.nodes.
+NOT_RUN = frozenset({"Constant"})
+
+
+def _node(ctx: Ctx, table: Table, index: int, counted: tuple[Literal["conv", "matmul"], int] | None) -> Node:
+    """The IR node of graph node `index`: tensor names, resolved shapes, dtype, attributes."""
+    node = table.nodes[index]
+    ins, outs = tuple(table.inputs[index]), tuple(table.outputs[index])
+    shape = lambda t: static(ctx.shapes.get(t)) if t else None  # noqa: E731
+    label = _label(ctx, table, index)
+    try:
+        values = {k: v for k, v in attrs(node).items() if isinstance(v, int | float | str | list)}
+    except Exception:  # an attribute convcost cannot read is no reason to refuse the model here
+        values = {}
+    return Node(
+        name=label, op=table.ops[index] if not table.domains[index] or table.domains[index] == "ai.onnx"
+        else f"{table.domains[index]}::{table.ops[index]}",
+        inputs=ins, outputs=outs,
+        input_shapes=tuple(shape(t) for t in ins), output_shapes=tuple(shape(t) for t in outs),
+        dtype=ELEMENT_TYPES.get(ctx.types.get(outs[0], 0)) if outs else None,
+        constant=frozenset(i for i, t in enumerate(ins) if t in ctx.const),
+        attrs=values, counted=counted, source=text(node.name))
 
 
 def _label(ctx: Ctx, table: Table, index: int) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
-from convcost.ir.model import Conv, MatMul, Shape, Uncounted
+from convcost.ir.model import Conv, MatMul, Node, Shape, Uncounted
 from convcost.ir.shapes import BadAttribute, ShapeError, make_conv, same_pads, split_pads
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx.graph import Names, attrs, joined, node_label, op_key, quote, text
@@ -118,6 +118,8 @@ class Ctx:
     names: Names = field(default_factory=Names)
     convs: list[Conv] = field(default_factory=list)
     matmuls: list[MatMul] = field(default_factory=list)
+    #: every node walked, convs and matmuls included (Model.nodes)
+    nodes: list[Node] = field(default_factory=list)
     uncosted: dict[str, int] = field(default_factory=dict)
     uncounted: list[Uncounted] = field(default_factory=list)
     notes: Notes = field(default_factory=Notes)
