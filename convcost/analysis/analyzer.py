@@ -128,20 +128,23 @@ def analyze(
             progress(i + 1, len(model.convs))
 
     rest = total_cost(model.matmuls, dtype)
-    rest_latency = {d.name: sum(d.estimate(m, dtype).ms for m in model.matmuls) for d in devices}
+    matmul_ms = {d.name: [d.estimate(m, dtype).ms for m in model.matmuls] for d in devices}
     conv_cost = sum((layer.cost for layer in layers), Cost())
     other_params = _other_params(model, conv_cost.params + rest.params)
 
     def totals(pick: Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate]]]) -> Totals:
+        """Counts summed over the layers as `pick` prices them; latency is the whole model per device,
+        every node priced, with each conv's estimate (or its variant's stages) in its place."""
         params, macs = rest.params + other_params, rest.macs
-        latency = dict(rest_latency)
+        conv_ms: dict[str, list[float]] = {d.name: [] for d in devices}
         for layer in layers:
             cost, lat = pick(layer)
             params += cost.params
             macs += cost.macs
             for dev, est in lat.items():
-                latency[dev] += est.ms
-        return Totals(params, macs, latency)
+                conv_ms[dev].append(est.ms)
+        whole = {d.name: d.whole(model.nodes, dtype, conv_ms[d.name], matmul_ms[d.name]) for d in devices}
+        return Totals(params, macs, {dev: w.ms for dev, w in whole.items()}, whole)
 
     def with_variant(name: str) -> Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate]]]:
         def pick(layer: LayerResult) -> tuple[Cost, Mapping[str, Estimate]]:

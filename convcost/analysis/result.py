@@ -4,14 +4,15 @@ total what the model costs. Plain data; `analyzer` fills it, renderers only form
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from convcost.cost import Cost
-from convcost.ir.model import Conv, Model, Op, Uncounted
+from convcost.ir.model import Conv, Model, Node, Op, Uncounted
+from convcost.latency.graph import WholeEstimate
 from convcost.latency.roofline import Estimate
 from convcost.variants import VARIANTS, Approx, Plan, VariantOptions
 
@@ -22,6 +23,9 @@ class Device(Protocol):
     name: str
 
     def estimate(self, op: Op, dtype: str) -> Estimate: ...
+
+    def whole(self, nodes: Sequence[Node], dtype: str, conv_ms: Sequence[float],
+              matmul_ms: Sequence[float]) -> WholeEstimate: ...
 
 
 #: Weight-based approximation error of a variant (SVD, see each `Variant.error`): a float, an
@@ -172,6 +176,19 @@ class Totals:
     params: int
     macs: int
     latency: dict[str, float]
+    #: Per device: the whole-model estimate node by node (every op, after the runtime's fusions).
+    whole: dict[str, WholeEstimate] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class OpTypeSummary:
+    """One op type of the model: how many nodes, the bytes they move, their estimated time per device."""
+
+    count: int
+    bytes: int
+    latency: dict[str, float]
+    #: Whether convcost has a latency formula for this op type (False: named as unpriced).
+    priced: bool = True
 
 
 @dataclass
@@ -183,6 +200,36 @@ class Analysis:
     totals: Totals
     conv_cost: Cost
     variant_totals: dict[str, Totals]
+
+    def op_types(self) -> dict[str, OpTypeSummary]:
+        """Per op type (as the model names it): node count, bytes and estimated ms per device, from the
+        whole-model estimates; fused and folded nodes count with 0 ms."""
+        counts: dict[str, int] = {}
+        moved: dict[str, int] = {}
+        priced: dict[str, bool] = {}
+        ms: dict[str, dict[str, float]] = {}
+        first = True
+        for device, whole in self.totals.whole.items():
+            for e in whole.nodes:
+                op = e.node.op
+                if first:
+                    counts[op] = counts.get(op, 0) + 1
+                    moved[op] = moved.get(op, 0) + e.bytes
+                    priced[op] = priced.get(op, True) and (e.family is not None or not e.fate.runs)
+                ms.setdefault(op, {}).setdefault(device, 0.0)
+                ms[op][device] += e.ms
+            first = False
+        if not self.totals.whole:
+            for node in self.model.nodes:
+                counts[node.op] = counts.get(node.op, 0) + 1
+        return {op: OpTypeSummary(counts[op], moved.get(op, 0), ms.get(op, {}), priced.get(op, True))
+                for op in sorted(counts, key=lambda o: (-max(ms.get(o, {}).values(), default=0.0), o))}
+
+    def unpriced(self) -> dict[str, list[str]]:
+        """Op types that run but have no latency formula, with their node names (first device's estimate)."""
+        for whole in self.totals.whole.values():
+            return whole.unpriced()
+        return {}
 
     def variant_ratios(self, name: str) -> tuple[float, float]:
         vt = self.variant_totals[name]
@@ -200,7 +247,17 @@ class Analysis:
         lines = list(self.model.warnings)
         if self.model.uncosted:
             lines.append(not_costed_line(self.model.uncosted))
+        unpriced = self.unpriced()
+        if unpriced:
+            lines.append(unpriced_line(unpriced))
         return lines
+
+
+def unpriced_line(unpriced: Mapping[str, list[str]]) -> str:
+    """The op types that run but have no latency formula, as one sentence naming a node of each."""
+    ops = ", ".join(f"{op} x{len(names)} ({names[0]}{', ...' if len(names) > 1 else ''})"
+                    for op, names in sorted(unpriced.items()))
+    return f"No latency formula (not in the whole-model estimates): {ops}"
 
 
 def not_costed_line(uncosted: Mapping[str, int]) -> str:

@@ -18,6 +18,12 @@ saturation:                        # optional fill constants (calibrated profile
   work: {dense: {value: 4000, source: "..."}, ...}  # per kind: one factor over N x K instead of the two above
 memory_efficiency:                 # optional, per kind: share of the bandwidth an op's traffic moves at
   depthwise: {value: 0.4, source: "..."}            # (default 1; a kind without one takes its parent's)
+runtime:                           # optional: what the figures describe (convcost.latency.fusions.RUNTIMES)
+  {name: onnxruntime, version: "1.32.0", threads: 1, provider: CPUExecutionProvider}
+fusions: [constant_folding, conv_bn, conv_activation]   # optional; default: the runtime's own list
+ops:                               # optional, per op family (convcost.cost.nodes.FAMILIES) and `run`
+  run: {overhead_us: {value: 20, source: "..."}}        # once per model run
+  elementwise: {overhead_us: {...}, memory_efficiency: {...}}
 ```
 
 Shipped profiles live in the package (convcost/latency/profiles, also reachable as configs/devices), so
@@ -37,7 +43,9 @@ from typing import Any
 import yaml
 
 from convcost.cost import DTYPE_BYTES
-from convcost.ir.model import Op
+from convcost.ir.model import Node, Op
+from convcost.latency.fusions import FUSIONS, RUNTIMES
+from convcost.latency.graph import RUN, FamilyFigures, WholeEstimate, default_figures, family_names, whole_model
 from convcost.latency.kinds import KINDS, lineage
 from convcost.latency.roofline import DtypeError, Estimate, Roofline, Saturation, estimate
 from convcost.util.errors import ConvcostError, InputError
@@ -49,7 +57,9 @@ MAX_PROFILE_BYTES = 4 * 1024 * 1024
 REQUIRED_KINDS = ("dense", "pointwise", "depthwise", "grouped", "small_channel")
 OPTIONAL_KINDS = tuple(k for k in KINDS if k not in REQUIRED_KINDS)
 SATURATION_KEYS = ("pixels", "out_channels", "reduction", "work")
-OPTIONAL_KEYS = {"saturation", "memory_efficiency", "threads", "clock", "machine", "calibration", "notes"}
+OPTIONAL_KEYS = {"saturation", "memory_efficiency", "threads", "clock", "machine", "calibration", "notes", "runtime",
+                 "fusions", "ops"}
+RUNTIME_KEYS = ("name", "version", "threads", "provider")
 REQUIRED_KEYS = ("name", "description", "peak_gflops", "memory_bandwidth_gbs", "efficiency", "overhead_us")
 
 
@@ -67,6 +77,24 @@ class DeviceProfile:
     clock: str | None = None
     machine: str | None = None
     calibration: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: The runtime the figures describe (name, version, threads, provider); None: not stated.
+    runtime: dict[str, Any] | None = None
+    #: The graph rewrites that runtime applies (names in convcost.latency.fusions.FUSIONS).
+    fusions: tuple[str, ...] = ()
+    #: Per op family (and `run`): the figures of ops that are neither convs nor matmuls.
+    ops: dict[str, FamilyFigures] = field(default_factory=dict)
+
+    def whole(self, nodes: Sequence[Node], dtype: str, conv_ms: Sequence[float],
+              matmul_ms: Sequence[float]) -> WholeEstimate:
+        """The whole model's estimate: every node priced after this runtime's fusions."""
+        try:
+            return whole_model(nodes, self.roofline, self.ops, self.fusions, dtype, conv_ms, matmul_ms)
+        except DtypeError as exc:
+            raise InputError(f"device {self.name}: {exc}", self.path) from None
+
+    def family(self, name: str) -> FamilyFigures:
+        """The figures of op family `name` (defaults where the profile has none)."""
+        return self.ops.get(name) or default_figures(self.roofline)
 
     def estimate(self, op: Op, dtype: str) -> Estimate:
         try:
@@ -92,6 +120,11 @@ class DeviceProfile:
             yield "saturation.reduction", roof.saturation.reduction, self.sources.get("saturation.reduction", "")
         for kind, v in roof.memory_efficiency.items():
             yield f"memory_efficiency.{kind}", v, self.sources.get(f"memory_efficiency.{kind}", "")
+        for family, fig in self.ops.items():
+            yield f"ops.{family}.overhead_us", fig.overhead_us, self.sources.get(f"ops.{family}.overhead_us", "")
+            if family != RUN:
+                yield (f"ops.{family}.memory_efficiency", fig.memory_efficiency,
+                       self.sources.get(f"ops.{family}.memory_efficiency", ""))
 
 
 class _Reader:
@@ -216,13 +249,78 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
     if clock is not None and clock not in ("wall", "thread"):
         raise r.fail("clock", f"expected wall or thread, got {clock!r:.60}")
     calibration = data.get("calibration")
+    runtime = _runtime(r, data.get("runtime"))
+    fusions = _fusions(r, data.get("fusions"), runtime)
+    ops = _ops(r, data.get("ops"))
     return DeviceProfile(
         name=name.strip(), description=description.strip(),
         roofline=Roofline(peaks, bandwidth, efficiency, overhead, Saturation(**halves), memory),
         path=path, sources=r.sources, threads=threads, clock=clock,
         machine=str(data["machine"]) if data.get("machine") is not None else None,
         calibration=calibration if isinstance(calibration, dict) else None,
+        runtime=runtime, fusions=fusions, ops=ops,
     )
+
+
+def _runtime(r: _Reader, node: Any) -> dict[str, Any] | None:
+    if node is None:
+        return None
+    if not isinstance(node, dict):
+        raise r.fail("runtime", f"expected a mapping {{name: onnxruntime|torch|..., version, threads, provider}}, "
+                                f"got {node!r:.60}")
+    unknown = set(node) - set(RUNTIME_KEYS)
+    if unknown:
+        raise r.fail("runtime", f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                                f"(expected {', '.join(RUNTIME_KEYS)})")
+    name = node.get("name")
+    if name not in RUNTIMES:
+        raise r.fail("runtime.name", f"unknown runtime {name!r:.60} (known: {', '.join(RUNTIMES)})")
+    threads = node.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise r.fail("runtime.threads", f"expected a positive integer, got {threads!r:.60}")
+    for key in ("version", "provider"):
+        value = node.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+            raise r.fail(f"runtime.{key}", f"expected text, got {value!r:.60}")
+    return {k: (str(node[k]) if k in ("version", "provider") else node[k]) for k in RUNTIME_KEYS if k in node}
+
+
+def _fusions(r: _Reader, node: Any, runtime: dict[str, Any] | None) -> tuple[str, ...]:
+    if node is None:
+        return RUNTIMES[runtime["name"]].default_fusions if runtime else ()
+    if not isinstance(node, list) or not all(isinstance(f, str) for f in node):
+        raise r.fail("fusions", f"expected a list of fusion names ({', '.join(FUSIONS)}), got {node!r:.60}")
+    bad = [f for f in node if f not in FUSIONS]
+    if bad:
+        raise r.fail("fusions", f"unknown fusion(s) {', '.join(map(repr, bad))} (known: {', '.join(FUSIONS)})")
+    if len(set(node)) != len(node):
+        raise r.fail("fusions", "a fusion is listed twice")
+    return tuple(node)
+
+
+def _ops(r: _Reader, node: Any) -> dict[str, FamilyFigures]:
+    if node is None:
+        return {}
+    table = r.mapping(node, "ops")
+    known = family_names()
+    unknown = set(table) - set(known)
+    if unknown:
+        raise r.fail("ops", f"unknown op famil{'y' if len(unknown) == 1 else 'ies'} "
+                            f"{', '.join(sorted(map(str, unknown)))} (known: {', '.join(known)})")
+    out = {}
+    for family, figs in table.items():
+        where = f"ops.{family}"
+        figs = r.mapping(figs, where)
+        allowed = {"overhead_us"} if family == RUN else {"overhead_us", "memory_efficiency"}
+        extra = set(figs) - allowed
+        if extra:
+            raise r.fail(where, f"unknown key(s) {', '.join(sorted(map(str, extra)))} "
+                                f"(expected {', '.join(sorted(allowed))})")
+        overhead = r.figure(figs.get("overhead_us"), f"{where}.overhead_us", positive=False)
+        share = 1.0 if "memory_efficiency" not in figs else r.figure(figs["memory_efficiency"],
+                                                                     f"{where}.memory_efficiency")
+        out[family] = FamilyFigures(overhead, share)
+    return out
 
 
 def load_profile(path: str | Path) -> DeviceProfile:
@@ -299,9 +397,16 @@ def profile_document(profile: DeviceProfile) -> dict[str, Any]:
     if roof.memory_efficiency:
         doc["memory_efficiency"] = {k: _figure(v, src[f"memory_efficiency.{k}"])
                                     for k, v in roof.memory_efficiency.items()}
-    for key in ("threads", "clock", "machine"):
+    for key in ("threads", "clock", "machine", "runtime"):
         if getattr(profile, key) is not None:
             doc[key] = getattr(profile, key)
+    if profile.runtime is not None or profile.fusions:
+        doc["fusions"] = list(profile.fusions)
+    if profile.ops:
+        doc["ops"] = {f: {"overhead_us": _figure(fig.overhead_us, src[f"ops.{f}.overhead_us"]),
+                          **({} if f == RUN else {"memory_efficiency": _figure(
+                              fig.memory_efficiency, src[f"ops.{f}.memory_efficiency"])})}
+                      for f, fig in profile.ops.items()}
     if profile.calibration:
         doc["calibration"] = profile.calibration
     return doc

@@ -223,6 +223,12 @@ def _document(analysis: Analysis, view: View, layers: list[dict[str, Any]]) -> d
             "matmul_macs": sum(cost_of(m, s.dtype).macs for m in model.matmuls),
             "latency_ms": _totals_latency(analysis.totals),
             "uncosted_ops": dict(model.uncosted),
+            "unpriced_ops": analysis.unpriced(),
+        },
+        "op_types": {
+            op: {"count": o.count, "bytes": o.bytes,
+                 "latency_ms": {dev: json_float(v) for dev, v in o.latency.items()}, "priced": o.priced}
+            for op, o in analysis.op_types().items()
         },
         "variant_totals": {
             name: {

@@ -1,0 +1,200 @@
+"""Runtimes and the graph rewrites they apply before running a model: what a profile's figures describe.
+
+A profile names its runtime (`runtime: {name: onnxruntime, version, threads, provider}`) and lists
+the rewrites that runtime applies (`fusions: [conv_bn, conv_activation, ...]`). A fused op runs no
+kernel of its own: it costs only what it changes in the memory traffic of the op that absorbs it
+(a Conv + Add reads the Add's other operand). `calibrate --runtime onnxruntime` checks which of
+them the installed onnxruntime really applies by timing a, b and a -> b.
+
+`fuse(nodes, fusions)` walks a model's nodes in order and says, per node, whether it runs as its
+own kernel, is absorbed into a conv, or is folded away. Each rule is registered in FUSIONS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from convcost.ir.model import Node, numel
+from convcost.util.registry import Registry
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime a profile can describe: its name and what it does to a model by default."""
+
+    name: str
+    description: str
+    #: The rewrites a profile of this runtime applies when it lists none.
+    default_fusions: tuple[str, ...] = ()
+
+
+RUNTIMES: Registry[str, Runtime] = Registry("runtime")
+RUNTIMES.add("onnxruntime", Runtime(
+    "onnxruntime", "onnxruntime's CPU execution provider, default graph optimizations (ORT_ENABLE_ALL)",
+    ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation", "conv_add_activation")))
+RUNTIMES.add("torch", Runtime("torch", "PyTorch eager mode: every op is a kernel call, nothing is fused"))
+RUNTIMES.add("tflite", Runtime("tflite", "TensorFlow Lite interpreter and its delegates (conv + BN and "
+                                         "conv + ReLU/ReLU6 fused by the converter)",
+                               ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation")))
+RUNTIMES.add("tensorrt", Runtime("tensorrt", "NVIDIA TensorRT engines (conv + BN + activation + add fused)",
+                                 ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation",
+                                  "conv_add_activation")))
+
+#: Activations onnxruntime's FusedConv (and the NCHWc conv) applies to a conv's output in place.
+FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu", "Tanh",
+                                 "aten::relu", "aten::relu_", "aten::clamp", "aten::hardtanh", "aten::sigmoid",
+                                 "aten::hardsigmoid", "aten::leaky_relu", "aten::tanh"})
+#: Ops that run no kernel once the runtime has removed them from the graph.
+IDENTITIES = frozenset({"Identity", "Dropout", "aten::dropout", "aten::alias", "aten::detach"})
+
+
+@dataclass
+class Fate:
+    """What becomes of one node: `runs` as its own kernel; otherwise absorbed into `host` (a conv
+    node's name) moving `extra_bytes` more through it, or folded away (`host` None)."""
+
+    runs: bool = True
+    host: str | None = None
+    by: str | None = None  # the fusion that absorbed or folded it
+    extra_bytes: int = 0
+
+
+@dataclass
+class _Chain:
+    """A conv and the ops fused into it so far: its output tensor's stage (conv, bn, add, act)."""
+
+    host: str
+    stage: str
+
+
+@dataclass
+class Graph:
+    """The nodes with their tensors' producers and consumers, and the fates decided so far."""
+
+    nodes: Sequence[Node]
+    producer: dict[str, Node] = field(default_factory=dict)
+    consumers: dict[str, int] = field(default_factory=dict)
+    fates: dict[str, Fate] = field(default_factory=dict)
+    chains: dict[str, _Chain] = field(default_factory=dict)  # tensor -> the conv chain ending in it
+    constant: set[str] = field(default_factory=set)  # tensors known before the model runs
+
+    def __post_init__(self) -> None:
+        for node in self.nodes:
+            for t in node.outputs:
+                self.producer[t] = node
+            for t in node.inputs:
+                if t:
+                    self.consumers[t] = self.consumers.get(t, 0) + 1
+
+    def only_consumer(self, tensor: str) -> bool:
+        return self.consumers.get(tensor, 0) == 1
+
+    def activations(self, node: Node) -> list[int]:
+        """Indices of the inputs that are computed while the model runs."""
+        return [i for i, t in enumerate(node.inputs)
+                if t and i not in node.constant and t not in self.constant]
+
+
+#: A rule: given the graph and a node, fuse or fold it (set graph.fates[node.name]) and say True.
+Rule = Callable[[Graph, Node], bool]
+FUSIONS: Registry[str, tuple[str, Rule]] = Registry("fusion")
+
+
+def register_fusion(name: str, description: str) -> Callable[[Rule], Rule]:
+    def wrap(rule: Rule) -> Rule:
+        FUSIONS.add(name, (description, rule))
+        return rule
+
+    return wrap
+
+
+def _base(op: str) -> str:
+    return op.rsplit("::", 1)[-1]
+
+
+@register_fusion("constant_folding", "an op whose inputs are all constants (or shapes known before the run) "
+                                     "is computed once when the session is made")
+def _fold(g: Graph, node: Node) -> bool:
+    static_shape = _base(node.op) in ("Shape", "Size") and all(s is not None for s in node.input_shapes)
+    if not static_shape and (g.activations(node) or not node.inputs):
+        return False
+    g.constant.update(t for t in node.outputs if t)
+    g.fates[node.name] = Fate(runs=False, by="constant_folding")
+    return True
+
+
+@register_fusion("eliminate_identity", "Identity and Dropout (inference) are removed from the graph")
+def _identity(g: Graph, node: Node) -> bool:
+    if node.op not in IDENTITIES:
+        return False
+    g.fates[node.name] = Fate(runs=False, by="eliminate_identity")
+    if node.inputs and node.outputs and node.inputs[0] in g.chains:
+        g.chains[node.outputs[0]] = g.chains[node.inputs[0]]
+    return True
+
+
+def _chain_of(g: Graph, tensor: str, stages: tuple[str, ...]) -> _Chain | None:
+    """The conv chain ending in `tensor`, when this op is its only reader and the chain is at one of `stages`."""
+    chain = g.chains.get(tensor)
+    if chain is None or chain.stage not in stages or not g.only_consumer(tensor):
+        return None
+    return chain
+
+
+def _absorb(g: Graph, node: Node, chain: _Chain, stage: str, by: str, extra: int = 0) -> bool:
+    g.fates[node.name] = Fate(runs=False, host=chain.host, by=by, extra_bytes=extra)
+    if node.outputs:
+        g.chains[node.outputs[0]] = _Chain(chain.host, stage)
+    return True
+
+
+@register_fusion("conv_bn", "BatchNormalization after a conv is folded into the conv's weights and bias")
+def _conv_bn(g: Graph, node: Node) -> bool:
+    if _base(node.op) not in ("BatchNormalization", "_native_batch_norm_legit_no_training", "batch_norm") \
+            or len(g.activations(node)) != 1 or not node.inputs:
+        return False
+    chain = _chain_of(g, node.inputs[0], ("conv",))
+    return chain is not None and _absorb(g, node, chain, "bn", "conv_bn")
+
+
+@register_fusion("conv_activation", "Relu, Clip (Relu6), Sigmoid, HardSigmoid, LeakyRelu or Tanh after a conv "
+                                    "runs inside the conv kernel (FusedConv)")
+def _conv_activation(g: Graph, node: Node) -> bool:
+    if node.op not in FUSABLE_ACTIVATIONS or not node.inputs:
+        return False
+    chain = _chain_of(g, node.inputs[0], ("conv", "bn", "add"))
+    return chain is not None and _absorb(g, node, chain, "act", "conv_activation")
+
+
+@register_fusion("conv_add_activation", "Add of a conv's output and a tensor of the same shape (a residual) "
+                                        "runs inside the conv kernel, which reads the other operand; an "
+                                        "activation after it fuses too")
+def _conv_add(g: Graph, node: Node) -> bool:
+    if _base(node.op) not in ("Add", "add") or len(node.inputs) != 2 or len(g.activations(node)) != 2:
+        return False
+    shapes = node.input_shapes
+    if len(shapes) != 2 or shapes[0] is None or shapes[0] != shapes[1]:
+        return False
+    for mine in (0, 1):
+        chain = _chain_of(g, node.inputs[mine], ("conv", "bn"))
+        other = shapes[1 - mine]
+        if chain is not None and other is not None:
+            extra = numel(other)  # elements; priced in bytes by the caller's dtype
+            return _absorb(g, node, chain, "add", "conv_add_activation", extra)
+    return False
+
+
+def fuse(nodes: Sequence[Node], fusions: Sequence[str]) -> dict[str, Fate]:
+    """Each node's fate under `fusions` (names in FUSIONS), applied in registry order per node."""
+    g = Graph(nodes)
+    rules = [FUSIONS[name][1] for name in FUSIONS if name in fusions]
+    for node in nodes:
+        if node.counted is not None and node.counted[0] == "conv" and node.outputs \
+                and "transpose" not in node.op.lower():
+            g.fates[node.name] = Fate()
+            g.chains[node.outputs[0]] = _Chain(node.name, "conv")
+            continue
+        if not any(rule(g, node) for rule in rules):
+            g.fates[node.name] = Fate()
+    return g.fates

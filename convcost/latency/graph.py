@@ -1,0 +1,123 @@
+"""Whole-model latency: every op of the model priced, after the runtime's fusions.
+
+    whole = run overhead + sum over nodes that run of their time
+    conv / matmul node: its roofline estimate (convcost.latency.roofline), plus the traffic of
+                        what it absorbed (a fused Add's other operand) at the copy bandwidth
+    any other node:     steps x overhead[family] + max(bytes / (bandwidth x memory_efficiency[family]),
+                                                       2 x MACs / (peak x efficiency.pointwise))
+
+`family` is the op's family (convcost.cost.nodes.FAMILIES: elementwise, pooling, resize, ...);
+`bytes` and MACs are its work (`node_work`); `steps` is 1, or the time steps x directions of a
+recurrent op, each of which is a kernel call of its own. A node absorbed by a fusion or folded
+away (convcost.latency.fusions) costs no call. A node whose op has no family is listed as
+unpriced with its name: the estimate says what it leaves out, never a silent zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from convcost.cost.nodes import FAMILIES, element_bytes, family_of, node_work, traffic_bytes
+from convcost.ir.model import Node
+from convcost.latency.fusions import Fate, fuse
+from convcost.latency.roofline import Roofline, peak_for
+
+#: Figures of the whole run rather than of one op family (`ops.run` in a profile).
+RUN = "run"
+
+
+@dataclass(frozen=True)
+class FamilyFigures:
+    """A profile's figures for one op family: per-call overhead and share of the copy bandwidth."""
+
+    overhead_us: float
+    memory_efficiency: float = 1.0
+
+
+@dataclass(frozen=True)
+class NodeEstimate:
+    """One node's share of the whole-model estimate."""
+
+    node: Node
+    ms: float
+    #: "conv" or "matmul" for counted ops, the family of any other, None where unpriced.
+    family: str | None
+    fate: Fate
+    bytes: int = 0
+
+
+@dataclass
+class WholeEstimate:
+    """A model's estimated time on one device, node by node."""
+
+    ms: float
+    run_ms: float
+    nodes: list[NodeEstimate] = field(default_factory=list)
+
+    def unpriced(self) -> dict[str, list[str]]:
+        """Op type -> names of the nodes that run but have no latency formula."""
+        out: dict[str, list[str]] = {}
+        for e in self.nodes:
+            if e.family is None and e.fate.runs:
+                out.setdefault(e.node.op, []).append(e.node.name)
+        return out
+
+
+def node_ms(roof: Roofline, figures: Mapping[str, FamilyFigures], node: Node, dtype: str) -> tuple[float, int]:
+    """Milliseconds and bytes of a node that is neither conv nor matmul (see the module docstring)."""
+    family = family_of(node.op)
+    work = node_work(node, dtype)
+    if family is None or work is None:
+        return 0.0, 0
+    fig = figures.get(family) or default_figures(roof)
+    memory = work.bytes / (roof.bandwidth_gbs * 1e9 * fig.memory_efficiency)
+    compute = 0.0
+    if work.macs:
+        rate = peak_for(roof, dtype) * 1e9 * roof.efficiency["pointwise"]
+        compute = 2 * work.macs / rate
+    return (work.steps * fig.overhead_us * 1e-6 + max(memory, compute)) * 1e3, work.bytes
+
+
+def default_figures(roof: Roofline) -> FamilyFigures:
+    """What a profile without `ops` figures implies for an op family: the smallest per-call overhead
+    of its conv kinds and the full copy bandwidth."""
+    return FamilyFigures(min(roof.overhead_us.values()), 1.0)
+
+
+def whole_model(
+    nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, FamilyFigures], fusions: Sequence[str],
+    dtype: str, conv_ms: Sequence[float], matmul_ms: Sequence[float],
+) -> WholeEstimate:
+    """The whole model's time: `conv_ms[i]` and `matmul_ms[i]` are the estimates of Model.convs[i]
+    and Model.matmuls[i] (the original op, or a variant's stages in its place)."""
+    run = figures[RUN].overhead_us * 1e-3 if RUN in figures else 0.0
+    if not nodes:  # a loader that records no nodes: the counted ops alone
+        return WholeEstimate(run + sum(conv_ms) + sum(matmul_ms), run)
+    fates = fuse(nodes, fusions)
+    bandwidth = roof.bandwidth_gbs * 1e9
+    extra: dict[str, int] = {}
+    for node in nodes:
+        fate = fates[node.name]
+        if fate.host is not None and fate.extra_bytes:
+            extra[fate.host] = extra.get(fate.host, 0) + fate.extra_bytes * element_bytes(node.dtype, dtype)
+    out: list[NodeEstimate] = []
+    for node in nodes:
+        fate = fates[node.name]
+        if not fate.runs:
+            out.append(NodeEstimate(node, 0.0, family_of(node.op), fate))
+        elif node.counted is not None:
+            kind, i = node.counted
+            ms = conv_ms[i] if kind == "conv" else matmul_ms[i]
+            added = extra.get(node.name, 0)
+            out.append(NodeEstimate(node, ms + added / bandwidth * 1e3, kind, fate,
+                                    traffic_bytes(node, dtype) + added))
+        else:
+            ms, moved = node_ms(roof, figures, node, dtype)
+            out.append(NodeEstimate(node, ms, family_of(node.op), fate, moved))
+    return WholeEstimate(run + sum(e.ms for e in out), run, out)
+
+
+def family_names() -> list[str]:
+    """Every op family a profile's `ops` may give figures for, and `run`."""
+    return [RUN, *FAMILIES]
