@@ -17,7 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from convcost.ir.model import Conv, MatMul, Op
+from convcost.latency.load import LoadMonitor
 from convcost.util.errors import InputError
+
+__all__ = ["LoadMonitor", "Measured", "Timing", "measure_many", "runner", "steady_allocator", "step"]
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -256,40 +259,3 @@ def measure_many(
                 planned = max(repeats, min(passes + math.ceil(left * passes / elapsed), 100 * repeats))
     return Measured([1e3 * statistics.median(s) for s in samples],
                     statistics.fmean(busy) if busy else None, dropped)
-
-
-class LoadMonitor:
-    """How much CPU other processes took while we measured (Linux /proc; None elsewhere).
-
-    Timings taken while another process competes for the cores are slow by an unknown amount;
-    `calibrate` and `bench` report this figure so that a reader can tell.
-    """
-
-    def __init__(self) -> None:
-        self._start = self._read()
-
-    @staticmethod
-    def _read() -> tuple[float, float, float] | None:
-        import os
-
-        try:
-            with open("/proc/stat") as fh:
-                fields = [float(v) for v in fh.readline().split()[1:]]
-            with open("/proc/self/stat") as fh:
-                own = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, ValueError, IndexError):
-            return None
-        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)
-        mine = float(own[11]) + float(own[12])  # utime + stime, all threads, in clock ticks
-        return busy, mine, time.monotonic() * os.sysconf("SC_CLK_TCK")
-
-    def others(self) -> float | None:
-        """Share of all cores' time used by other processes since the monitor started (0..1)."""
-        import os
-
-        end = self._read()
-        if self._start is None or end is None:
-            return None
-        busy, mine, ticks = (e - s for e, s in zip(end, self._start, strict=True))
-        cores = os.cpu_count() or 1
-        return max(0.0, min(1.0, (busy - mine) / max(ticks * cores, 1e-9)))

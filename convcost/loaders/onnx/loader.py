@@ -201,8 +201,11 @@ def _walk(scope: Scope) -> None:
         if handler is not None:
             convs, matmuls = len(ctx.convs), len(ctx.matmuls)
             handler(ctx, node, index)
-            counted: tuple[Literal["conv", "matmul"], int] | None = \
-                ("conv", convs) if len(ctx.convs) > convs else ("matmul", matmuls) if len(ctx.matmuls) > matmuls else None
+            counted: tuple[Literal["conv", "matmul"], int] | None = None
+            if len(ctx.convs) > convs:
+                counted = ("conv", convs)
+            elif len(ctx.matmuls) > matmuls:
+                counted = ("matmul", matmuls)
             ctx.nodes.append(_node(ctx, table, index, counted))
             continue
         if key[0] == "" and op in NOT_RUN:

@@ -1,0 +1,43 @@
+"""How busy the machine is while convcost measures (Linux /proc): shared by the torch and the
+onnxruntime timers, so it imports neither."""
+
+from __future__ import annotations
+
+import time
+
+
+class LoadMonitor:
+    """How much CPU other processes took while we measured (Linux /proc; None elsewhere).
+
+    Timings taken while another process competes for the cores are slow by an unknown amount;
+    `calibrate` and `bench` report this figure so that a reader can tell.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float] | None:
+        import os
+
+        try:
+            with open("/proc/stat") as fh:
+                fields = [float(v) for v in fh.readline().split()[1:]]
+            with open("/proc/self/stat") as fh:
+                own = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            return None
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)
+        mine = float(own[11]) + float(own[12])  # utime + stime, all threads, in clock ticks
+        return busy, mine, time.monotonic() * os.sysconf("SC_CLK_TCK")
+
+    def others(self) -> float | None:
+        """Share of all cores' time used by other processes since the monitor started (0..1)."""
+        import os
+
+        end = self._read()
+        if self._start is None or end is None:
+            return None
+        busy, mine, ticks = (e - s for e, s in zip(end, self._start, strict=True))
+        cores = os.cpu_count() or 1
+        return max(0.0, min(1.0, (busy - mine) / max(ticks * cores, 1e-9)))

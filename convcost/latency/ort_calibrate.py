@@ -1,0 +1,306 @@
+"""`convcost calibrate --runtime onnxruntime`: time small ONNX graphs in onnxruntime and fit a profile
+whose figures describe onnxruntime on this machine.
+
+What it measures, in one interleaved sampling (convcost.latency.ort_run):
+- the conv sweep (convcost.latency.sweep) and a few matmuls, one graph each: each op's own kernel
+  time from onnxruntime's profiler (layout reorders it inserts around a lone conv are not the conv's);
+- each op family (convcost.cost.nodes.FAMILIES) at a few sizes: per-call overhead and the share of
+  the bandwidth its traffic moves at;
+- two chains of small Adds: the executor's cost per node, and per `run` call;
+- for each conv fusion convcost models, graphs a, b and a -> b: the fusion counts as applied when
+  T(a) + T(b) - T(a -> b) > 0.5 x min(T(a), T(b)) (nn-Meter's rule), times net of the run overhead.
+
+Peak is the best conv rate seen and bandwidth the best rate of a memory-bound op; where the fit
+puts a kind above them, they are raised to what the fit implies (efficiencies stay shares of a peak).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import platform
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from convcost import __version__
+from convcost.cost import cost_of
+from convcost.cost.nodes import node_work
+from convcost.ir.model import Conv
+from convcost.latency.devices import DeviceProfile
+from convcost.latency.fit import FitResult, Sample, fit_roofline
+from convcost.latency.graph import RUN, FamilyFigures
+from convcost.latency.kinds import lineage
+from convcost.latency.ort_graphs import (
+    Probe,
+    chain_probe,
+    conv_probe,
+    family_probes,
+    fusion_probes,
+    matmul_probe,
+    sweep_matmuls,
+)
+from convcost.latency.ort_run import OrtTiming, Session, make_session, node_medians, runtime_info, time_sessions
+from convcost.latency.roofline import Roofline, Saturation
+from convcost.latency.sweep import full_convs, quick_convs, smoke_convs
+
+#: Nodes onnxruntime inserts to change layout (NCHW <-> NCHWc): not part of the op a probe measures.
+INSERTED = ("ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost")
+CHAIN = 40
+
+
+@dataclass(frozen=True)
+class OrtSweep:
+    convs: Callable[[], list[Conv]]
+    matmul_step: int  # every n-th of sweep_matmuls
+    family_step: int  # every n-th of the family sizes
+    timing: OrtTiming
+
+
+#: full: about 100 s in all (sessions, warm-up, a 60 s span); quick: under 30 s; smoke: for tests.
+ORT_SWEEPS: dict[str, OrtSweep] = {
+    "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0)),
+    "quick": OrtSweep(quick_convs, 2, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0)),
+    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2)),
+}
+
+
+@dataclass
+class OrtCalibration:
+    """What the onnxruntime calibration measured and fitted."""
+
+    fit: FitResult
+    samples: list[Sample]
+    families: dict[str, FamilyFigures]
+    family_quality: dict[str, tuple[int, float]]  # family -> (points, median |error|)
+    fusions: dict[str, dict[str, float]]  # fusion -> {a_ms, b_ms, ab_ms, saved_share}
+    applied: list[str]
+    peak_gflops: float
+    bandwidth_gbs: float
+    node_gap_us: float
+    run_overhead_us: float
+    threads: int
+    machine: str
+    date: str
+    others: float | None
+    sweep: str
+    raised: dict[str, float]  # "peak"/"bandwidth" -> the factor the fit raised it by
+
+
+def machine_description() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def _probe_ms(session: Session, warmup: int, op: str | None = None) -> float:
+    """The op's own kernel time: every node's median but the layout reorders onnxruntime inserts
+    (or, given `op`, only the nodes of that op type)."""
+    medians = node_medians(session, warmup)
+    ops = session.ops
+    return sum(ms for name, ms in medians.items()
+               if ops.get(name) not in INSERTED and (op is None or ops.get(name) == op))
+
+
+def _kernels(session: Session) -> int:
+    """Kernel calls per run (reorders aside), from the profiler."""
+    return sum(1 for name in session.kernel_ms() if session.ops.get(name) not in INSERTED)
+
+
+def _fit_family(points: Sequence[tuple[int, int, float, float]], bandwidth: float) -> tuple[float, float, float]:
+    """Least squares in relative error of t = steps x o + max(bytes / (bw x e), compute) over a family's
+    points (bytes, steps, compute_ms, ms): returns (overhead_us, memory efficiency, median |error|)."""
+    b = np.array([p[0] for p in points], float)
+    steps = np.array([p[1] for p in points], float)
+    compute = np.array([p[2] for p in points], float) * 1e-3
+    t = np.array([p[3] for p in points], float) * 1e-3
+
+    def predict(o: float, e: float) -> np.ndarray:
+        return steps * o + np.maximum(b / (bandwidth * e), compute)
+
+    best, best_err = (1e-6, 1.0), math.inf
+    for e in np.geomspace(0.005, 4.0, 120):
+        # for a fixed e the overhead is the weighted median-ish solution of a 1-D problem: scan it
+        rest = t - np.maximum(b / (bandwidth * e), compute)
+        candidates = np.clip(np.concatenate([rest / steps, [0.0]]), 0.0, None)
+        for o in np.unique(candidates):
+            err = float(np.sum(np.log(predict(o, e) / t) ** 2)) if np.all(predict(o, e) > 0) else math.inf
+            if err < best_err:
+                best, best_err = (float(o), float(e)), err
+    o, e = best
+    med = float(np.median(np.abs(predict(o, e) / t - 1)))
+    return o * 1e6, e, med
+
+
+def _physical(roof: Roofline, peak: float, bandwidth: float) -> tuple[Roofline, float, float, dict[str, float]]:
+    """Efficiencies and memory shares are shares of the peak and the bandwidth: where the fit put one
+    above 1, the best rate the sweep saw was not the peak -- raise the peak (bandwidth) to the rate the
+    fit implies and rescale every share, which leaves every estimate as it was."""
+    raised: dict[str, float] = {}
+    top = max(roof.efficiency.values())
+    if top > 1:
+        raised["peak"] = top
+        peak *= top
+        roof = replace(roof, peak_gflops={d: v * top for d, v in roof.peak_gflops.items()},
+                       efficiency={k: v / top for k, v in roof.efficiency.items()})
+    top = max(roof.memory_efficiency.values(), default=1.0)
+    if top > 1:
+        raised["bandwidth"] = top
+        bandwidth *= top
+        roof = replace(roof, bandwidth_gbs=roof.bandwidth_gbs * top,
+                       memory_efficiency={k: v / top for k, v in roof.memory_efficiency.items()})
+    return roof, peak, bandwidth, raised
+
+
+def calibrate_ort(sweep: str = "full", threads: int | None = None,
+                  tick: Callable[[int, int], None] | None = None) -> OrtCalibration:
+    """Time the sweep in onnxruntime with `threads` intra-op threads (default: all cores) and fit."""
+    from convcost.latency.ort_run import all_cores
+
+    plan = ORT_SWEEPS[sweep]
+    threads = threads or all_cores()
+    convs = plan.convs()
+    probes: list[Probe] = [conv_probe(c) for c in convs]
+    probes += [matmul_probe(m) for m in sweep_matmuls(plan.matmul_step)]
+    probes += family_probes(plan.family_step)
+    profiled = [make_session(p.model, threads, profiling=True) for p in probes]
+    chains = {n: make_session(chain_probe(n), threads) for n in (1, CHAIN)}
+    chains_profiled = {n: make_session(chain_probe(n), threads, profiling=True) for n in (1, CHAIN)}
+    fusion = fusion_probes()
+    fusion_sessions = [make_session(m, threads) for f in fusion for m in (f.a, f.b, f.ab)]
+    fusion_counts = [make_session(m, threads, profiling=True) for f in fusion for m in (f.a, f.b, f.ab)]
+    for s in fusion_counts:
+        s.run()
+    sessions = [*profiled, *chains.values(), *chains_profiled.values(), *fusion_sessions]
+    timed = time_sessions(sessions, plan.timing, tick)
+    walls = timed.medians()
+    warm = plan.timing.warmup
+    probe_ms = [_probe_ms(s, warm, p.target.op if p.family else None) for p, s in zip(probes, profiled, strict=True)]
+
+    # The executor: a run of n Adds costs R + n x (k + gap); k is the Add's own kernel time.
+    n_probes = len(profiled)
+    w1, wk = walls[n_probes], walls[n_probes + 1]
+    k1 = _probe_ms(chains_profiled[1], warm)
+    kk = _probe_ms(chains_profiled[CHAIN], warm) / CHAIN
+    gap = max((wk - w1) / (CHAIN - 1) - kk, 0.0)
+    run = max(w1 - k1 - gap, 0.0)
+
+    # Fusions: a -> b runs fewer kernels than a and b apart (the profiler's count), and the times
+    # (net of the run overhead) show what it saves.
+    fusion_walls = walls[n_probes + 4:]
+    checks: dict[str, dict[str, float]] = {}
+    applied = ["constant_folding", "eliminate_identity"]  # applied at every optimization level above none
+    for i, f in enumerate(fusion):
+        a, b, ab = (max(w - run, 1e-6) for w in fusion_walls[3 * i: 3 * i + 3])
+        ka, kb, kab = (_kernels(s) for s in fusion_counts[3 * i: 3 * i + 3])
+        saved = (a + b - ab) / min(a, b)
+        checks[f.fusion] = {"a_ms": round(a, 5), "b_ms": round(b, 5), "ab_ms": round(ab, 5),
+                            "saved_share_of_min": round(saved, 3), "kernels_a_b": ka + kb, "kernels_ab": kab}
+        if kab < ka + kb:
+            applied.append(f.fusion)
+
+    op_samples = [Sample(p.op, ms) for p, ms in zip(probes, probe_ms, strict=True) if p.op is not None and ms > 0]
+    peak = max(2 * cost_of(s.op).macs / (s.ms * 1e-3) for s in op_samples) / 1e9
+    family_points: dict[str, list[tuple[int, int, float, float]]] = {}
+    rates = []
+    for p, ms in zip(probes, probe_ms, strict=True):
+        if p.family is None or ms <= 0:
+            continue
+        work = node_work(p.nodes[0])
+        assert work is not None
+        compute = 2 * work.macs / (peak * 1e9) * 1e3 if work.macs else 0.0
+        family_points.setdefault(p.family, []).append((work.bytes, work.steps, compute, ms))
+        if p.family in ("elementwise", "data_movement") and work.bytes:
+            rates.append(work.bytes / (ms * 1e-3))
+    bandwidth = max(rates) / 1e9
+    fit = fit_roofline(op_samples, peak, bandwidth)
+    roof, peak, bandwidth, raised = _physical(fit.roofline, peak, bandwidth)
+    families: dict[str, FamilyFigures] = {}
+    quality: dict[str, tuple[int, float]] = {}
+    top_share = 1.0
+    fitted = {}
+    for family, points in family_points.items():
+        if family == "view":
+            overhead = statistics.median(p[3] for p in points) * 1e3
+            fitted[family] = (overhead, 1.0, 0.0)
+        else:
+            fitted[family] = _fit_family(points, bandwidth * 1e9)
+        top_share = max(top_share, fitted[family][1])
+    if top_share > 1:  # as for convs: the best copy rate seen was not the bandwidth
+        raised["bandwidth"] = raised.get("bandwidth", 1.0) * top_share
+        bandwidth *= top_share
+        roof = replace(roof, bandwidth_gbs=bandwidth,
+                       memory_efficiency={k: v / top_share for k, v in roof.memory_efficiency.items()})
+    for family, (overhead, share, med) in fitted.items():
+        families[family] = FamilyFigures(overhead + gap * 1e3, share / top_share)
+        quality[family] = (len(family_points[family]), med)
+    families[RUN] = FamilyFigures(run * 1e3)
+    gap_us = gap * 1e3
+    roof = replace(roof, overhead_us={k: v + gap_us for k, v in roof.overhead_us.items()})
+    fit = FitResult(roof, fit.quality, fit.macs_per_ms)
+    return OrtCalibration(fit, op_samples, families, quality, checks, applied, peak, bandwidth, gap_us, run * 1e3,
+                          threads, machine_description(), dt.date.today().isoformat(), timed.others, sweep, raised)
+
+
+def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<calibrate>") -> DeviceProfile:
+    """The profile `calibrate --runtime onnxruntime` writes: every figure says how it was measured or fitted."""
+    roof = cal.fit.roofline
+    runtime = runtime_info(cal.threads)
+    where = f"calibrated on {cal.machine}, onnxruntime {runtime['version']}, {cal.threads} thread(s), {cal.date}"
+    n = len(cal.samples)
+    raised = {k: f" (raised x{v:.3g} to the rate the fit implies)" for k, v in cal.raised.items()}
+    sources = {
+        "peak_gflops.float32": f"{where}: best kernel rate of {n} swept convs and matmuls{raised.get('peak', '')}",
+        "memory_bandwidth_gbs": f"{where}: best rate of the elementwise and copy probes{raised.get('bandwidth', '')}",
+    }
+    gap = f"; includes {cal.node_gap_us:.3g} us of executor time per node"
+    for kind in roof.efficiency:
+        count, med, within = cal.fit.quality.get(kind, (0, math.nan, math.nan))
+        home = next((k for k in lineage(kind)[1:] if k in cal.fit.quality), None)
+        text = (f"{where}: least-squares fit to {count} swept ops of this kind "
+                f"(median |error| {med:.0%}, {within:.0%} within 25%)") if count else \
+            f"{where}: no swept op of this kind; the {home} figures" if home else \
+            f"{where}: no swept op of this kind; starting value of the fit"
+        sources[f"efficiency.{kind}"] = text
+        sources[f"overhead_us.{kind}"] = text + gap
+        for key in (*(f"saturation.{k}" for k in Saturation.PER_KIND), "memory_efficiency"):
+            sources[f"{key}.{kind}"] = text
+    sources["saturation.reduction"] = f"{where}: least-squares fit to all {n} swept ops"
+    for family in cal.families:
+        if family == RUN:
+            sources[f"ops.{RUN}.overhead_us"] = (f"{where}: a 1-node graph's run time minus its kernel and executor "
+                                                 f"time (chains of 1 and {CHAIN} Adds)")
+            continue
+        count, med = cal.family_quality[family]
+        text = f"{where}: fit to {count} probe graphs (median |error| {med:.0%})"
+        sources[f"ops.{family}.overhead_us"] = text + gap
+        sources[f"ops.{family}.memory_efficiency"] = text
+    calibration: dict[str, Any] = {
+        "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads,
+        "other_processes_cpu": None if cal.others is None else round(cal.others, 3),
+        "macs_per_ms": float(f"{cal.fit.macs_per_ms:.6g}"),
+        "node_overhead_us": round(cal.node_gap_us, 3), "run_overhead_us": round(cal.run_overhead_us, 3),
+        "fusion_checks": cal.fusions,
+        "points_ms": {s.op.name: float(f"{s.ms:.4g}") for s in cal.samples},
+    }
+    return DeviceProfile(
+        name=name, description=f"Calibrated with convcost {__version__}: {cal.machine}; onnxruntime "
+                               f"{runtime['version']} CPUExecutionProvider, {cal.threads} intra-op "
+                               f"thread{'s' if cal.threads > 1 else ''}",
+        roofline=roof, path=path, sources=sources, threads=cal.threads, clock="wall", machine=cal.machine,
+        calibration=calibration, runtime=runtime, fusions=tuple(cal.applied), ops=dict(cal.families))
+
+
+__all__ = ["ORT_SWEEPS", "OrtCalibration", "calibrate_ort", "ort_profile"]

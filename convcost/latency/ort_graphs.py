@@ -1,0 +1,333 @@
+"""Small ONNX graphs that `calibrate --runtime onnxruntime` times: one conv or matmul of the sweep,
+one op of each family at a few sizes, and the pairs a -> b whose fusion it checks.
+
+Each graph is built with onnx.helper at opset 17, random float32 weights, and comes with the IR
+nodes convcost prices it by (`Probe.nodes`), so the fit sees exactly what the estimate will see.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from convcost.ir.model import Conv, MatMul, Node, Shape
+from convcost.ir.shapes import make_conv
+
+OPSET = 17
+FLOAT = TensorProto.FLOAT
+
+
+@dataclass
+class Probe:
+    """One graph to time: its model, what it stands for, and the IR nodes that price it."""
+
+    name: str
+    model: onnx.ModelProto
+    #: The op the graph holds (a Conv or MatMul of the sweep), or None for a family / fusion probe.
+    op: Conv | MatMul | None = None
+    #: The IR nodes of the graph, in order, as a loader would produce them.
+    nodes: list[Node] = field(default_factory=list)
+    family: str | None = None
+
+    @property
+    def target(self) -> Node:
+        """The node the probe measures (the last; any before it only prepare its input)."""
+        return self.nodes[-1]
+
+
+class _Builder:
+    """Collects nodes, initializers and IR nodes of one graph."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.ir: list[Node] = []
+        self.shapes: dict[str, Shape] = {}
+        self.rng = np.random.default_rng(0)
+        self.count = 0
+        self.constants: set[str] = set()
+
+    def input(self, shape: Shape, name: str = "x") -> str:
+        self.inputs.append(helper.make_tensor_value_info(name, FLOAT, list(shape)))
+        self.shapes[name] = shape
+        return name
+
+    def const(self, array: np.ndarray, name: str | None = None) -> str:
+        name = name or f"c{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(array, name))
+        self.constants.add(name)
+        self.shapes[name] = tuple(array.shape)
+        return name
+
+    def weight(self, shape: Shape) -> str:
+        return self.const((self.rng.standard_normal(shape) * 0.1).astype(np.float32))
+
+    def op(self, op: str, inputs: Sequence[str], out_shape: Shape, counted: tuple[Any, int] | None = None,
+           outputs: int = 1, out_shapes: Sequence[Shape] | None = None, **attrs: Any) -> str:
+        self.count += 1
+        outs = [f"t{self.count}_{i}" for i in range(outputs)]
+        shapes = list(out_shapes) if out_shapes else [out_shape]
+        self.nodes.append(helper.make_node(op, list(inputs), outs, name=f"n{self.count}_{op}", **attrs))
+        const = frozenset(i for i, t in enumerate(inputs) if t in self.constants)
+        self.ir.append(Node(
+            name=f"n{self.count}_{op}", op=op, inputs=tuple(inputs), outputs=tuple(outs),
+            input_shapes=tuple(self.shapes.get(t) for t in inputs), output_shapes=tuple(shapes),
+            dtype="float32", constant=const, attrs=dict(attrs), counted=counted))
+        for o, s in zip(outs, shapes, strict=False):
+            self.shapes[o] = s
+        return outs[0]
+
+    def model(self, outputs: Sequence[str]) -> onnx.ModelProto:
+        outs = [helper.make_tensor_value_info(o, FLOAT, list(self.shapes[o])) for o in outputs]
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, outs, self.inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+
+
+def _conv_node(b: _Builder, conv: Conv, x: str, index: int = 0) -> str:
+    r = conv.rank
+    if conv.op == "ConvTranspose":
+        w = b.weight((conv.in_channels, conv.out_channels // conv.groups, *conv.kernel))
+        extra = {"output_padding": list(conv.output_padding)} if any(conv.output_padding) else {}
+    else:
+        w = b.weight((conv.out_channels, conv.in_channels // conv.groups, *conv.kernel))
+        extra = {}
+    inputs = [x, w] + ([b.weight((conv.out_channels,))] if conv.bias else [])
+    return b.op(conv.op, inputs, conv.output_shape, ("conv", index), kernel_shape=list(conv.kernel),
+                strides=list(conv.stride), pads=list(conv.padding) or [0] * (2 * r),
+                dilations=list(conv.dilation), group=conv.groups, **extra)
+
+
+def conv_probe(conv: Conv) -> Probe:
+    b = _Builder("conv")
+    y = _conv_node(b, conv, b.input(conv.input_shape))
+    return Probe(conv.name, b.model([y]), conv, b.ir)
+
+
+def matmul_probe(mm: MatMul) -> Probe:
+    """A layer with a constant weight runs as Gemm (x (rows, k) by W (k, n), plus bias); a product of
+    two activations as a batched MatMul."""
+    b = _Builder("matmul")
+    if mm.params:
+        x = b.input((mm.batch * mm.m, mm.k))
+        ins = [x, b.weight((mm.k, mm.n))] + ([b.weight((mm.n,))] if mm.params > mm.k * mm.n else [])
+        y = b.op("Gemm", ins, (mm.batch * mm.m, mm.n), ("matmul", 0))
+    else:
+        x, w = b.input((mm.batch, mm.m, mm.k)), b.input((mm.batch, mm.k, mm.n), "w")
+        y = b.op("MatMul", [x, w], (mm.batch, mm.m, mm.n), ("matmul", 0))
+    return Probe(mm.name, b.model([y]), mm, b.ir)
+
+
+#: The matmuls of the sweep: classifier heads, transformer projections and attention products.
+def sweep_matmuls(scale: int = 1) -> list[MatMul]:
+    shapes = [(1, 1, 2048, 1000, True), (1, 1, 1280, 1000, True), (1, 1, 512, 10, True), (1, 197, 384, 384, True),
+              (1, 197, 384, 1536, True), (1, 50, 512, 512, True), (1, 64, 256, 1024, True), (6, 197, 64, 197, False),
+              (6, 197, 197, 64, False), (8, 32, 32, 32, False), (4, 128, 64, 128, False), (1, 4096, 64, 64, True)]
+    out = [MatMul(f"matmul {b}x{m}x{k}x{n}", "Gemm" if w else "MatMul", b, m, k, n, params=k * n + n if w else 0)
+           for b, m, k, n, w in shapes]
+    return out[::scale]
+
+
+def _nchw(c: int, hw: int) -> Shape:
+    return (1, c, hw, hw)
+
+
+def _family_probe(family: str, name: str, build: Any) -> Probe:
+    b = _Builder(family)
+    outs = build(b)
+    return Probe(name, b.model(outs if isinstance(outs, list) else [outs]), None, b.ir, family)
+
+
+#: Activation maps the family probes run on: tiny to large (elements 512 .. 1.6 M).
+SIZES: tuple[tuple[int, int], ...] = ((8, 8), (16, 28), (32, 56), (64, 56), (128, 56), (64, 112), (256, 28))
+
+
+def _unary(op: str, **attrs: Any) -> Any:
+    def build(b: _Builder, c: int, hw: int) -> str:
+        return b.op(op, [b.input(_nchw(c, hw))], _nchw(c, hw), **attrs)
+
+    return build
+
+
+def _binary(op: str, broadcast: bool = False) -> Any:
+    def build(b: _Builder, c: int, hw: int) -> str:
+        other = b.input((1, c, 1, 1) if broadcast else _nchw(c, hw), "y")
+        return b.op(op, [b.input(_nchw(c, hw)), other], _nchw(c, hw))
+
+    return build
+
+
+def _clip(b: _Builder, c: int, hw: int) -> str:
+    lo, hi = b.const(np.array(0, np.float32)), b.const(np.array(6, np.float32))
+    return b.op("Clip", [b.input(_nchw(c, hw)), lo, hi], _nchw(c, hw))
+
+
+def _concat(b: _Builder, c: int, hw: int) -> str:
+    return b.op("Concat", [b.input(_nchw(c, hw)), b.input(_nchw(c, hw), "y")], _nchw(2 * c, hw), axis=1)
+
+
+def _shuffle(b: _Builder, c: int, hw: int) -> str:
+    x = b.input((1, 2, c // 2, hw, hw))
+    return b.op("Transpose", [x], (1, c // 2, 2, hw, hw), perm=[0, 2, 1, 3, 4])
+
+
+def _slice(b: _Builder, c: int, hw: int) -> str:
+    starts, ends, axes = (b.const(np.array([v], np.int64)) for v in (0, c // 2, 1))
+    return b.op("Slice", [b.input(_nchw(c, hw)), starts, ends, axes], _nchw(c // 2, hw))
+
+
+def _maxpool(b: _Builder, c: int, hw: int) -> str:
+    out = (hw - 1) // 2 + 1
+    return b.op("MaxPool", [b.input(_nchw(c, hw))], _nchw(c, out), kernel_shape=[3, 3], strides=[2, 2],
+                pads=[1, 1, 1, 1])
+
+
+def _avgpool(b: _Builder, c: int, hw: int) -> str:
+    return b.op("AveragePool", [b.input(_nchw(c, hw))], _nchw(c, hw // 2), kernel_shape=[2, 2], strides=[2, 2])
+
+
+def _gap(b: _Builder, c: int, hw: int) -> str:
+    return b.op("GlobalAveragePool", [b.input(_nchw(c, hw))], (1, c, 1, 1))
+
+
+def _reduce(b: _Builder, c: int, hw: int) -> str:
+    return b.op("ReduceMean", [b.input(_nchw(c, hw))], (1, c, 1, 1), axes=[2, 3], keepdims=1)
+
+
+def _softmax(b: _Builder, c: int, hw: int) -> str:
+    heads, length = max(1, c // 32), hw * 4
+    shape = (1, heads, length, length)
+    return b.op("Softmax", [b.input(shape)], shape, axis=-1)
+
+
+def _layernorm(b: _Builder, c: int, hw: int) -> str:
+    shape = (1, hw * hw // 4 or 1, c * 2)
+    scale, bias = b.weight((c * 2,)), b.weight((c * 2,))
+    return b.op("LayerNormalization", [b.input(shape), scale, bias], shape, axis=-1)
+
+
+def _resize(mode: str) -> Any:
+    def build(b: _Builder, c: int, hw: int) -> str:
+        scales = b.const(np.array([1, 1, 2, 2], np.float32))
+        extra = {"coordinate_transformation_mode": "half_pixel"} if mode == "linear" else {}
+        return b.op("Resize", [b.input(_nchw(c, hw // 2 or 1)), "", scales], _nchw(c, 2 * (hw // 2 or 1)),
+                    mode=mode, **extra)
+
+    return build
+
+
+def _recurrent(op: str) -> Any:
+    gates = {"LSTM": 4, "GRU": 3}[op]
+
+    def build(b: _Builder, c: int, hw: int) -> str:
+        seq, inp, hidden = max(4, hw // 2), c * 2, c * 2
+        w, r = b.weight((1, gates * hidden, inp)), b.weight((1, gates * hidden, hidden))
+        x = b.input((seq, 1, inp))
+        return b.op(op, [x, w, r], (seq, 1, 1, hidden), hidden_size=hidden)
+
+    return build
+
+
+def _reshape(b: _Builder, c: int, hw: int) -> str:
+    """A Reshape of an intermediate tensor (a graph input cannot be aliased, so a Relu makes one)."""
+    shape = b.const(np.array([1, -1], np.int64))
+    x = b.op("Relu", [b.input(_nchw(c, hw))], _nchw(c, hw))
+    return b.op("Reshape", [x, shape], (1, c * hw * hw))
+
+
+#: Per family, the graphs that measure it: (label, builder(b, channels, side)).
+FAMILY_PROBES: dict[str, list[tuple[str, Any]]] = {
+    "elementwise": [("Relu", _unary("Relu")), ("Add", _binary("Add")), ("Mul bcast", _binary("Mul", True)),
+                    ("Clip", _clip)],
+    "transcendental": [("Sigmoid", _unary("Sigmoid")), ("HardSwish", _unary("HardSwish")),
+                       ("Tanh", _unary("Tanh")), ("Erf", _unary("Erf"))],
+    "data_movement": [("Concat", _concat), ("Transpose shuffle", _shuffle), ("Slice", _slice)],
+    "pooling": [("MaxPool 3x3/2", _maxpool), ("AveragePool 2x2/2", _avgpool), ("GlobalAveragePool", _gap)],
+    "reduction": [("ReduceMean", _reduce)],
+    "softmax": [("Softmax", _softmax)],
+    "normalization": [("LayerNormalization", _layernorm)],
+    "resize": [("Resize nearest", _resize("nearest")), ("Resize linear", _resize("linear"))],
+    "recurrent": [("LSTM", _recurrent("LSTM")), ("GRU", _recurrent("GRU"))],
+    "view": [("Reshape", _reshape)],
+}
+
+
+def family_probes(every: int = 1) -> list[Probe]:
+    """Every family's graphs at SIZES (every `every`-th size; the tiny and the largest always)."""
+    probes = []
+    sizes = [s for i, s in enumerate(SIZES) if i % every == 0 or i in (0, len(SIZES) - 1)]
+    for family, builders in FAMILY_PROBES.items():
+        for label, build in builders:
+            for c, hw in sizes:
+                if family == "recurrent" and c * hw > 4096:
+                    continue
+                probes.append(_family_probe(family, f"{label} {c}x{hw}x{hw}",
+                                            lambda b, build=build, c=c, hw=hw: build(b, c, hw)))
+    return probes
+
+
+@dataclass
+class FusionProbe:
+    """A fusion check: a alone, b alone, and a -> b, each a graph (times compared by nn-Meter's rule)."""
+
+    fusion: str
+    a: onnx.ModelProto
+    b: onnx.ModelProto
+    ab: onnx.ModelProto
+
+
+def _pair_conv(c: int = 64, hw: int = 56) -> Conv:
+    return make_conv(name="pair", op="Conv", input_shape=(1, c, hw, hw), out_channels=c, kernel=(1, 1),
+                     stride=(1, 1), padding=(0, 0, 0, 0))
+
+
+def fusion_probes() -> list[FusionProbe]:
+    """One probe per conv fusion convcost models: conv -> BatchNormalization, conv -> Relu, and
+    conv -> Add (a residual of the same shape) -> Relu."""
+    conv = _pair_conv()
+    shape = conv.output_shape
+    c = shape[1]
+
+    def conv_only() -> onnx.ModelProto:
+        b = _Builder("a")
+        return b.model([_conv_node(b, conv, b.input(conv.input_shape))])
+
+    def bn(b: _Builder, x: str) -> str:
+        ones = np.ones(c, np.float32)
+        params = [b.const(ones * 1.1), b.const(ones * 0.1), b.const(ones * 0.2), b.const(ones * 0.9)]
+        return b.op("BatchNormalization", [x, *params], shape)
+
+    def relu(b: _Builder, x: str) -> str:
+        return b.op("Relu", [x], shape)
+
+    def add_relu(b: _Builder, x: str) -> str:
+        return relu(b, b.op("Add", [x, b.input(shape, "r")], shape))
+
+    probes = []
+    for name, after in (("conv_bn", bn), ("conv_activation", relu), ("conv_add_activation", add_relu)):
+        alone = _Builder("b")
+        b_out = after(alone, alone.input(shape))
+        chain = _Builder("ab")
+        ab_out = after(chain, _conv_node(chain, conv, chain.input(conv.input_shape)))
+        probes.append(FusionProbe(name, conv_only(), alone.model([b_out]), chain.model([ab_out])))
+    return probes
+
+
+def chain_probe(length: int) -> onnx.ModelProto:
+    """`length` Adds of a small tensor one after another: the executor's cost per node and per run."""
+    b = _Builder("chain")
+    x = b.input((1, 8, 8, 8))
+    for _ in range(length):
+        x = b.op("Add", [x, b.const(np.ones((1, 8, 1, 1), np.float32), f"c{b.count}")], (1, 8, 8, 8))
+    return b.model([x])
+
+
+def elements(shape: Shape) -> int:
+    return math.prod(shape)

@@ -1,0 +1,101 @@
+"""The conv shapes `calibrate` times: a fixed grid of generic convs of every kind (dense, pointwise,
+depthwise, grouped, small-channel; 1-D, 2-D, 3-D, transposed; tiny ones that expose the per-call
+overhead), not the layers of any particular model. Plain IR convs, so the torch and the onnxruntime
+sweeps time the same shapes.
+"""
+
+from __future__ import annotations
+
+from convcost.ir.model import Conv, ConvOp
+from convcost.ir.shapes import make_conv
+
+
+def _conv(cin: int, cout: int, k: int, hw: int, stride: int = 1, groups: int = 1, rank: int = 2,
+          op: ConvOp = "Conv", depth: int | None = None) -> Conv:
+    """A conv on a square (cubic) map of side `hw`; a 3-D one may have its own `depth` (frames)."""
+    pad = (k - 1) // 2
+    kind = op
+    spatial = (hw,) * rank if depth is None else (depth,) + (hw,) * (rank - 1)
+    where = "x".join(map(str, spatial)) if depth else str(hw)
+    return make_conv(
+        name=f"{kind}{rank}d {cin}->{cout} k{k} s{stride} g{groups} @{where}", op=kind,
+        input_shape=(1, cin) + spatial, out_channels=cout, kernel=(k,) * rank, stride=(stride,) * rank,
+        padding=(pad,) * (2 * rank), groups=groups,
+        output_padding=(stride - 1,) * rank if kind == "ConvTranspose" else None)
+
+
+def full_convs() -> list[Conv]:
+    ops: list[Conv] = []
+    # Dense 3x3: channels x resolution, as deep nets shrink the map while adding channels.
+    for c in (16, 32, 64, 128, 256, 512, 1024):
+        for hw in (7, 14, 28, 56, 112, 224):
+            if 4 <= c * hw <= 8192 and c * c * hw * hw * 9 <= 2e9:
+                ops.append(_conv(c, c, 3, hw))
+    ops += [_conv(c, 2 * c, 3, hw, stride=2) for c, hw in ((32, 112), (64, 56), (128, 28), (256, 14), (512, 14))]
+    ops += [_conv(64, 192, 5, 28), _conv(48, 128, 5, 56), _conv(32, 64, 7, 56, stride=2), _conv(128, 128, 7, 14)]
+    # Channel counts that change by 4x (bottlenecks, dense-block growth, branch heads): few outputs
+    # over a deep reduction, and the reverse; the grid above only has C_out = C_in (or 2 C_in).
+    ops += [_conv(c, c // 4, 3, hw) for c, hw in ((64, 112), (128, 56), (256, 28), (512, 14), (1024, 7))]
+    ops += [_conv(c // 4, c, 3, hw) for c, hw in ((128, 56), (512, 14))]
+    # Pointwise: expansions, projections and square ones, small to large maps.
+    for cin, cout in ((16, 64), (64, 16), (64, 64), (32, 192), (192, 32), (128, 512), (512, 128), (256, 256),
+                      (256, 1024), (1024, 256), (512, 2048), (2048, 512), (960, 160), (160, 960)):
+        for hw in (7, 14, 28, 56, 112):
+            if cin * cout * hw * hw <= 8e8 and min(cin, cout) * hw >= 256:
+                ops.append(_conv(cin, cout, 1, hw))
+    ops += [_conv(512, 128, 1, 1), _conv(128, 512, 1, 1), _conv(1024, 1024, 1, 1)]
+    # Depthwise 3x3 and 5x5, stride 1 and 2.
+    for c in (16, 32, 64, 128, 256, 512, 1024):
+        for hw in (7, 14, 28, 56, 112):
+            if 1024 <= c * hw <= 16384:
+                ops.append(_conv(c, c, 3, hw, groups=c))
+                if hw >= 14:
+                    ops.append(_conv(c, c, 3, hw, stride=2, groups=c))
+    ops += [_conv(c, c, 5, hw, groups=c) for c, hw in ((64, 56), (128, 28), (256, 14), (512, 7), (1024, 7))]
+    ops += [_conv(c, c, 5, hw, stride=2, groups=c) for c, hw in ((96, 56), (384, 14))]
+    # Grouped: few to many channels per group.
+    for c, hw, g in ((64, 56, 4), (128, 28, 4), (256, 14, 4), (512, 7, 4), (64, 112, 32), (128, 56, 32),
+                     (256, 28, 32), (512, 14, 32), (1024, 7, 32), (96, 56, 8), (192, 28, 8), (384, 14, 16),
+                     (32, 112, 2), (240, 28, 3), (768, 14, 2)):
+        ops.append(_conv(c, c, 3, hw, groups=g))
+    ops += [_conv(256, 256, 1, 28, groups=8), _conv(96, 96, 1, 56, groups=4), _conv(512, 1024, 3, 14, 2, 32)]
+    # Small channel counts: RGB stems, thin heads, squeeze convs.
+    ops += [_conv(3, 32, 3, 224, 2), _conv(3, 64, 7, 224, 2), _conv(3, 16, 3, 112), _conv(3, 96, 11, 224, 4),
+            _conv(16, 3, 3, 112), _conv(32, 2, 1, 56), _conv(2, 32, 1, 28), _conv(64, 3, 3, 56),
+            _conv(3, 3, 3, 224, groups=3), _conv(480, 3, 1, 1), _conv(3, 480, 1, 1)]
+    # 1-D, 3-D and transposed convs.
+    ops += [_conv(128, 128, 3, 1024, rank=1), _conv(512, 512, 3, 128, rank=1), _conv(1, 64, 63, 8000, 4, rank=1),
+            _conv(64, 64, 1, 512, rank=1), _conv(256, 256, 5, 64, groups=256, rank=1),
+            _conv(64, 64, 3, 16, groups=64, rank=3), _conv(3, 32, 3, 32, rank=3), _conv(3, 64, 3, 32, rank=3)]
+    ops += [_conv(c, c, 3, hw, rank=3)
+            for c, hw in ((32, 16), (64, 16), (64, 32), (128, 8), (128, 16), (256, 8), (512, 4))]
+    ops += [_conv(16, 64, 1, 16, rank=3), _conv(256, 64, 1, 8, rank=3), _conv(64, 64, 3, 16, 2, rank=3),
+            _conv(32, 32, 3, 16, groups=4, rank=3)]
+    # Video-shaped clips (few frames, wide maps) on both sides of PyTorch's oneDNN / vol2col line
+    # (kinds.NATIVE_PLANE): the same conv can run at half the rate just below it.
+    ops += [_conv(c, c, 3, hw, rank=3, depth=d) for c, d, hw in ((64, 16, 28), (256, 8, 14), (32, 16, 56), (512, 4, 7))]
+    ops += [_conv(cin, cout, k, hw, s, op="ConvTranspose") for cin, cout, k, hw, s in (
+        (128, 64, 4, 14, 2), (32, 16, 3, 56, 2), (256, 128, 2, 28, 2), (64, 64, 3, 28, 1), (512, 256, 4, 7, 2),
+        (16, 8, 4, 112, 2), (64, 32, 3, 56, 2))]
+    ops += tiny_convs()
+    return ops
+
+
+def tiny_convs() -> list[Conv]:
+    """Tiny convs of every kind: their time is almost all per-call overhead."""
+    return [_conv(8, 8, 3, 4), _conv(16, 16, 1, 4), _conv(16, 16, 3, 4, groups=16), _conv(16, 16, 3, 4, groups=4),
+            _conv(3, 8, 3, 4), _conv(64, 64, 1, 1), _conv(32, 32, 3, 2, groups=32), _conv(32, 32, 3, 2, groups=8),
+            _conv(8, 8, 3, 4, rank=3), _conv(8, 8, 5, 4, rank=3)]  # a vol2col and a oneDNN 3-D conv
+
+
+def quick_convs() -> list[Conv]:
+    """Every third op of the full grid, plus all the tiny ones: about a third of the time."""
+    full = full_convs()
+    tiny = tiny_convs()
+    return [op for i, op in enumerate(full[: len(full) - len(tiny)]) if i % 3 == 0] + tiny
+
+
+def smoke_convs() -> list[Conv]:
+    """A handful of small convs, one or two of each kind: for tests of the command itself."""
+    return [_conv(16, 16, 3, 14), _conv(16, 32, 1, 14), _conv(16, 16, 3, 14, groups=16), _conv(16, 16, 3, 14, groups=4),
+            _conv(3, 16, 3, 28, 2)] + tiny_convs()[:3]
