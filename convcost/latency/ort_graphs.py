@@ -71,10 +71,10 @@ class _Builder:
         return self.const((self.rng.standard_normal(shape) * 0.1).astype(np.float32))
 
     def op(self, op: str, inputs: Sequence[str], out_shape: Shape, counted: tuple[Any, int] | None = None,
-           outputs: int = 1, out_shapes: Sequence[Shape] | None = None, **attrs: Any) -> str:
+           **attrs: Any) -> str:
         self.count += 1
-        outs = [f"t{self.count}_{i}" for i in range(outputs)]
-        shapes = list(out_shapes) if out_shapes else [out_shape]
+        outs = [f"t{self.count}_0"]
+        shapes = [out_shape]
         self.nodes.append(helper.make_node(op, list(inputs), outs, name=f"n{self.count}_{op}", **attrs))
         const = frozenset(i for i, t in enumerate(inputs) if t in self.constants)
         self.ir.append(Node(
@@ -95,7 +95,7 @@ def _conv_node(b: _Builder, conv: Conv, x: str, index: int = 0) -> str:
     r = conv.rank
     if conv.op == "ConvTranspose":
         w = b.weight((conv.in_channels, conv.out_channels // conv.groups, *conv.kernel))
-        extra = {"output_padding": list(conv.output_padding)} if any(conv.output_padding) else {}
+        extra: dict[str, Any] = {"output_padding": list(conv.output_padding)} if any(conv.output_padding) else {}
     else:
         w = b.weight((conv.out_channels, conv.in_channels // conv.groups, *conv.kernel))
         extra = {}
@@ -216,7 +216,7 @@ def _layernorm(b: _Builder, c: int, hw: int) -> str:
 def _resize(mode: str) -> Any:
     def build(b: _Builder, c: int, hw: int) -> str:
         scales = b.const(np.array([1, 1, 2, 2], np.float32))
-        extra = {"coordinate_transformation_mode": "half_pixel"} if mode == "linear" else {}
+        extra: dict[str, Any] = {"coordinate_transformation_mode": "half_pixel"} if mode == "linear" else {}
         return b.op("Resize", [b.input(_nchw(c, hw // 2 or 1)), "", scales], _nchw(c, 2 * (hw // 2 or 1)),
                     mode=mode, **extra)
 

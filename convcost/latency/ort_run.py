@@ -109,7 +109,7 @@ def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: M
     sess = ort.InferenceSession(data if isinstance(data, bytes) else str(data), so,
                                 providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for i in sess.get_inputs():
         shape = shapes.get(i.name) or tuple(d if isinstance(d, int) else 1 for d in i.shape)
         dtype = _NUMPY.get(i.type, np.float32)
