@@ -107,9 +107,21 @@ def _grouped(op: Op) -> bool:
     return isinstance(op, Conv) and op.groups > 1
 
 
-@register_kind("pointwise", "1x1 kernel; also matrix multiplies (Linear, Gemm, MatMul)")
+@register_kind("matmul", "matrix multiplies (Linear, Gemm, MatMul, Einsum): a runtime's GEMM, not its conv kernels",
+               parent="pointwise")
+def _matmul(op: Op) -> bool:
+    return isinstance(op, MatMul)
+
+
+@register_kind("pointwise", "1x1 kernel (and matrix multiplies, where a profile has no matmul figures)")
 def _pointwise(op: Op) -> bool:
     return isinstance(op, MatMul) or op.is_pointwise
+
+
+@register_kind("rectangular", "a kernel of 1 along some axis and more along another (k x 1, 1 x k: the stages of "
+                              "a spatially separable conv)", parent="dense")
+def _rectangular(op: Op) -> bool:
+    return isinstance(op, Conv) and op.rank >= 2 and 1 in op.kernel and max(op.kernel) > 1
 
 
 @register_kind("dense", "any other conv")

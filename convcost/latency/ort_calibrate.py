@@ -3,7 +3,10 @@ whose figures describe onnxruntime on this machine.
 
 What it measures, in one interleaved sampling (convcost.latency.ort_run):
 - the conv sweep (convcost.latency.sweep) and a few matmuls, one graph each: each op's own kernel
-  time from onnxruntime's profiler (layout reorders it inserts around a lone conv are not the conv's);
+  time from onnxruntime's profiler (layout reorders it inserts around a lone conv are not the conv's),
+  run a few times back to back per visit. Inside a model a layer reads the activation the layer
+  before it has just written, from cache; a graph visited once per round of a hundred others finds
+  its input cold, and a cold depthwise conv takes twice its in-model time (MobileNetV2 here).
 - each op family (convcost.cost.nodes.FAMILIES) at a few sizes: per-call overhead and the share of
   the bandwidth its traffic moves at;
 - two chains of small Adds: the executor's cost per node, and per `run` call;
@@ -29,7 +32,7 @@ import numpy as np
 from convcost import __version__
 from convcost.cost import cost_of
 from convcost.cost.nodes import node_work
-from convcost.ir.model import Conv
+from convcost.ir.model import Conv, MatMul
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline
 from convcost.latency.graph import RUN, FamilyFigures
@@ -62,9 +65,9 @@ class OrtSweep:
 
 #: full: about 100 s in all (sessions, warm-up, a 60 s span); quick: under 30 s; smoke: for tests.
 ORT_SWEEPS: dict[str, OrtSweep] = {
-    "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0)),
-    "quick": OrtSweep(quick_convs, 2, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0)),
-    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2)),
+    "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, burst=3)),
+    "quick": OrtSweep(quick_convs, 2, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, burst=3)),
+    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, burst=2)),
 }
 
 
@@ -176,6 +179,9 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     probes += [matmul_probe(m) for m in sweep_matmuls(plan.matmul_step)]
     probes += family_probes(plan.family_step)
     profiled = [make_session(p.model, threads, profiling=True) for p in probes]
+    for p, s in zip(probes, profiled, strict=True):
+        if isinstance(p.op, MatMul) and p.op.params:
+            s.burst = 1  # a layer's weights are read once per model run: from memory, not cache
     chains = {n: make_session(chain_probe(n), threads) for n in (1, CHAIN)}
     chains_profiled = {n: make_session(chain_probe(n), threads, profiling=True) for n in (1, CHAIN)}
     fusion = fusion_probes()
@@ -218,7 +224,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     for p, ms in zip(probes, probe_ms, strict=True):
         if p.family is None or ms <= 0:
             continue
-        work = node_work(p.nodes[0])
+        work = node_work(p.target)
         assert work is not None
         compute = 2 * work.macs / (peak * 1e9) * 1e3 if work.macs else 0.0
         family_points.setdefault(p.family, []).append((work.bytes, work.steps, compute, ms))

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from convcost.cost.nodes import family_of
 from convcost.ir.model import Conv, MatMul, Node, Shape
 from convcost.ir.shapes import make_conv
 
@@ -37,8 +38,9 @@ class Probe:
 
     @property
     def target(self) -> Node:
-        """The node the probe measures (the last; any before it only prepare its input)."""
-        return self.nodes[-1]
+        """The node the probe measures: the one of the family (others only prepare its input or
+        take its output)."""
+        return next((n for n in self.nodes if self.family and family_of(n.op) == self.family), self.nodes[-1])
 
 
 class _Builder:
@@ -54,6 +56,7 @@ class _Builder:
         self.rng = np.random.default_rng(0)
         self.count = 0
         self.constants: set[str] = set()
+        self.remember: str | None = None  # a tensor a later op of a fusion probe reads
 
     def input(self, shape: Shape, name: str = "x") -> str:
         self.inputs.append(helper.make_tensor_value_info(name, FLOAT, list(shape)))
@@ -236,10 +239,11 @@ def _recurrent(op: str) -> Any:
 
 
 def _reshape(b: _Builder, c: int, hw: int) -> str:
-    """A Reshape of an intermediate tensor (a graph input cannot be aliased, so a Relu makes one)."""
+    """A Reshape between two ops, as in a model (of a graph input or into a graph output it would copy)."""
     shape = b.const(np.array([1, -1], np.int64))
     x = b.op("Relu", [b.input(_nchw(c, hw))], _nchw(c, hw))
-    return b.op("Reshape", [x, shape], (1, c * hw * hw))
+    y = b.op("Reshape", [x, shape], (1, c * hw * hw))
+    return b.op("Relu", [y], (1, c * hw * hw))
 
 
 #: Per family, the graphs that measure it: (label, builder(b, channels, side)).
@@ -295,9 +299,12 @@ def fusion_probes() -> list[FusionProbe]:
     shape = conv.output_shape
     c = shape[1]
 
-    def conv_only() -> onnx.ModelProto:
-        b = _Builder("a")
-        return b.model([_conv_node(b, conv, b.input(conv.input_shape))])
+    def convs(b: _Builder, x: str, residual: bool) -> str:
+        """The conv a; for the residual check, after another conv whose output the Add reads too (the
+        runtime fuses an Add whose operand is in its own blocked layout, as in a ResNet)."""
+        if residual:
+            x = b.remember = _conv_node(b, conv, x)
+        return _conv_node(b, conv, x)
 
     def bn(b: _Builder, x: str) -> str:
         ones = np.ones(c, np.float32)
@@ -308,15 +315,19 @@ def fusion_probes() -> list[FusionProbe]:
         return b.op("Relu", [x], shape)
 
     def add_relu(b: _Builder, x: str) -> str:
-        return relu(b, b.op("Add", [x, b.input(shape, "r")], shape))
+        other = b.remember or b.input(shape, "r")
+        return relu(b, b.op("Add", [x, other], shape))
 
     probes = []
     for name, after in (("conv_bn", bn), ("conv_activation", relu), ("conv_add_activation", add_relu)):
+        residual = name == "conv_add_activation"
+        first = _Builder("a")
+        a_out = convs(first, first.input(conv.input_shape), residual)
         alone = _Builder("b")
         b_out = after(alone, alone.input(shape))
         chain = _Builder("ab")
-        ab_out = after(chain, _conv_node(chain, conv, chain.input(conv.input_shape)))
-        probes.append(FusionProbe(name, conv_only(), alone.model([b_out]), chain.model([ab_out])))
+        ab_out = after(chain, convs(chain, chain.input(conv.input_shape), residual))
+        probes.append(FusionProbe(name, first.model([a_out]), alone.model([b_out]), chain.model([ab_out])))
     return probes
 
 

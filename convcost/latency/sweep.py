@@ -24,6 +24,14 @@ def _conv(cin: int, cout: int, k: int, hw: int, stride: int = 1, groups: int = 1
         output_padding=(stride - 1,) * rank if kind == "ConvTranspose" else None)
 
 
+def _rect(cin: int, cout: int, k: int, hw: int, axis: int) -> Conv:
+    """A k x 1 (axis 0) or 1 x k (axis 1) conv on a square map, padded to keep its size."""
+    kernel = (k, 1) if axis == 0 else (1, k)
+    pad = tuple((x - 1) // 2 for x in kernel)
+    return make_conv(name=f"Conv2d {cin}->{cout} k{kernel[0]}x{kernel[1]} @{hw}", op="Conv",
+                     input_shape=(1, cin, hw, hw), out_channels=cout, kernel=kernel, stride=(1, 1), padding=pad * 2)
+
+
 def full_convs() -> list[Conv]:
     ops: list[Conv] = []
     # Dense 3x3: channels x resolution, as deep nets shrink the map while adding channels.
@@ -77,6 +85,10 @@ def full_convs() -> list[Conv]:
     ops += [_conv(cin, cout, k, hw, s, op="ConvTranspose") for cin, cout, k, hw, s in (
         (128, 64, 4, 14, 2), (32, 16, 3, 56, 2), (256, 128, 2, 28, 2), (64, 64, 3, 28, 1), (512, 256, 4, 7, 2),
         (16, 8, 4, 112, 2), (64, 32, 3, 56, 2))]
+    # Rectangular kernels (k x 1, 1 x k): the stages of spatially separable convs, Inception's 1x7 / 7x1.
+    ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7), (32, 3, 112),
+                                                       (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
+    ops += [_rect(64, 128, 3, 56, 0), _rect(128, 64, 3, 28, 1)]
     ops += tiny_convs()
     return ops
 

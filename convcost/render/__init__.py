@@ -30,6 +30,7 @@ from convcost.util.registry import Registry
 if TYPE_CHECKING:
     from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
+    from convcost.analysis.ort_bench import OrtBenchResult
     from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
@@ -70,6 +71,8 @@ def render(document: Literal["analysis"], fmt: str, analysis: Analysis, view: Vi
 def render(document: Literal["checks"], fmt: str, report: CheckReport, /) -> str: ...
 @overload
 def render(document: Literal["bench"], fmt: str, result: BenchResult, /) -> str: ...
+@overload
+def render(document: Literal["ort_bench"], fmt: str, result: OrtBenchResult, /) -> str: ...
 @overload
 def render(document: Literal["devices"], fmt: str, profiles: Sequence[DeviceProfile], /) -> str: ...
 @overload

@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check, LayerDiff
     from convcost.analysis.compare import ModelTotals
+    from convcost.analysis.ort_bench import OrtBenchResult
     from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
 
 #: The kinds of document a format can render; each is the name of a `Format` method.
-Document = Literal["analysis", "checks", "bench", "devices", "analyses", "check_reports", "apply", "plan"]
+Document = Literal["analysis", "checks", "bench", "ort_bench", "devices", "analyses", "check_reports", "apply", "plan"]
 DOCUMENTS: tuple[Document, ...] = get_args(Document)
 
 
@@ -89,6 +90,10 @@ class Format:
 
     def bench(self, result: BenchResult) -> str:
         """Measured beside estimated latency (`bench`)."""
+        raise NotImplementedError
+
+    def ort_bench(self, result: OrtBenchResult) -> str:
+        """The model run in onnxruntime beside its estimates (`bench` with an onnxruntime profile)."""
         raise NotImplementedError
 
     def devices(self, profiles: Sequence[DeviceProfile]) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
     from convcost.analysis.budget import Check
+    from convcost.analysis.ort_bench import OrtBenchResult
     from convcost.analysis.planner import PlanResult
     from convcost.latency.devices import DeviceProfile
 
@@ -340,6 +341,11 @@ class JsonFormat(Format):
 
     def checks(self, report: CheckReport) -> str:
         return _dumps(checks_dict(report))
+
+    def ort_bench(self, result: OrtBenchResult) -> str:
+        from convcost.render.ort_bench import ort_bench_dict
+
+        return _dumps(ort_bench_dict(result))
 
     def bench(self, result: BenchResult) -> str:
         return _dumps(bench_dict(result))

@@ -10,6 +10,7 @@ from convcost.render.base import CheckReport, Format, RenderedAnalysis, View
 if TYPE_CHECKING:
     from convcost.analysis.applied import ApplyResult
     from convcost.analysis.bench import BenchResult
+    from convcost.analysis.ort_bench import OrtBenchResult
     from convcost.analysis.planner import PlanResult
     from convcost.analysis.result import Analysis
     from convcost.latency.devices import DeviceProfile
@@ -109,6 +110,11 @@ class TableFormat(Format):
         out += [Text(f"{ALLOWED}: {violation_line(c)}") for c in allowed(report.checks)]
         out += [Text(f"warning: {w}") for w in report.warnings]
         return to_text(out, width=200)
+
+    def ort_bench(self, result: OrtBenchResult) -> str:
+        from convcost.render.ort_bench import table
+
+        return table(result)
 
     def bench(self, result: BenchResult) -> str:
         """Per layer: measured and estimated time, the error, and each variant's times and speed-up sign."""
