@@ -157,7 +157,10 @@ def test_a_gemv_streams_its_weights_without_a_pixel_penalty(tiny) -> None:
     (conv(64, 64, 3, 8, rank=3, groups=2), "volumetric"),
     (conv(64, 64, 5, 8, rank=3), "volumetric"),  # 5x5 in the last two axes
     (conv(64, 64, 3, 32, rank=1), "dense"),
-    (MatMul("fc", "Linear", batch=1, m=1, k=512, n=1000, params=513000), "pointwise"),
+    (MatMul("fc", "Linear", batch=1, m=1, k=512, n=1000, params=513000), "matmul"),
+    (make_conv("k31", "Conv", (1, 64, 8, 8), 64, (3, 1), (1, 1), (1, 0, 1, 0)), "rectangular"),
+    (make_conv("k17", "Conv", (1, 64, 8, 8), 64, (1, 7), (1, 1), (0, 3, 0, 3)), "rectangular"),
+    (make_conv("dw31", "Conv", (1, 64, 8, 8), 64, (3, 1), (1, 1), (1, 0, 1, 0), groups=64), "depthwise"),
 ])
 def test_op_kinds(op, kind) -> None:
     assert op_kind(op) == kind
@@ -315,9 +318,11 @@ def test_fit_recovers_a_known_roofline() -> None:
     """Synthetic times from a known device: the fit must find its efficiencies and overheads again."""
     truth = Roofline({"float32": 200.0}, 20.0,
                      {"dense": 0.7, "pointwise": 0.6, "depthwise": 0.2, "grouped": 0.4, "small_channel": 0.3,
-                      "transposed": 0.35, "volumetric": 0.5, "volumetric_small": 0.25},
+                      "transposed": 0.35, "volumetric": 0.5, "volumetric_small": 0.25, "rectangular": 0.55,
+                      "matmul": 0.65},
                      {"dense": 15.0, "pointwise": 10.0, "depthwise": 60.0, "grouped": 40.0, "small_channel": 10.0,
-                      "transposed": 20.0, "volumetric": 25.0, "volumetric_small": 30.0},
+                      "transposed": 20.0, "volumetric": 25.0, "volumetric_small": 30.0, "rectangular": 12.0,
+                      "matmul": 8.0},
                      Saturation(pixels=dict.fromkeys(KINDS, 30.0),
                                 out_channels={k: 8.0 for k in KINDS if k not in WORK_KINDS},
                                 work={k: 2000.0 for k in WORK_KINDS}, reduction=12.0))
@@ -327,13 +332,16 @@ def test_fit_recovers_a_known_roofline() -> None:
             ops += [conv(c, c, 3, hw), conv(c, 2 * c, 1, hw), conv(c, c, 3, hw, groups=c), conv(c, c, 3, hw, groups=4),
                     conv(c, c, 3, max(hw // 4, 2), rank=3),
                     make_conv("v", "Conv", (2, c, 2, hw // 2, hw // 2), c, (3, 3, 3), (1, 1, 1), (1,) * 6),
-                    make_conv("t", "ConvTranspose", (1, c, hw, hw), c, (2, 2), (2, 2))]
+                    make_conv("t", "ConvTranspose", (1, c, hw, hw), c, (2, 2), (2, 2)),
+                    make_conv("r", "Conv", (1, c, hw, hw), c, (3, 1), (1, 1), (1, 0, 1, 0)),
+                    MatMul("m", "MatMul", batch=1, m=hw * hw, k=c, n=2 * c)]
         ops += [conv(3, c, 3, 56, stride=2), conv(c, 2, 3, 28)]
     # Tiny ops of every kind pin down the overheads, as calibrate's sweep does.
     ops += [conv(16, 16, 3, 2), conv(16, 32, 1, 2), conv(16, 16, 3, 2, groups=16), conv(16, 16, 3, 2, groups=4),
             conv(3, 8, 3, 2), conv(16, 16, 3, 2, rank=3), make_conv("t", "ConvTranspose", (1, 16, 2, 2), 16, (2, 2),
                                                                    (2, 2)),
-            make_conv("v", "Conv", (2, 16, 2, 2, 2), 16, (3, 3, 3), (1, 1, 1), (1,) * 6)]
+            make_conv("v", "Conv", (2, 16, 2, 2, 2), 16, (3, 3, 3), (1, 1, 1), (1,) * 6),
+            make_conv("r", "Conv", (1, 16, 2, 2), 16, (1, 3), (1, 1), (0, 1, 0, 1)), MatMul("m", "MatMul", 1, 2, 16, 16)]
     assert {op_kind(op) for op in ops} == set(KINDS)
     samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]
     fit = fit_roofline(samples, 200.0, 20.0)

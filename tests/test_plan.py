@@ -36,13 +36,14 @@ def run_json(*args: str, code: int = 0) -> dict:
 
 
 def uniform(model: Model, device: str, fraction: float) -> tuple[float, dict[str, int]]:
-    """The estimated latency of every conv at spatial rank = fraction * C_out (a multiple of its
-    groups) where that is faster on the device, and those ranks."""
+    """The whole model's estimated latency with every conv at spatial rank = fraction * C_out (a multiple
+    of its groups) where that is faster on the device, and those ranks."""
     from convcost.latency.devices import resolve_devices
     from convcost.variants import VariantOptions, plan_variant
 
     (dev,) = resolve_devices([device])
-    total = sum(dev.estimate(m, "float32").ms for m in model.matmuls)
+    matmul_ms = [dev.estimate(m, "float32").ms for m in model.matmuls]
+    conv_ms: list[float] = []
     ranks: dict[str, int] = {}
     for conv in model.convs:
         ms = dev.estimate(conv, "float32").ms
@@ -53,8 +54,8 @@ def uniform(model: Model, device: str, fraction: float) -> tuple[float, dict[str
             staged = sum(dev.estimate(s, "float32").ms for s in plan.layers)
             if staged < ms:
                 ranks[conv.name], ms = rank, staged
-        total += ms
-    return total, ranks
+        conv_ms.append(ms)
+    return dev.whole(model.nodes, "float32", conv_ms, matmul_ms).ms, ranks
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from convcost.latency.devices import DeviceProfile
 
 
+def _runtime(profile: DeviceProfile) -> str:
+    """`onnxruntime 1.32.0, 1 thread` from a profile's `runtime:`, or `-` where it names none."""
+    rt = profile.runtime or {}
+    if not rt:
+        return "-"
+    threads = rt.get("threads")
+    return " ".join(str(rt[k]) for k in ("name", "version") if rt.get(k)) + \
+        (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
+
+
 class TableFormat(Format):
     name = "table"
     preload = ("rich.console", "rich.table", "rich.text")
@@ -162,6 +172,7 @@ class TableFormat(Format):
         for kind in REQUIRED_KINDS:
             table.add_column(f"eff {kind}", justify="right")
         table.add_column("overhead us", justify="right")
+        table.add_column("runtime")
         table.add_column("estimated figures", justify="right")
         for p in profiles:
             roof = p.roofline
@@ -171,7 +182,7 @@ class TableFormat(Format):
             overheads = sorted(set(roof.overhead_us.values()))
             table.add_row(p.name, p.description, peaks, f"{roof.bandwidth_gbs:g}",
                           *(f"{roof.efficiency[k]:.2g}" for k in REQUIRED_KINDS),
-                          "/".join(f"{v:.3g}" for v in overheads), f"{estimated}/{len(figures)}")
+                          "/".join(f"{v:.3g}" for v in overheads), _runtime(p), f"{estimated}/{len(figures)}")
         return to_text([table]) + (
             "Sources: convcost devices -f json. 'estimated figures' counts figures no datasheet or paper "
             "publishes; `convcost calibrate` on the device replaces them with measured ones.\n")

@@ -1,0 +1,142 @@
+"""Benchmark: convcost's whole-model estimates against the real models in onnxruntime.
+
+For each thread count: `convcost calibrate --runtime onnxruntime --threads T` (timed), then for every
+model of the zoo (benchmarks/ort_models.py: models we export ourselves with torch) `convcost bench
+MODEL -d PROFILE -f json`, which runs the model end to end in onnxruntime (median over --seconds),
+and kernel by kernel from onnxruntime's profiler. For the first --variant-models models, bench also
+writes each factorized variant (as `convcost apply` does) and runs it end to end.
+
+Reported: the share of models whose whole-model estimate is within 10% of the measured median
+(and the same for the time-proportional-to-MACs baseline fitted on the same calibration); the
+share of kernels of 50 us or more within 25%; the share of (model, variant) pairs whose predicted
+speed-up has the right sign. The reference is always the real model in onnxruntime.
+
+    python benchmarks/bench_ort.py --threads 1 2 --seconds 10 --out benchmarks/data/ort_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.ort_models import export_zoo  # noqa: E402
+
+#: Models whose factorized variants are run too (they have weights and convs every variant applies to).
+VARIANT_MODELS = ("resnet18", "mobilenet_v2", "resnet50", "squeezenet1_0", "vgg16", "unet_segmenter",
+                  "crnn_text", "efficientnet_b0")
+
+
+def convcost(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "convcost", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def calibrate(threads: int, folder: Path, quick: bool) -> tuple[Path, float]:
+    out = folder / f"ort-{threads}t{'-quick' if quick else ''}.yaml"
+    start = time.monotonic()
+    done = convcost("calibrate", "--runtime", "onnxruntime", "--threads", str(threads), "-o", str(out),
+                    *(["--quick"] if quick else []))
+    if done.returncode:
+        raise SystemExit(f"calibrate failed: {done.stderr}")
+    print(done.stderr.strip().splitlines()[1], file=sys.stderr)
+    return out, time.monotonic() - start
+
+
+def bench(model: Path, profile: Path, seconds: float, variants: bool) -> dict:
+    done = convcost("bench", str(model), "-d", str(profile), "--seconds", str(seconds), "-f", "json",
+                    "-V", "spatial,depthwise,grouped" if variants else "none")
+    if done.returncode:
+        return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else str(done.returncode)}
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--folder", type=Path, default=Path("/tmp/convcost-zoo"))
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--variant-models", type=int, default=6)
+    ap.add_argument("--quick", action="store_true", help="calibrate --quick")
+    ap.add_argument("--profile", type=Path, nargs="*", help="use these profiles (one per --threads) instead")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    args.folder.mkdir(parents=True, exist_ok=True)
+    zoo = export_zoo(args.folder, args.only)
+    with_variants = {name for name in VARIANT_MODELS if any(z.name == name for z in zoo)}
+    with_variants = set(list(dict.fromkeys(n for n in VARIANT_MODELS if n in with_variants))[:args.variant_models])
+    results: dict = {"models": [z.name for z in zoo], "runs": {}}
+    for i, threads in enumerate(args.threads):
+        if args.profile:
+            profile, cal_s = args.profile[i], None
+        else:
+            profile, cal_s = calibrate(threads, args.folder, args.quick)
+        rows = []
+        for z in zoo:
+            doc = bench(z.path, profile, args.seconds, z.name in with_variants)
+            rows.append({"model": z.name, "what": z.what, **({"failed": doc["failed"]} if "failed" in doc else {
+                "measured_ms": doc["totals"]["measured_ms"], "estimated_ms": doc["totals"]["estimated_ms"],
+                "error": doc["totals"]["error"], "baseline_ms": doc["totals"]["baseline_ms"],
+                "kernels": [(k["measured_ms"], k["estimated_ms"]) for k in doc["kernels"]],
+                "variants": {v: {"measured_ms": d["measured_ms"], "estimated_ms": d["estimated_ms"],
+                                 "sign_right": d["sign_right"]} for v, d in doc["variants"].items()},
+                "other_processes_cpu": doc["conditions"]["other_processes_cpu"]})})
+            r = rows[-1]
+            print(f"{threads}t {z.name:24s} " + (f"FAILED {r['failed']}" if "failed" in r else
+                  f"measured {r['measured_ms']:8.3f} estimated {r['estimated_ms']:8.3f} ({r['error']:+.1%}) "
+                  f"baseline {r['baseline_ms'] / r['measured_ms'] - 1:+.1%}"), file=sys.stderr, flush=True)
+        results["runs"][str(threads)] = {"profile": str(profile), "calibrate_s": cal_s, "rows": rows,
+                                         "summary": summarize(rows)}
+        print(json.dumps(results["runs"][str(threads)]["summary"], indent=1), file=sys.stderr)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(markdown(results))
+
+
+def summarize(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "failed" not in r]
+    kernels = [(m, e) for r in ok for m, e in r["kernels"] if m >= 0.05]
+    pairs = [v["sign_right"] for r in ok for v in r["variants"].values()]
+    return {
+        "models": len(ok), "failed": len(rows) - len(ok),
+        "within_10pct": sum(abs(r["error"]) <= 0.10 for r in ok),
+        "baseline_within_10pct": sum(abs(r["baseline_ms"] / r["measured_ms"] - 1) <= 0.10 for r in ok),
+        "kernels_over_50us": len(kernels),
+        "kernels_within_25pct": sum(abs(e / m - 1) <= 0.25 for m, e in kernels),
+        "variant_pairs": len(pairs), "signs_right": sum(pairs),
+    }
+
+
+def markdown(results: dict) -> str:
+    out = []
+    for threads, run in results["runs"].items():
+        s = run["summary"]
+        out.append(f"\n#### {threads} thread(s) (calibrate: {run['calibrate_s'] or 0:.0f} s)\n")
+        out.append("| model | what | measured ms | estimated ms | error | MACs baseline error | variants (measured / "
+                   "estimated speed-up, sign) |")
+        out.append("|---|---|---:|---:|---:|---:|---|")
+        for r in run["rows"]:
+            if "failed" in r:
+                out.append(f"| {r['model']} | {r['what']} | failed: {r['failed']} | | | | |")
+                continue
+            variants = "; ".join(
+                f"{v}: {r['measured_ms'] / d['measured_ms']:.2f}x / {r['estimated_ms'] / d['estimated_ms']:.2f}x "
+                f"{'ok' if d['sign_right'] else 'WRONG'}" for v, d in r["variants"].items())
+            out.append(f"| {r['model']} | {r['what']} | {r['measured_ms']:.3f} | {r['estimated_ms']:.3f} | "
+                       f"{r['error']:+.1%} | {r['baseline_ms'] / r['measured_ms'] - 1:+.1%} | {variants} |")
+        out.append(f"\nWithin ±10%: {s['within_10pct']}/{s['models']} models (MACs baseline: "
+                   f"{s['baseline_within_10pct']}/{s['models']}); kernels ≥ 50 µs within ±25%: "
+                   f"{s['kernels_within_25pct']}/{s['kernels_over_50us']}; variant speed-up sign right: "
+                   f"{s['signs_right']}/{s['variant_pairs']}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
