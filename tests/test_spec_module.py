@@ -95,3 +95,34 @@ def test_1d_and_3d(tmp_path: Path, shape: list[int], layers: str) -> None:
     assert sorted(hooks.values()) == sorted(c.macs for c in model.convs)
     with torch.no_grad():
         assert tuple(module(x).shape) == resolved[-1].shape
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the exporter warns about Slice folding
+def test_onnx_export_runs_the_same_in_onnxruntime(tmp_path: Path) -> None:
+    """The zoo exports spec modules to ONNX: the explicit pads and crops must survive the export
+    (onnxruntime's outputs equal torch's on the same input)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    path = write(tmp_path, """
+input: [1, 3, 17, 16]
+layers:
+  - {name: a, type: conv, out: 8, kernel: 3, stride: 2, padding: same}
+  - {name: b, type: conv_transpose, out: 4, kernel: 3, stride: 2, padding: [0, 1, 1, 0], output_padding: 1}
+  - {name: p, type: pool, kernel: 3, stride: 2, padding: [0, 0, 2, 3]}
+  - {name: q, type: pool, kernel: 3, stride: 2, padding: 1, mode: avg, from: b}
+  - {name: s, type: add, inputs: [p, q]}
+  - {type: global_pool, mode: max}
+  - {type: flatten}
+  - {type: linear, out: 3}
+""")
+    module = spec_module(path).eval()
+    x = torch.randn(1, 3, 17, 16)
+    onnx_path = tmp_path / "net.onnx"
+    with torch.no_grad():
+        expected = module(x).numpy()
+        torch.onnx.export(module, (x,), str(onnx_path), dynamo=False, opset_version=17)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == expected.shape == (1, 3)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
