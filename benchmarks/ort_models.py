@@ -397,7 +397,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     models = export_zoo(args.folder, args.only)
     print(f"{len(models)} models in {args.folder} ({time.perf_counter() - start:.1f} s to export)")
