@@ -337,7 +337,7 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
             for r in range(times):
                 inner = f"{name}.{r}."
                 shape = _walk(layer.get("layers"), shape, [inner, *scopes], st, depth + 1, where_l)
-            st.shapes[name] = shape  # the layer count was bounded before the walk (_expanded_count)
+            st.shapes[name] = shape
             st.producer[name] = st.last
             continue
         convs_before = len(st.convs)
@@ -357,7 +357,7 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
         conv = st.convs[-1] if kind in ("conv", "conv_transpose") and len(st.convs) > convs_before else None
         st.layers.append(SpecLayer(name, kind, tuple(st.producer[s] for s in sources), tuple(in_shapes), shape,
                                    layer, conv))
-        st.shapes[name] = shape
+        st.shapes[name] = shape  # the layer count was bounded before the walk (_expanded_count)
         st.producer[name] = st.last = name
     return shape
 
