@@ -52,6 +52,24 @@ class SpecError(InputError):
     """A spec problem, located at a layer."""
 
 
+@dataclass(frozen=True)
+class SpecLayer:
+    """One layer of a spec as the walk resolved it, for builders of a runnable model (spec_module).
+
+    `inputs` names the layers whose outputs it reads ("input": the model's input; a repeat's name is
+    resolved to its last inner layer); `layer` is the spec's mapping with `defaults` merged; `conv`
+    is the resolved conv (pads, groups...) for conv and conv_transpose layers.
+    """
+
+    name: str
+    type: str
+    inputs: tuple[str, ...]
+    input_shapes: tuple[Shape, ...]
+    shape: Shape
+    layer: dict[str, Any] = field(compare=False)
+    conv: Conv | None = None
+
+
 @dataclass
 class _State:
     path: str
@@ -59,6 +77,10 @@ class _State:
     shapes: dict[str, Shape] = field(default_factory=dict)
     convs: list[Conv] = field(default_factory=list)
     matmuls: list[MatMul] = field(default_factory=list)
+    layers: list[SpecLayer] = field(default_factory=list)
+    #: A layer name -> the layer that produced its tensor (itself, or a repeat's last inner layer).
+    producer: dict[str, str] = field(default_factory=lambda: {"input": "input"})
+    last: str = "input"
 
 
 def _is_int(v: object) -> bool:
@@ -163,25 +185,52 @@ def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     return conv.output_shape
 
 
-@SHAPE_OPS.register("pool")
-def _pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
+@dataclass(frozen=True)
+class PoolParams:
+    """A pool layer resolved: `pads` lists begin pads for every spatial axis, then end pads."""
+
+    mode: str
+    kernel: Shape
+    stride: Shape
+    pads: Shape
+    output_shape: Shape
+
+
+def _mode(layer: dict[str, Any], where: str, default: str) -> str:
+    mode = layer.get("mode", default)
+    if mode not in ("max", "avg"):
+        raise SpecError(f"{where}: mode must be 'max' or 'avg', got {short(mode)}")
+    return str(mode)
+
+
+def pool_params(layer: dict[str, Any], shape: Shape, name: str) -> PoolParams:
+    """A pool layer's mode, kernel, stride and pads ('same' resolved) on an input of `shape`."""
     where = _where(name)
     rank = _spatial(shape, where, "pool")
     kernel = _ints(_need(layer, "kernel", where), rank, "kernel", where, 1)
     stride = _ints(layer.get("stride", list(kernel)), rank, "stride", where, 1)
-    mode = layer.get("mode", "max")
-    if mode not in ("max", "avg"):
-        raise SpecError(f"{where}: mode must be 'max' or 'avg', got {short(mode)}")
+    mode = _mode(layer, where, "max")
     pads = _padding(layer.get("padding"), shape[2:], kernel, stride, (1,) * rank, where)
     out = [conv_out_size(shape[2 + i], kernel[i], stride[i], pads[i], pads[rank + i], 1) for i in range(rank)]
     if any(o < 1 for o in out):
         raise SpecError(f"{where}: pool kernel {list(kernel)} is larger than the padded input {list(shape[2:])}")
-    return (shape[0], shape[1], *out)
+    return PoolParams(mode, kernel, stride, pads, (shape[0], shape[1], *out))
+
+
+def global_pool_mode(layer: dict[str, Any], name: str) -> str:
+    """A global_pool's mode: 'avg' (the default) or 'max'."""
+    return _mode(layer, _where(name), "avg")
+
+
+@SHAPE_OPS.register("pool")
+def _pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
+    return pool_params(layer, shape, name).output_shape
 
 
 @SHAPE_OPS.register("global_pool")
 def _global_pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     rank = _spatial(shape, _where(name), "global_pool")
+    global_pool_mode(layer, name)
     return (shape[0], shape[1], *([1] * rank))
 
 
@@ -207,12 +256,13 @@ def _linear(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape
 
 
 
-def _lookup(ref: Any, scopes: list[str], st: _State, where: str) -> Shape:
+def _lookup(ref: Any, scopes: list[str], st: _State, where: str) -> str:
+    """The full name of the layer `ref` names, looked up in the innermost scope first."""
     if not isinstance(ref, str):
         raise SpecError(f"{where}: a layer reference must be a layer name, got {short(ref)}")
     for scope in scopes:
         if scope + ref in st.shapes:
-            return st.shapes[scope + ref]
+            return scope + ref
     known = ", ".join(sorted(st.shapes)[:12])
     raise SpecError(f"{where}: unknown layer '{ref}' in from/inputs (known: {known})")
 
@@ -287,17 +337,28 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
             for r in range(times):
                 inner = f"{name}.{r}."
                 shape = _walk(layer.get("layers"), shape, [inner, *scopes], st, depth + 1, where_l)
-        elif kind in ("add", "concat"):
+            st.shapes[name] = shape
+            st.producer[name] = st.last
+            continue
+        convs_before = len(st.convs)
+        if kind in ("add", "concat"):
             refs = layer.get("inputs", layer.get("from"))
             if not isinstance(refs, list):
                 raise SpecError(f"{where_l}: {kind} needs 'inputs': a list of layer names")
-            shape = _merge(layer, [_lookup(r, scopes, st, where_l) for r in refs], where_l)
+            sources = [_lookup(r, scopes, st, where_l) for r in refs]
+            in_shapes = [st.shapes[s] for s in sources]
+            shape = _merge(layer, in_shapes, where_l)
         else:
-            source = _lookup(layer["from"], scopes, st, where_l) if "from" in layer else shape
+            sources = [_lookup(layer["from"], scopes, st, where_l) if "from" in layer else st.last]
+            in_shapes = [st.shapes[sources[0]]]
             if kind in ("conv", "conv_transpose", "linear"):
                 layer = {**{k: v for k, v in st.defaults.items() if k in KEYS[kind]}, **layer}
-            shape = SHAPE_OPS[kind](layer, source, name, st)
+            shape = SHAPE_OPS[kind](layer, in_shapes[0], name, st)
+        conv = st.convs[-1] if kind in ("conv", "conv_transpose") and len(st.convs) > convs_before else None
+        st.layers.append(SpecLayer(name, kind, tuple(st.producer[s] for s in sources), tuple(in_shapes), shape,
+                                   layer, conv))
         st.shapes[name] = shape  # the layer count was bounded before the walk (_expanded_count)
+        st.producer[name] = st.last = name
     return shape
 
 
@@ -314,6 +375,16 @@ def load_spec(path: str | Path, inputs: Inputs | None = None) -> Model:
 
 
 def model_from_spec(data: Any, path: str | Path, inputs: Inputs | None = None) -> Model:
+    return resolve_spec(data, path, inputs)[0]
+
+
+def load_spec_layers(path: str | Path, inputs: Inputs | None = None) -> tuple[Model, list[SpecLayer]]:
+    """A spec's `Model` and its layers as resolved (pads, defaults, references), in order."""
+    data = load_yaml(read_text(path, "YAML layer spec", MAX_FILE_BYTES), path)
+    return resolve_spec(data, path, inputs)
+
+
+def resolve_spec(data: Any, path: str | Path, inputs: Inputs | None = None) -> tuple[Model, list[SpecLayer]]:
     source = str(path)
     if not isinstance(data, dict):
         raise InputError("a spec must be a mapping with 'input' and 'layers'", source)
@@ -340,5 +411,6 @@ def model_from_spec(data: Any, path: str | Path, inputs: Inputs | None = None) -
     except SpecError as exc:
         raise InputError(exc.message, source) from None
     name = data["name"] if isinstance(data.get("name"), str) else Path(source).stem
-    return Model(name=name, format="spec", source=source, inputs={"input": shape},
-                 convs=st.convs, matmuls=st.matmuls)
+    model = Model(name=name, format="spec", source=source, inputs={"input": shape},
+                  convs=st.convs, matmuls=st.matmuls)
+    return model, st.layers

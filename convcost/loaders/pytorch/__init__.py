@@ -2,6 +2,7 @@
 
 `torchscript` recognises `.pt` files without importing torch or unpickling anything and loads
 archives, `factory` imports and calls a user's `module:factory`, and `capture` runs either model
-under a dispatch mode that records every conv and matrix multiply. Only `capture` imports torch at
-the top, and the loaders import it only when a model is loaded.
+under a dispatch mode that records every conv and matrix multiply; `spec_module` builds a runnable
+module from a YAML layer spec. Only `capture` and `spec_module` import torch at the top, and the
+loaders import it only when a model is loaded.
 """
