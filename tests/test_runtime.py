@@ -1,0 +1,282 @@
+"""Whole-model latency: every op priced, runtimes and their fusions, calibrate and bench in onnxruntime.
+
+Independent sources: hand calculations of the formulas, onnxruntime's own optimized graph and
+profiler (which kernels it runs), and the ONNX file's own node list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from convcost.cost.nodes import family_of, node_work
+from convcost.ir.model import Node
+from convcost.latency.fusions import fuse
+from convcost.latency.graph import FamilyFigures, whole_model
+from convcost.latency.roofline import Roofline
+from tests.conftest import assert_one_line_error, invoke, run_cli
+from tests.factorize_models import torch_export
+
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class Block(nn.Module):
+    """conv-BN-ReLU, a residual conv-BN + add + ReLU, a SE-style gate, max pool, an upsample and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.c2, self.b2 = nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.c3 = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.b1(self.c1(x)))
+        z = torch.relu(self.b2(self.c2(y)) + y)
+        z = torch.sigmoid(self.c3(z)) * z
+        z = nn.functional.max_pool2d(z, 2)
+        z = nn.functional.interpolate(z, scale_factor=2.0, mode="nearest")
+        return self.fc(z.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def block(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("runtime")
+    return torch_export(Block(), torch.randn(1, 3, 32, 32), folder / "block.onnx")
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke-sweep onnxruntime profile (seconds, not minutes: only the command's plumbing)."""
+    out = tmp_path_factory.mktemp("profile") / "ort.yaml"
+    result = invoke("calibrate", "--runtime", "onnxruntime", "--sweep", "smoke", "--threads", "1", "-o", str(out))
+    assert result.code == 0, result.err
+    return out
+
+
+# --- the formulas ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("op", "family"), [
+    ("Relu", "elementwise"), ("aten::relu_", "elementwise"), ("aten::add.Tensor", "elementwise"),
+    ("Sigmoid", "transcendental"), ("HardSwish", "transcendental"), ("Concat", "data_movement"),
+    ("aten::cat", "data_movement"), ("MaxPool", "pooling"), ("pool", "pooling"), ("global_pool", "pooling"),
+    ("ReduceMean", "reduction"), ("Softmax", "softmax"), ("LayerNormalization", "normalization"),
+    ("Resize", "resize"), ("aten::upsample_bilinear2d", "resize"), ("LSTM", "recurrent"), ("Reshape", "view"),
+    ("Shape", "shape"), ("NonMaxSuppression", None), ("com.microsoft::SomethingNew", None),
+])
+def test_every_op_type_has_a_family_or_none(op: str, family: str | None) -> None:
+    assert family_of(op) == family
+
+
+def test_elementwise_bytes_are_inputs_and_output_once() -> None:
+    add = Node("a", "Add", ("x", "y"), ("z",), ((1, 8, 4, 4), (1, 8, 1, 1)), ((1, 8, 4, 4),), "float32")
+    assert node_work(add).bytes == (128 + 8 + 128) * 4  # type: ignore[union-attr]
+    assert node_work(add, "float16").bytes == (128 + 8 + 128) * 2  # type: ignore[union-attr]
+    assert node_work(Node("r", "Reshape", ("x", "s"), ("y",), ((1, 8), (2,)), ((8,),))).bytes == 0  # type: ignore[union-attr]
+
+
+def test_lstm_macs_by_hand_from_a_real_export(tmp_path: Path) -> None:
+    """nn.LSTM(8, 16), 5 steps, batch 1, bidirectional: per step and direction x @ W (8 x 64) and
+    h @ R (16 x 64): 5 x 2 x 64 x (8 + 16) MACs, as 10 kernel calls."""
+    from convcost.loaders import load_model
+
+    class Rnn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, bidirectional=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lstm(x)[0]
+
+    path = torch_export(Rnn(), torch.randn(5, 1, 8), tmp_path / "lstm.onnx")
+    (lstm,) = [n for n in load_model(path).nodes if n.op == "LSTM"]
+    work = node_work(lstm)
+    assert work is not None
+    assert (work.macs, work.steps) == (5 * 2 * 64 * (8 + 16), 10)
+
+
+def test_whole_model_formula_by_hand() -> None:
+    """Run overhead + a counted conv's own estimate + a Relu's overhead + bytes / (bandwidth x share)."""
+    roof = Roofline({"float32": 100.0}, 10.0, dict.fromkeys(("dense", "pointwise"), 0.5) | {
+        k: 0.5 for k in ("depthwise", "grouped", "small_channel", "transposed", "volumetric", "volumetric_small",
+                         "rectangular", "matmul")}, dict.fromkeys(("dense",), 1.0))
+    conv = Node("c", "Conv", ("x", "w"), ("y",), ((1, 4, 8, 8), (4, 4, 3, 3)), ((1, 4, 8, 8),), "float32",
+                frozenset({1}), counted=("conv", 0))
+    relu = Node("r", "Relu", ("y",), ("z",), ((1, 4, 8, 8),), ((1, 4, 8, 8),), "float32")
+    figures = {"run": FamilyFigures(20.0), "elementwise": FamilyFigures(3.0, 0.5)}
+    unfused = whole_model([conv, relu], roof, figures, (), "float32", [0.25], [])
+    relu_ms = 3e-3 + 2 * 256 * 4 / (10e9 * 0.5) * 1e3
+    assert unfused.ms == pytest.approx(0.020 + 0.25 + relu_ms)
+    fused = whole_model([conv, relu], roof, figures, ("conv_activation",), "float32", [0.25], [])
+    assert fused.ms == pytest.approx(0.020 + 0.25)
+    assert [e.fate.by for e in fused.nodes] == [None, "conv_activation"]
+
+
+def test_a_fusion_needs_the_conv_output_to_have_one_reader() -> None:
+    conv = Node("c", "Conv", ("x", "w"), ("y",), ((1, 4, 8, 8), None), ((1, 4, 8, 8),), counted=("conv", 0))
+    relu = Node("r", "Relu", ("y",), ("z",), ((1, 4, 8, 8),), ((1, 4, 8, 8),))
+    other = Node("o", "Sigmoid", ("y",), ("s",), ((1, 4, 8, 8),), ((1, 4, 8, 8),))
+    fates = fuse([conv, relu, other], ("conv_activation",))
+    assert fates["r"].runs and fates["o"].runs
+
+
+def _optimized_kernels(path: Path) -> Counter[str]:
+    """The kernels onnxruntime runs for a model at threads=1 (its optimized graph), reorders aside."""
+    import onnx
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(so.optimized_model_filepath).graph.node
+    return Counter(n.op_type for n in nodes if n.op_type not in ("ReorderInput", "ReorderOutput"))
+
+
+def test_fusions_leave_the_kernels_onnxruntime_runs(block: Path) -> None:
+    """convcost's onnxruntime fusions predict as many running ops as onnxruntime's optimized graph has."""
+    from convcost.latency.fusions import RUNTIMES
+    from convcost.loaders import load_model
+
+    model = load_model(block)
+    fates = fuse(model.nodes, RUNTIMES["onnxruntime"].default_fusions)
+    running = [n for n in model.nodes if fates[n.name].runs]
+    kernels = _optimized_kernels(block)
+    assert len(running) == sum(kernels.values()), (Counter(n.op for n in running), kernels)
+    assert sum(1 for n in running if n.op == "Conv") == kernels["Conv"] + kernels.get("FusedConv", 0)
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def test_op_types_count_every_node_of_the_file(block: Path, profile: Path) -> None:
+    import onnx
+
+    doc = json.loads(invoke("analyze", str(block), "-V", "none", "-d", str(profile), "-f", "json").out)
+    expected = Counter(n.op_type for n in onnx.load(str(block)).graph.node if n.op_type != "Constant")
+    assert {op: t["count"] for op, t in doc["op_types"].items()} == dict(expected)
+    total = sum(t["latency_ms"]["calibrated"] for t in doc["op_types"].values())
+    run = yaml.safe_load(profile.read_text())["ops"]["run"]["overhead_us"]["value"] * 1e-3
+    assert total + run == pytest.approx(doc["totals"]["latency_ms"]["calibrated"], rel=1e-5)
+    assert doc["op_types"]["Relu"]["latency_ms"]["calibrated"] == 0  # fused into the convs
+    assert doc["totals"]["unpriced_ops"] == {}
+
+
+def test_an_op_without_a_formula_is_named(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="act"), helper.make_node("Det", ["r"], ["d"], name="det")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [2])])
+    path = tmp_path / "det.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    doc = json.loads(invoke("analyze", str(path), "-d", "rpi4", "-f", "json").out)
+    assert doc["totals"]["unpriced_ops"] == {"Det": ["det"]}
+    assert doc["op_types"]["Det"]["priced"] is False and doc["op_types"]["Relu"]["priced"] is True
+    csv = invoke("analyze", str(path), "-d", "rpi4", "-f", "csv").out
+    assert "No latency formula" in csv and "Det x1 (det)" in csv
+
+
+# --- profiles --------------------------------------------------------------------------------
+
+
+def _profile(tmp_path: Path, **extra: object) -> Path:
+    doc = yaml.safe_load(Path("convcost/latency/profiles/rpi4.yaml").read_text())
+    doc.update(extra)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"runtime": {"name": "tvm"}}, "runtime.name: unknown runtime 'tvm' (known: onnxruntime, torch"),
+    ({"runtime": "onnxruntime"}, "runtime: expected a mapping"),
+    ({"runtime": {"name": "onnxruntime", "thread": 1}}, "runtime: unknown key(s) thread"),
+    ({"fusions": "conv_bn"}, "fusions: expected a list of fusion names"),
+    ({"fusions": ["conv_bn", "conv_gelu"]}, "fusions: unknown fusion(s) 'conv_gelu'"),
+    ({"fusions": [1]}, "fusions: expected a list of fusion names"),
+    ({"ops": {"activations": {"overhead_us": {"value": 1, "source": "x"}}}}, "ops: unknown op family activations"),
+    ({"ops": {"elementwise": {"overhead_us": {"value": 1}}}}, "ops.elementwise.overhead_us.source: missing"),
+])
+def test_a_bad_runtime_or_fusion_list_is_exit_2(tmp_path: Path, extra: dict, fragment: str) -> None:
+    path = _profile(tmp_path, **extra)
+    assert_one_line_error(invoke("analyze", "configs/models/mobilenet_v1.yaml", "-d", str(path)), str(path), fragment)
+
+
+def test_every_shipped_profile_names_its_runtime() -> None:
+    from convcost.latency.devices import load_profile, shipped_profiles
+
+    for name, path in shipped_profiles().items():
+        assert load_profile(path).runtime is not None, name
+
+
+def test_runtime_onnxruntime_without_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    result = invoke("calibrate", "--runtime", "onnxruntime", "--quick")
+    assert_one_line_error(result, "onnxruntime", "pip install 'convcost[ort]'")
+    assert_one_line_error(invoke("calibrate", "--runtime", "tvm"), "--runtime 'tvm'")
+
+
+# --- calibrate and bench in onnxruntime -------------------------------------------------------
+
+
+def test_calibrate_onnxruntime_writes_a_physical_profile_with_the_fusions_onnxruntime_applies(profile: Path) -> None:
+    from convcost.latency.devices import load_profile
+
+    p = load_profile(profile)
+    assert p.runtime is not None and p.runtime["name"] == "onnxruntime" and p.runtime["threads"] == 1
+    assert p.runtime["version"] == ort.__version__
+    # onnxruntime's CPU provider fuses all three (its optimized graph says so: see the fusion test above)
+    assert {"conv_bn", "conv_activation", "conv_add_activation"} <= set(p.fusions)
+    assert all(0 < e <= 1 for e in p.roofline.efficiency.values())
+    assert all(0 < f.memory_efficiency <= 1 for f in p.ops.values())
+    assert set(p.ops) >= {"run", "elementwise", "pooling", "resize", "recurrent"}
+    checks = yaml.safe_load(profile.read_text())["calibration"]["fusion_checks"]
+    assert checks["conv_activation"]["kernels_ab"] < checks["conv_activation"]["kernels_a_b"]
+
+
+def test_bench_runs_the_model_in_onnxruntime_and_maps_every_kernel(block: Path, profile: Path) -> None:
+    result = run_cli("bench", str(block), "-d", str(profile), "--seconds", "0.5", "-V", "depthwise", "-f", "json",
+                     timeout=300)
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["totals"]["measured_ms"] > 0 and doc["totals"]["runs"] >= 10
+    analyzed = json.loads(invoke("analyze", str(block), "-V", "depthwise", "-d", str(profile), "-f", "json").out)
+    assert doc["totals"]["estimated_ms"] == pytest.approx(analyzed["totals"]["latency_ms"]["calibrated"], rel=1e-5)
+    assert doc["variants"]["depthwise"]["estimated_ms"] == pytest.approx(
+        analyzed["variant_totals"]["depthwise"]["latency_ms"]["calibrated"], rel=1e-5)
+    # one kernel per node of onnxruntime's optimized graph, each with the model nodes it computes
+    kernels = _optimized_kernels(block)
+    assert len(doc["kernels"]) == sum(kernels.values())
+    covered = [n for k in doc["kernels"] for n in k["nodes"]]
+    convs = [n for n in covered if n.endswith("Conv")]
+    assert len(convs) == len(set(convs)) == 3
+    fused = next(k for k in doc["kernels"] if "/c2/Conv" in k["nodes"])
+    assert "/Add" in fused["nodes"] and "/Relu_1" in fused["nodes"]  # the residual add and its ReLU
+    assert all(math.isfinite(k["estimated_ms"]) for k in doc["kernels"])
+
+
+def test_bench_with_an_onnxruntime_profile_refuses_a_spec(profile: Path) -> None:
+    result = invoke("bench", "configs/models/mobilenet_v1.yaml", "-d", str(profile), "--seconds", "0")
+    assert_one_line_error(result, "describes onnxruntime, which runs ONNX models")
+
+
+def test_random_inputs_reach_the_analysed_shapes(tmp_path: Path) -> None:
+    from convcost.latency.ort_run import make_session
+
+    path = torch_export(nn.Conv2d(3, 4, 3), torch.randn(1, 3, 9, 9), tmp_path / "c.onnx")
+    s = make_session(path.read_bytes(), 1)
+    assert {k: v.shape for k, v in s.feeds.items()} == {"input.1": (1, 3, 9, 9)} or \
+        all(v.shape == (1, 3, 9, 9) for v in s.feeds.values())
+    assert np.all(np.isfinite(s.run()[0]))  # type: ignore[index]
