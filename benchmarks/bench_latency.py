@@ -90,7 +90,7 @@ def interleaved(cycles: int, sweep: str, repeats: int, threads: int | None, cloc
         torch.set_num_threads(threads)
     plan = SWEEPS[sweep]
     ops = plan.ops()
-    units = [[runner([op]) for op in ops]] + [bench_runners(analyze(m, Settings())) for m in chosen]
+    units = [[runner([op]) for op in ops]] + [bench_runners(analyze(m, Settings()))[0] for m in chosen]
     timing = Timing(warmup=1, repeats=repeats, cold=True, clock=clock)
     visits: list[list[list[float]]] = [[[] for _ in fns] for fns in units]  # unit, function, visit
     copies: list[float] = []

@@ -341,7 +341,8 @@ def test_fit_recovers_a_known_roofline() -> None:
             conv(3, 8, 3, 2), conv(16, 16, 3, 2, rank=3), make_conv("t", "ConvTranspose", (1, 16, 2, 2), 16, (2, 2),
                                                                    (2, 2)),
             make_conv("v", "Conv", (2, 16, 2, 2, 2), 16, (3, 3, 3), (1, 1, 1), (1,) * 6),
-            make_conv("r", "Conv", (1, 16, 2, 2), 16, (1, 3), (1, 1), (0, 1, 0, 1)), MatMul("m", "MatMul", 1, 2, 16, 16)]
+            make_conv("r", "Conv", (1, 16, 2, 2), 16, (1, 3), (1, 1), (0, 1, 0, 1)),
+            MatMul("m", "MatMul", 1, 2, 16, 16)]
     assert {op_kind(op) for op in ops} == set(KINDS)
     samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]
     fit = fit_roofline(samples, 200.0, 20.0)

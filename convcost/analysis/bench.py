@@ -77,6 +77,10 @@ class BenchResult:
     whole_baseline_ms: float | None
     others: float | None
     rounds_retaken: int
+    #: Whether the whole model is its real forward pass (else its convs and matmuls back to back).
+    forward_pass: bool = False
+    #: Samples each op got (the span of --seconds divided into passes over every op).
+    passes: int = 0
 
     @property
     def whole_error(self) -> float:
@@ -111,13 +115,21 @@ def _macs_per_ms(profile: DeviceProfile) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
-def bench_runners(analysis: Analysis) -> list[Callable[[], object]]:
+def bench_runners(analysis: Analysis) -> tuple[list[Callable[[], object]], bool]:
     """What bench times for an analysed model, in `_slots` order: each conv alone, each applicable
-    variant's stages back to back, and last the whole model (every conv and matrix multiply)."""
+    variant's stages back to back, and last the whole model: its real forward pass where torch runs
+    the format (a spec's module, TorchScript, a module:factory, a .pt2), else every conv and
+    matrix multiply in order. The flag says which."""
+    from convcost.latency.measure import torch_dtype
+    from convcost.loaders.pytorch.runnable import forward_call, runnable
+
     dtype, layers, model = analysis.settings.dtype, analysis.layers, analysis.model
     fns = [runner([layers[i].conv] if which is None else list(layers[i].variants[which].plan.layers), dtype)
            for i, which in _slots(analysis)]
-    return [*fns, runner([*model.convs, *model.matmuls], dtype, chained=False)]
+    module = runnable(model)
+    if module is not None:
+        return [*fns, forward_call(model, module, torch_dtype(dtype))], True
+    return [*fns, runner([*model.convs, *model.matmuls], dtype, chained=False)], False
 
 
 def _slots(analysis: Analysis) -> list[tuple[int, str | None]]:
@@ -127,7 +139,7 @@ def _slots(analysis: Analysis) -> list[tuple[int, str | None]]:
 
 
 def bench_result(analysis: Analysis, profile: DeviceProfile, measured: Measured, threads: int,
-                 clock: str) -> BenchResult:
+                 clock: str, forward_pass: bool = False) -> BenchResult:
     """Measured times (`bench_runners` order) beside the estimates `analysis` made on `profile`."""
     rate = _macs_per_ms(profile)
     layers = [
@@ -149,7 +161,8 @@ def bench_result(analysis: Analysis, profile: DeviceProfile, measured: Measured,
         model=analysis.model, device=profile, threads=threads, clock=clock, layers=layers,
         whole_measured_ms=measured.ms[len(slots)], whole_estimated_ms=analysis.totals.latency[profile.name],
         whole_baseline_ms=analysis.totals.macs / rate if rate else None,
-        others=measured.others, rounds_retaken=measured.rounds_dropped,
+        others=measured.others, rounds_retaken=measured.rounds_dropped, forward_pass=forward_pass,
+        passes=measured.passes,
     )
 
 
@@ -169,5 +182,6 @@ def run_bench(model: Model, profile: DeviceProfile, settings: Settings | None = 
     timing = replace(base, clock=clock, cold=True)  # as calibrate measures: each op cold, as inside a model
     _, options_for = hooks(settings)
     analysis = analyze(model, settings, [profile], options_for=options_for)
-    measured = measure_many(bench_runners(analysis), timing, tick)
-    return bench_result(analysis, profile, measured, threads, clock)
+    fns, forward_pass = bench_runners(analysis)
+    measured = measure_many(fns, timing, tick)
+    return bench_result(analysis, profile, measured, threads, clock, forward_pass)

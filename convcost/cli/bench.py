@@ -82,7 +82,8 @@ def bench(
         _bench_ort(request, loaded, profile, seconds, fmt, output)
         return
     with progress(f"benchmarking {len(loaded.convs)} convs and their variants") as tick:
-        result = run_bench(loaded, profile, request.settings, Timing(repeats=repeats, span_s=seconds), tick)
+        result = run_bench(loaded, profile, request.settings,
+                           Timing(repeats=repeats, span_s=seconds, max_passes=10**7), tick)
     from convcost.render import render
 
     emit(render("bench", fmt, result), output)
@@ -98,13 +99,11 @@ def _bench_ort(request: Request, loaded: Model, profile: DeviceProfile, seconds:
 
     from convcost.analysis.analyzer import analyze
     from convcost.analysis.pipeline import hooks
-    from convcost.cli.common import emit
+    from convcost.cli.common import choose_format, emit
     from convcost.latency.ort_run import all_cores, import_ort
     from convcost.render import render
     from convcost.util.errors import ConvcostError, UsageError
     from convcost.util.progress import progress
-
-    from convcost.cli.common import choose_format
 
     fmt = choose_format("ort_bench", fmt)
     import_ort()

@@ -21,6 +21,7 @@ from convcost.analysis.applied import ApplyResult, Timing
 from convcost.analysis.pipeline import check_model
 from convcost.analysis.replacing import Kept, Replacement, build_all, predicted_totals, require_weights
 from convcost.ir.inputs import Inputs, givens
+from convcost.loaders.pytorch.runnable import load_module
 from convcost.util.errors import InputError, UsageError, first_line
 from convcost.util.progress import progress
 
@@ -32,25 +33,6 @@ if TYPE_CHECKING:
 
 #: Output names that mean "write TorchScript".
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
-
-
-def load_module(spec: str, kind: str) -> nn.Module:
-    """The eager module of a `module:factory` spec, or the ScriptModule of a TorchScript archive."""
-    if kind == "pytorch":
-        from convcost.loaders.pytorch.factory import resolve_factory
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return resolve_factory(spec)
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            module: nn.Module = torch.jit.load(spec, map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - torch's errors for a bad archive
-            raise InputError(f"cannot load the TorchScript archive: {first_line(exc)}", spec) from None
-    return module
 
 
 def example_inputs(module: nn.Module, inputs: Inputs, source: str, seed: int) -> tuple[tuple, dict]:

@@ -54,6 +54,9 @@ class Timing:
     #: time. A median over samples spread across a minute is the machine's typical speed; one over
     #: 10 seconds is whatever phase those seconds fell in.
     span_s: float = 0.0
+    #: The most passes a span may take (None: 100 x repeats, which keeps a sweep of tiny ops from
+    #: sampling each 10^5 times; bench lifts it so that --seconds is honoured).
+    max_passes: int | None = None
 
 
 def steady_allocator() -> bool:
@@ -177,6 +180,7 @@ class Measured:
     ms: list[float]
     others: float | None  # share of CPU time other processes used during the kept rounds
     rounds_dropped: int  # rounds taken again because another process was busy
+    passes: int = 0  # samples each function got
 
 
 def _chunks(costs: Sequence[float], seconds: float, most: int) -> list[range]:
@@ -256,6 +260,7 @@ def measure_many(
                 # as the first is often the slowest (planning on it alone ended spans early).
                 elapsed = max(time.monotonic() - started, 1e-6)
                 left = max(timing.span_s - elapsed, 0.0)
-                planned = max(repeats, min(passes + math.ceil(left * passes / elapsed), 100 * repeats))
+                cap = timing.max_passes or 100 * repeats
+                planned = max(repeats, min(passes + math.ceil(left * passes / elapsed), cap))
     return Measured([1e3 * statistics.median(s) for s in samples],
-                    statistics.fmean(busy) if busy else None, dropped)
+                    statistics.fmean(busy) if busy else None, dropped, passes)

@@ -86,8 +86,8 @@ def full_convs() -> list[Conv]:
         (128, 64, 4, 14, 2), (32, 16, 3, 56, 2), (256, 128, 2, 28, 2), (64, 64, 3, 28, 1), (512, 256, 4, 7, 2),
         (16, 8, 4, 112, 2), (64, 32, 3, 56, 2))]
     # Rectangular kernels (k x 1, 1 x k): the stages of spatially separable convs, Inception's 1x7 / 7x1.
-    ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7), (32, 3, 112),
-                                                       (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
+    ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7),
+                                                       (32, 3, 112), (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
     ops += [_rect(64, 128, 3, 56, 0), _rect(128, 64, 3, 28, 1)]
     ops += tiny_convs()
     return ops

@@ -29,11 +29,13 @@ def _share(num: int | float | None, den: int | float | None) -> str:
 
 def summary_lines(result: BenchResult) -> list[str]:
     s = result.summary()
+    what = "its forward pass in torch" if result.forward_pass else \
+        (f"{count(len(result.model.convs), 'conv')} and "
+         f"{count(len(result.model.matmuls), 'matrix multiply', 'matrix multiplies')} run back to back")
     lines = [
-        f"Whole model ({count(len(result.model.convs), 'conv')} and "
-        f"{count(len(result.model.matmuls), 'matrix multiply', 'matrix multiplies')} run back to "
-        f"back): measured {ms(result.whole_measured_ms)} ms, estimated {ms(result.whole_estimated_ms)} ms "
-        f"({pct(result.whole_error)})",
+        f"Whole model ({what}): measured {ms(result.whole_measured_ms)} ms, estimated "
+        f"{ms(result.whole_estimated_ms)} ms ({pct(result.whole_error)}); every op sampled "
+        f"{result.passes} times",
         f"Layers within 25%: {_share(s['layers_within_25pct'], s['layers'])}; median |error| "
         f"{pct(s['median_abs_error']).lstrip('+')}",
         f"Variant speed-up sign right: {_share(s['signs_right'], s['variant_pairs'])}",
