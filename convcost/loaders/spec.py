@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from convcost.ir.inputs import Inputs, givens
-from convcost.ir.model import Conv, ConvOp, MatMul, Model, Shape
+from convcost.ir.model import Conv, ConvOp, MatMul, Model, Node, Shape
 from convcost.ir.shapes import ShapeError, conv_out_size, make_conv, same_pads
 from convcost.util.errors import InputError, short
 from convcost.util.infile import load_yaml, read_text
@@ -59,6 +59,13 @@ class _State:
     shapes: dict[str, Shape] = field(default_factory=dict)
     convs: list[Conv] = field(default_factory=list)
     matmuls: list[MatMul] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    #: The layer whose output the next layer reads by default ("input" before the first).
+    last: str = "input"
+    #: A repeat's name -> its last layer, the tensor a reference to the repeat reads.
+    ends: dict[str, str] = field(default_factory=dict)
+    #: What the layer just shaped sets for its node's attributes (kernel, stride, mode...).
+    attrs: dict[str, object] = field(default_factory=dict)
 
 
 def _is_int(v: object) -> bool:
@@ -160,6 +167,8 @@ def _conv(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     except ShapeError as exc:
         raise SpecError(f"{where}: {exc}") from None
     st.convs.append(conv)
+    st.attrs = {"kernel": list(conv.kernel), "stride": list(conv.stride), "padding": list(conv.padding),
+                "dilation": list(conv.dilation), "groups": conv.groups}
     return conv.output_shape
 
 
@@ -176,12 +185,14 @@ def _pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     out = [conv_out_size(shape[2 + i], kernel[i], stride[i], pads[i], pads[rank + i], 1) for i in range(rank)]
     if any(o < 1 for o in out):
         raise SpecError(f"{where}: pool kernel {list(kernel)} is larger than the padded input {list(shape[2:])}")
+    st.attrs = {"kernel": list(kernel), "stride": list(stride), "padding": list(pads), "mode": mode}
     return (shape[0], shape[1], *out)
 
 
 @SHAPE_OPS.register("global_pool")
 def _global_pool(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape:
     rank = _spatial(shape, _where(name), "global_pool")
+    st.attrs = {"mode": layer.get("mode", "avg")}
     return (shape[0], shape[1], *([1] * rank))
 
 
@@ -207,12 +218,13 @@ def _linear(layer: dict[str, Any], shape: Shape, name: str, st: _State) -> Shape
 
 
 
-def _lookup(ref: Any, scopes: list[str], st: _State, where: str) -> Shape:
+def _lookup(ref: Any, scopes: list[str], st: _State, where: str) -> tuple[str, Shape]:
+    """The layer a reference names, as (the tensor it reads, its shape)."""
     if not isinstance(ref, str):
         raise SpecError(f"{where}: a layer reference must be a layer name, got {short(ref)}")
     for scope in scopes:
         if scope + ref in st.shapes:
-            return st.shapes[scope + ref]
+            return st.ends.get(scope + ref, scope + ref), st.shapes[scope + ref]
     known = ", ".join(sorted(st.shapes)[:12])
     raise SpecError(f"{where}: unknown layer '{ref}' in from/inputs (known: {known})")
 
@@ -287,18 +299,35 @@ def _walk(layers: Any, shape: Shape, scopes: list[str], st: _State, depth: int, 
             for r in range(times):
                 inner = f"{name}.{r}."
                 shape = _walk(layer.get("layers"), shape, [inner, *scopes], st, depth + 1, where_l)
+            st.ends[name] = st.last
         elif kind in ("add", "concat"):
             refs = layer.get("inputs", layer.get("from"))
             if not isinstance(refs, list):
                 raise SpecError(f"{where_l}: {kind} needs 'inputs': a list of layer names")
-            shape = _merge(layer, [_lookup(r, scopes, st, where_l) for r in refs], where_l)
+            found = [_lookup(r, scopes, st, where_l) for r in refs]
+            shape = _merge(layer, [s for _, s in found], where_l)
+            st.attrs = {"axis": layer.get("axis", 1)} if kind == "concat" else {}
+            _record(st, name, kind, found, shape)
         else:
-            source = _lookup(layer["from"], scopes, st, where_l) if "from" in layer else shape
+            source = _lookup(layer["from"], scopes, st, where_l) if "from" in layer else (st.last, shape)
             if kind in ("conv", "conv_transpose", "linear"):
                 layer = {**{k: v for k, v in st.defaults.items() if k in KEYS[kind]}, **layer}
-            shape = SHAPE_OPS[kind](layer, source, name, st)
+            st.attrs = {}
+            shape = SHAPE_OPS[kind](layer, source[1], name, st)
+            _record(st, name, kind, [source], shape)
         st.shapes[name] = shape  # the layer count was bounded before the walk (_expanded_count)
     return shape
+
+
+def _record(st: _State, name: str, kind: str, inputs: list[tuple[str, Shape]], shape: Shape) -> None:
+    """The layer as a `Node`: it reads `inputs` (tensor, shape) and writes the tensor `name`."""
+    counted = ("conv", len(st.convs) - 1) if kind in ("conv", "conv_transpose") else \
+        ("matmul", len(st.matmuls) - 1) if kind == "linear" else None
+    dtype = st.convs[-1].dtype if counted and counted[0] == "conv" else None
+    st.nodes.append(Node(name=name, op=kind, inputs=tuple(t for t, _ in inputs), outputs=(name,),
+                         input_shapes=tuple(s for _, s in inputs), output_shapes=(shape,), dtype=dtype,
+                         attrs=dict(st.attrs), counted=counted))  # type: ignore[arg-type]
+    st.last = name
 
 
 def parse_shape(value: Any, where: str) -> Shape:
@@ -341,4 +370,4 @@ def model_from_spec(data: Any, path: str | Path, inputs: Inputs | None = None) -
         raise InputError(exc.message, source) from None
     name = data["name"] if isinstance(data.get("name"), str) else Path(source).stem
     return Model(name=name, format="spec", source=source, inputs={"input": shape},
-                 convs=st.convs, matmuls=st.matmuls)
+                 convs=st.convs, matmuls=st.matmuls, nodes=st.nodes)

@@ -201,7 +201,7 @@ def _walk(scope: Scope) -> None:
         if handler is not None:
             convs, matmuls = len(ctx.convs), len(ctx.matmuls)
             handler(ctx, node, index)
-            counted = ("conv", convs) if len(ctx.convs) > convs else \
+            counted: tuple[Literal["conv", "matmul"], int] | None = ("conv", convs) if len(ctx.convs) > convs else \
                 ("matmul", matmuls) if len(ctx.matmuls) > matmuls else None
             ctx.nodes.append(_node(ctx, table, index, counted))
             continue
@@ -262,7 +262,7 @@ def _node(ctx: Ctx, table: Table, index: int, counted: tuple[Literal["conv", "ma
     shape = lambda t: static(ctx.shapes.get(t)) if t else None  # noqa: E731
     label = _label(ctx, table, index)
     try:
-        values = {k: v for k, v in attrs(node).items() if isinstance(v, int | float | str | list)}
+        values: dict[str, object] = {k: v for k, v in attrs(node).items() if isinstance(v, int | float | str | list)}
     except Exception:  # an attribute convcost cannot read is no reason to refuse the model here
         values = {}
     return Node(
