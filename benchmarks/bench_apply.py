@@ -10,8 +10,12 @@ B. plan --target-ms against a uniform-rank plan (every conv at the same fraction
 C. ResNet-18 (torchvision layout, 224x224, random init) on this machine: calibrate --quick, plan
    for 70 % of the estimated latency, apply --bench: the estimated speed-up against the one
    onnxruntime measures, and apply's wall time.
+D. plan --target-ms with an onnxruntime-calibrated profile (--ort-profile, from `calibrate --runtime
+   onnxruntime`), for 85 % and 70 % of the estimated latency of zoo models: the written model run
+   end to end in onnxruntime (`convcost bench`, whole model) against the target.
 
 Re-run:  OPENBLAS_NUM_THREADS=1 python -m benchmarks.bench_apply [--skip-calibrate]
+         python -m benchmarks.bench_apply --parts d --ort-profile ort1.yaml [--zoo /tmp/convcost-zoo]
 """
 
 from __future__ import annotations
@@ -137,10 +141,43 @@ def part_c(folder: Path, calibrate: bool) -> None:
               f"{t['runs']} runs); plan {planned:.1f} s, apply {applied:.1f} s")
 
 
+def part_d(folder: Path, profile: Path, zoo: Path, models: list[str], seconds: float) -> None:
+    from benchmarks.ort_models import export_zoo
+
+    met = within = runs = 0
+    print("D. | model | target | estimated after | measured before | measured after | after / target |")
+    for z in export_zoo(zoo, models):
+        base = cli("analyze", str(z.path), "-V", "none", "-d", str(profile))["totals"]["latency_ms"]
+        name = next(iter(base))
+        measured_before = cli("bench", str(z.path), "-d", str(profile), "-V", "none",
+                              "--seconds", str(seconds))["totals"]["measured_ms"]
+        for share in (0.85, 0.7):
+            target = share * base[name]
+            plan = folder / f"{z.name}-{share}.yaml"
+            doc = cli("plan", str(z.path), "-d", str(profile), "--target-ms", f"{target:.6g}", "-o", str(plan))
+            if not doc.get("met"):
+                print(f"| {z.name} | {target:.2f} ms ({share:.0%}) | not reachable | | | |")
+                continue
+            out = folder / f"{z.name}-{share}.onnx"
+            cli("apply", str(z.path), "--plan", str(plan), "-o", str(out))
+            after = cli("bench", str(out), "-d", str(profile), "-V", "none", "--seconds", str(seconds))["totals"]
+            ratio = after["measured_ms"] / target
+            runs += 1
+            met += ratio <= 1.0
+            within += abs(ratio - 1) <= 0.10
+            print(f"| {z.name} | {target:.2f} ms ({share:.0%}) | {after['estimated_ms']:.2f} ms | "
+                  f"{measured_before:.2f} ms | {after['measured_ms']:.2f} ms | {ratio:.2f} |")
+    print(f"D. {runs} plans: measured latency at or under the target in {met}, within 10% of it in {within}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-calibrate", action="store_true", help="C: use the xeon-8380 profile instead")
     parser.add_argument("--parts", default="abc")
+    parser.add_argument("--ort-profile", type=Path, help="D: a profile from calibrate --runtime onnxruntime")
+    parser.add_argument("--zoo", type=Path, default=Path("/tmp/convcost-zoo"))
+    parser.add_argument("--models", nargs="*", default=["resnet18", "resnet50", "vgg16", "mobilenet_v2"])
+    parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     import torch
@@ -154,6 +191,10 @@ def main() -> None:
             part_b(folder, ["rpi4", "snapdragon855", "rpi5"])
         if "c" in args.parts:
             part_c(folder, not args.skip_calibrate)
+        if "d" in args.parts:
+            if args.ort_profile is None:
+                raise SystemExit("part D needs --ort-profile (convcost calibrate --runtime onnxruntime -o ...)")
+            part_d(folder, args.ort_profile, args.zoo, args.models, args.seconds)
 
 
 if __name__ == "__main__":

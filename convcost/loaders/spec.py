@@ -17,10 +17,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from convcost.ir.inputs import Inputs, givens
-from convcost.ir.model import Conv, ConvOp, MatMul, Model, Shape
+from convcost.ir.model import Conv, ConvOp, MatMul, Model, Node, Shape
 from convcost.ir.shapes import ShapeError, conv_out_size, make_conv, same_pads
 from convcost.util.errors import InputError, short
 from convcost.util.infile import load_yaml, read_text
@@ -412,5 +412,35 @@ def resolve_spec(data: Any, path: str | Path, inputs: Inputs | None = None) -> t
         raise InputError(exc.message, source) from None
     name = data["name"] if isinstance(data.get("name"), str) else Path(source).stem
     model = Model(name=name, format="spec", source=source, inputs={"input": shape},
-                  convs=st.convs, matmuls=st.matmuls)
+                  convs=st.convs, matmuls=st.matmuls, nodes=spec_nodes(st.layers))
     return model, st.layers
+
+
+def spec_nodes(layers: list[SpecLayer]) -> list[Node]:
+    """Each layer as a `Node`: it reads its inputs' tensors (named after the layers that wrote them)
+    and writes the tensor of its own name; convs and linears point at the ops the cost model prices."""
+    nodes: list[Node] = []
+    convs = matmuls = 0
+    for layer in layers:
+        counted: tuple[Literal["conv", "matmul"], int] | None = None
+        if layer.conv is not None:
+            counted, convs = ("conv", convs), convs + 1
+        elif layer.type == "linear":
+            counted, matmuls = ("matmul", matmuls), matmuls + 1
+        nodes.append(Node(name=layer.name, op=layer.type, inputs=layer.inputs, outputs=(layer.name,),
+                          input_shapes=layer.input_shapes, output_shapes=(layer.shape,),
+                          dtype=layer.conv.dtype if layer.conv is not None else None,
+                          attrs=_node_attrs(layer), counted=counted))
+    return nodes
+
+
+def _node_attrs(layer: SpecLayer) -> dict[str, object]:
+    """What a latency formula reads of a layer: a pool's resolved window, a global pool's mode, a concat's axis."""
+    if layer.type == "pool":
+        p = pool_params(layer.layer, layer.input_shapes[0], layer.name)
+        return {"kernel": list(p.kernel), "stride": list(p.stride), "padding": list(p.pads), "mode": p.mode}
+    if layer.type == "global_pool":
+        return {"mode": global_pool_mode(layer.layer, layer.name)}
+    if layer.type == "concat":
+        return {"axis": layer.layer.get("axis", 1)}
+    return {}

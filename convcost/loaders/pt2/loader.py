@@ -3,7 +3,8 @@
 Steps: open the zip without unpickling anything (`archive`), bind `-i` to the program's inputs
 (fixed dims must match; dynamic dims take any value in their exported range, and the guards
 recorded at export are checked), give every tensor its shape by evaluating the graph's size
-expressions (`symbols`), and turn aten calls into convcost ops (`ops`). Neither torch nor numpy is
+expressions (`symbols`), and turn aten calls into convcost ops (`ops`) and every call into a
+`Node` (Model.nodes). Neither torch nor numpy is
 imported (numpy only when a weight-based feature reads a weight).
 """
 
@@ -13,13 +14,25 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from convcost.ir import model as ir
 from convcost.ir.inputs import Inputs, givens
 from convcost.ir.model import Model, Shape, Uncounted, WeightLoader, counted_family
+from convcost.loaders.aten_ops import COPY_IF_STRIDED, METADATA_OPS, scalar_attr
 from convcost.loaders.notes import repeated_calls
 from convcost.loaders.pt2.archive import Archive, dtype_name, open_archive
-from convcost.loaders.pt2.ops import HANDLERS, UNNAMED, VIEW_OPS, Graph, Node, multiplies, op_name, tensor_ref
+from convcost.loaders.pt2.ops import (
+    HANDLERS,
+    UNNAMED,
+    VIEW_OPS,
+    Graph,
+    Node,
+    multiplies,
+    op_name,
+    tensor_ref,
+    tensor_refs,
+)
 from convcost.loaders.pt2.symbols import Unresolved, check_guard, evaluate, symbol_of
 from convcost.util.errors import InputError, short
 
@@ -105,6 +118,8 @@ class _Reader:
         specs = module["signature"]["input_specs"]
         self.params: dict[str, str] = {}
         self.user: dict[str, list[Any]] = {}
+        #: Placeholders that are not user inputs: parameters, buffers, tensor constants.
+        self.constants: set[str] = set()
         # Tied parameters (`b.weight = a.weight`) are listed under each name but stored once; PyTorch
         # keeps the first name (`named_parameters()`), and so does convcost, for names and params.
         first: dict[object, str] = {}
@@ -118,6 +133,10 @@ class _Reader:
                 name = tensor_ref(spec["user_input"]["arg"])
                 if name is not None:
                     self.user[name] = self.values[name]["sizes"]
+            for kind, body in spec.items():
+                arg = body.get("arg") if isinstance(body, dict) and kind not in ("user_input", "token") else None
+                if isinstance(arg, dict) and isinstance(arg.get("name"), str):
+                    self.constants.add(arg["name"])
         self.ranges: dict[str, Any] = program.get("range_constraints") or {}
         guards = program.get("guards_code") or []
         self.guards = [g for g in guards if isinstance(g, str)] if isinstance(guards, list) else []
@@ -248,6 +267,23 @@ class _Reader:
                 self._shapes[tensor] = tuple(s for s in sizes if s is not None)
         return self._shapes[tensor]
 
+    def strided(self, tensor: str) -> bool:
+        """Whether a tensor's recorded strides are not those of contiguous memory (so that a reshape
+        of it copies); False where they are unknown or symbolic and unresolved."""
+        shape, meta = self.shape(tensor), self.values.get(tensor)
+        strides = meta.get("strides") if isinstance(meta, dict) else None
+        if shape is None or not isinstance(strides, list) or len(strides) != len(shape):
+            return False
+        expected = 1
+        for size, dim in zip(reversed(shape), reversed(strides), strict=True):
+            stride = self._size(dim) if isinstance(dim, dict) else None
+            if stride is None:
+                return False
+            if size != 1 and stride != expected:
+                return True
+            expected *= size
+        return False
+
     def dtype(self, tensor: str) -> str | None:
         meta = self.values.get(tensor)
         return dtype_name(meta.get("dtype")) if isinstance(meta, dict) else None
@@ -266,6 +302,7 @@ class _Reader:
         shapes = self.bind(given)
         numel = {fqn: math.prod(s) for p, fqn in self.params.items() if (s := self.shape(p)) is not None}
         g = Graph(self.shape, self.dtype, self.sym_int, self.params, numel, self._weights, source=self.source)
+        nodes = _Nodes(self)
         for raw in self.graph["nodes"]:
             node = _node(raw)
             if node.op in VIEW_OPS and node.outputs:
@@ -274,8 +311,12 @@ class _Reader:
                     g.views[node.outputs[0]] = base
             handler = HANDLERS.get(node.op)
             if handler is not None:
+                convs, matmuls = len(g.convs), len(g.matmuls)
                 handler(g, node)
+                nodes.add(raw, node, ("conv", convs) if len(g.convs) > convs else
+                          ("matmul", matmuls) if len(g.matmuls) > matmuls else None)
                 continue
+            nodes.add(raw, node, None)
             before = len(g.uncounted)
             for label, sub in _subgraphs(raw):
                 _control_flow(g, node, label, sub)
@@ -296,6 +337,7 @@ class _Reader:
             uncosted=dict(g.uncosted),
             uncounted=g.uncounted,
             warnings=self._notes(g),
+            nodes=nodes.nodes,
         )
 
     def _weights(self, fqn: str, shape: Shape) -> WeightLoader | None:
@@ -324,6 +366,78 @@ class _Reader:
                          "torch 2.7 or older, or tensor subclasses); convcost never unpickles, so they have no "
                          "approximation errors")
         return notes
+
+
+class _Nodes:
+    """The graph's calls as `Model.nodes`: metadata ops (views, size queries) are left out and
+    their outputs (all of them: split, unbind) take their input's name, so edges run from the op
+    that computed a tensor."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.aliases: dict[str, str] = {}
+        self.nodes: list[ir.Node] = []
+
+    def add(self, raw: Mapping[str, Any], node: Node, counted: tuple[Literal["conv", "matmul"], int] | None) -> None:
+        op = _aten_name(str(raw["target"]), node.op)
+        ins = _input_tensors(node)
+        names = tuple(self.aliases.get(t, t) for t in ins)
+        if op in METADATA_OPS and not (op in COPY_IF_STRIDED and ins and self.reader.strided(ins[0])):
+            if names:
+                for out in node.outputs:
+                    self.aliases[out] = names[0]
+            return
+        r = self.reader
+        self.nodes.append(ir.Node(
+            name=f"{node.module}/{node.name}" if node.module else node.name, op=op,
+            inputs=names, outputs=tuple(node.outputs),
+            input_shapes=tuple(r.shape(t) for t in ins), output_shapes=tuple(r.shape(t) for t in node.outputs),
+            dtype=r.dtype(node.outputs[0]) if node.outputs else None,
+            constant=frozenset(i for i, t in enumerate(names) if t in r.constants),
+            attrs=self._attrs(node), counted=counted, source=node.name))
+
+    def _attrs(self, node: Node) -> dict[str, object]:
+        """Scalar arguments by name; symbolic sizes where they evaluate at the bound inputs."""
+        out: dict[str, object] = {}
+        for key, arg in node.args.items():
+            if not isinstance(arg, dict) or len(arg) != 1:
+                continue
+            kind, value = next(iter(arg.items()))
+            if kind == "as_sym_int":
+                value = self.reader.sym_int(value)
+            elif kind == "as_sym_ints" and isinstance(value, list):
+                value = [self.reader.sym_int(v) for v in value]
+            elif kind not in _SCALAR_ARGS:
+                continue
+            if value is not None and scalar_attr(value):
+                out[key] = value
+        return out
+
+
+#: Argument kinds of the export schema that hold plain values (Node.attrs).
+_SCALAR_ARGS = frozenset({"as_int", "as_ints", "as_float", "as_floats", "as_string", "as_strings", "as_bool",
+                          "as_bools"})
+
+
+def _aten_name(target: str, op: str) -> str:
+    """`aten.relu` (of `torch.ops.aten.relu.default`) -> `aten::relu`, as TorchScript and the capture
+    name it; other targets (`torch.cond`) unchanged."""
+    return op.replace(".", "::", 1) if target.startswith("torch.ops.") and not op.startswith("torch.") else op
+
+
+def _input_tensors(node: Node) -> list[str]:
+    """The tensors a call reads, in argument order (lists of tensors, such as cat's, flattened)."""
+    found: list[str] = []
+    for arg in node.args.values():
+        ref = tensor_ref(arg)
+        if ref is not None:
+            found.append(ref)
+            continue
+        found += tensor_refs(arg) or []
+        optional = arg.get("as_optional_tensors") if isinstance(arg, dict) else None
+        if isinstance(optional, list):
+            found += [r for a in optional if (r := tensor_ref(a)) is not None]
+    return found
 
 
 def _node(raw: Mapping[str, Any]) -> Node:

@@ -13,6 +13,10 @@ weight is not a parameter (computed, e.g. weight norm, or frozen into a constant
 model names the op by the innermost module running it; otherwise it is `convolution` /
 `matmul` with call indices.
 
+Every op that runs a kernel is also a `Node` (Model.nodes), named by the module running it and the
+op (`layer1.0.relu/relu`; in TorchScript, which runs no module hooks, a conv or matmul by its layer
+and other ops by the op alone), with call indices where a name repeats.
+
 Only this module (and the loaders that call it) imports torch.
 """
 
@@ -22,6 +26,7 @@ import inspect
 import re
 import typing
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -31,10 +36,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from convcost.ir.inputs import Given, Inputs, ScalarKind, givens
-from convcost.ir.model import Conv, MatMul, Model, Scalar, Shape, Uncounted, counted_family
+from convcost.ir.model import Conv, MatMul, Model, Node, Scalar, Shape, Uncounted, counted_family
 from convcost.ir.shapes import ShapeError, make_conv
+from convcost.loaders.aten_ops import METADATA_OPS, scalar_attr
 from convcost.loaders.notes import repeated_calls
 from convcost.util.errors import InputError
 from convcost.util.registry import Registry
@@ -64,6 +71,8 @@ class Capture:
     uncosted: Counter[str] = field(default_factory=Counter)
     uncounted: list[Uncounted] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    #: Every op that ran a kernel, in call order (Model.nodes).
+    nodes: list[Node] = field(default_factory=list)
     #: The layer whose op raised, and its message (TorchScript loses it when re-raising).
     failed_at: str | None = None
     error: str | None = None
@@ -78,6 +87,11 @@ class _Params:
             if p.numel():
                 self.by_ptr.setdefault(p.data_ptr(), (qualified, p.numel()))
         self.total = sum(p.numel() for p in module.parameters())
+        #: Parameters and buffers by the address of their data: the constant inputs of the ops.
+        self.constants: dict[int, str] = {}
+        for qualified, t in [*module.named_parameters(), *module.named_buffers()]:
+            if t.numel() and t.device.type != "meta":
+                self.constants.setdefault(t.data_ptr(), qualified)
 
     def lookup(self, t: object) -> tuple[str, int] | None:
         if isinstance(t, torch.Tensor) and t.numel() and t.device.type != "meta":
@@ -133,11 +147,100 @@ def _per_axis(value: Any, rank: int) -> tuple[int, ...]:
     return tuple(values * rank) if len(values) == 1 else tuple(values)
 
 
+class _Tensors:
+    """Names of the tensors a forward pass sees, the edges of `Model.nodes`: model inputs by their
+    argument name, parameters and buffers by their qualified name, op outputs after their node.
+
+    A tensor is known by `id()`, which Python reuses once the tensor is freed; a weak reference
+    forgets the name when its tensor dies, so no tensor is kept alive for naming and no freed
+    tensor's name passes to a new one.
+    """
+
+    def __init__(self, params: _Params) -> None:
+        self.params = params
+        self.by_id: dict[int, str] = {}
+        self.refs: dict[int, weakref.ref[torch.Tensor]] = {}
+        #: Names of tensors no op of the forward produced: weights, buffers, frozen constants.
+        self.constant: set[str] = set()
+        self.unnamed = 0
+
+    def bind(self, t: torch.Tensor, name: str) -> None:
+        key = id(t)
+
+        def forget(_: object, key: int = key) -> None:
+            self.by_id.pop(key, None)
+            self.refs.pop(key, None)
+
+        self.by_id[key] = name
+        self.refs[key] = weakref.ref(t, forget)
+
+    def name(self, t: torch.Tensor) -> str:
+        """The tensor's name; one not seen before was made outside the forward: a constant."""
+        known = self.by_id.get(id(t))
+        if known is not None:
+            return known
+        try:
+            found = self.params.constants.get(t.data_ptr()) if t.numel() and t.device.type != "meta" else None
+        except RuntimeError:  # a tensor without storage (sparse, a subclass): not a parameter
+            found = None
+        if found is None:
+            found = f"constant#{self.unnamed}"
+            self.unnamed += 1
+        self.constant.add(found)
+        self.bind(t, found)
+        return found
+
+    def alias(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        """A metadata op's outputs (all of them: split, unbind) take its input's name."""
+        ins = _tensors((args, kwargs))
+        if ins:
+            base = self.name(ins[0])
+            for t in _tensors(out):
+                self.bind(t, base)
+
+
+def _tensors(tree: object) -> list[torch.Tensor]:
+    return [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor)]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 class _Recorder:
-    """Turns captured aten calls into `Conv` / `MatMul` records with names."""
+    """Turns captured aten calls into `Conv` / `MatMul` records with names, and every op into a `Node`."""
 
     def __init__(self, params: _Params, stack: _ModuleStack | None) -> None:
         self.params, self.stack, self.out = params, stack, Capture()
+        self.tensors = _Tensors(params)
+        self.node_calls: Counter[str] = Counter()
+
+    def node(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
+             bound: dict[str, Any] | None = None, counted: tuple[Literal["conv", "matmul"], int] | None = None) -> None:
+        """Record the op that just ran: named by the module running it (else, for a counted op, by
+        its layer), its tensors, shapes, output dtype and scalar arguments."""
+        ins, outs = _tensors((args, kwargs)), _tensors(out)
+        names = tuple(self.tensors.name(t) for t in ins)  # before the outputs: an in-place op's output is its input
+        op = func._schema.name
+        path = self.stack.current() if self.stack else None
+        if path is None and counted is not None:
+            path = (self.out.convs if counted[0] == "conv" else self.out.matmuls)[counted[1]].name
+        base = f"{path}/{op.split('::')[-1]}" if path else op.split("::")[-1]
+        n = self.node_calls[base]
+        self.node_calls[base] += 1
+        name = base if n == 0 else f"{base}#{n}"
+        out_names = tuple(name if len(outs) == 1 else f"{name}:{i}" for i in range(len(outs)))
+        for t, o in zip(outs, out_names, strict=True):
+            self.tensors.bind(t, o)
+        bound = bound if bound is not None else _bind(func, args, kwargs)
+        self.out.nodes.append(Node(
+            name=name, op=op, inputs=names, outputs=out_names,
+            input_shapes=tuple(tuple(t.shape) for t in ins), output_shapes=tuple(tuple(t.shape) for t in outs),
+            dtype=_dtype_name(outs[0].dtype) if outs else None,
+            constant=frozenset(i for i, t in enumerate(names) if t in self.tensors.constant),
+            attrs={k: list(v) if isinstance(v, tuple) else v for k, v in bound.items()
+                   if v is not None and scalar_attr(v)},
+            counted=counted))
 
     def base_name(self, kind: str, weight: object) -> str:
         found = self.params.lookup(weight)
@@ -320,6 +423,7 @@ class _CaptureMode(TorchDispatchMode):
             out = self._run(func, args, kwargs, bound) if predicted is None else \
                 torch.zeros(predicted.output_shape, dtype=_conv_input(bound).dtype)
             self.rec.conv(bound, tuple(out.shape), predicted)
+            self.rec.node(func, args, kwargs, out, bound, ("conv", len(self.rec.out.convs) - 1))
             return out
         handler = HANDLERS.get(packet)
         if handler is None:
@@ -329,6 +433,10 @@ class _CaptureMode(TorchDispatchMode):
                 if decomposed is not NotImplemented:
                     return decomposed
             out = self._run(func, args, kwargs, None)
+            if func._schema.name in METADATA_OPS:
+                self.rec.tensors.alias(args, kwargs, out)
+                return out
+            self.rec.node(func, args, kwargs, out)
             if _COSTLY.search(packet.__name__):
                 self.rec.out.uncosted[str(packet)] += 1
                 if counted_family(packet.__name__):
@@ -336,7 +444,10 @@ class _CaptureMode(TorchDispatchMode):
             return out
         bound = _bind(func, args, kwargs)
         out = self._run(func, args, kwargs, bound)
+        before = len(self.rec.out.matmuls)
         handler(self.rec, bound, out)
+        self.rec.node(func, args, kwargs, out, bound,
+                      ("matmul", before) if len(self.rec.out.matmuls) > before else None)
         return out
 
     def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], bound: dict[str, Any] | None) -> Any:
@@ -522,6 +633,9 @@ def _input_dtype(module: nn.Module) -> torch.dtype:
 def _run(module: nn.Module, rec: _Recorder, bound: Bound, sig: Signature,
          dtype: torch.dtype, compute_convs: bool) -> Capture:
     args = {n: torch.zeros(v, dtype=dtype) if isinstance(v, tuple) else v for n, v in bound.items()}
+    for n, v in args.items():
+        if isinstance(v, torch.Tensor):
+            rec.tensors.bind(v, n)
     positional = sig.variadic or list(sig.names[: len(args)]) == list(args)
     # With conv kernels skipped, what runs is cheap elementwise work, which one thread does faster
     # than a pool that spins and, on a busy machine, waits for cores (5-10x here).
@@ -608,4 +722,5 @@ def _model_from(cap: Capture, params: _Params, *, name: str, source: str, fmt: s
         uncosted=dict(cap.uncosted),
         uncounted=cap.uncounted,
         warnings=notes,
+        nodes=cap.nodes,
     )
