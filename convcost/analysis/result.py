@@ -202,27 +202,25 @@ class Analysis:
     variant_totals: dict[str, Totals]
 
     def op_types(self) -> dict[str, OpTypeSummary]:
-        """Per op type (as the model names it): node count, bytes and estimated ms per device, from the
-        whole-model estimates; fused and folded nodes count with 0 ms."""
+        """Per op type (as the model names it): node count, bytes it reads and writes, and estimated ms per
+        device from the whole-model estimates (fused and folded nodes count 0 ms). Slowest first."""
+        from convcost.cost.nodes import node_work, traffic_bytes
+
         counts: dict[str, int] = {}
         moved: dict[str, int] = {}
         priced: dict[str, bool] = {}
+        for node in self.model.nodes:
+            counts[node.op] = counts.get(node.op, 0) + 1
+            work = None if node.counted is not None else node_work(node, self.settings.dtype)
+            moved[node.op] = moved.get(node.op, 0) + (work.bytes if work else traffic_bytes(node, self.settings.dtype))
+            known = node.counted is not None or work is not None
+            priced[node.op] = priced.get(node.op, True) and known
         ms: dict[str, dict[str, float]] = {}
-        first = True
         for device, whole in self.totals.whole.items():
             for e in whole.nodes:
-                op = e.node.op
-                if first:
-                    counts[op] = counts.get(op, 0) + 1
-                    moved[op] = moved.get(op, 0) + e.bytes
-                    priced[op] = priced.get(op, True) and (e.family is not None or not e.fate.runs)
-                ms.setdefault(op, {}).setdefault(device, 0.0)
-                ms[op][device] += e.ms
-            first = False
-        if not self.totals.whole:
-            for node in self.model.nodes:
-                counts[node.op] = counts.get(node.op, 0) + 1
-        return {op: OpTypeSummary(counts[op], moved.get(op, 0), ms.get(op, {}), priced.get(op, True))
+                per = ms.setdefault(e.node.op, {})
+                per[device] = per.get(device, 0.0) + e.ms
+        return {op: OpTypeSummary(counts[op], moved[op], ms.get(op, {}), priced[op])
                 for op in sorted(counts, key=lambda o: (-max(ms.get(o, {}).values(), default=0.0), o))}
 
     def unpriced(self) -> dict[str, list[str]]:
