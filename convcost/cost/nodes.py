@@ -35,13 +35,15 @@ class Family:
     description: str
     #: Op types, lower-case, without a domain or `aten::` prefix (`relu`, `max_pool2d`, `maxpool`).
     ops: frozenset[str]
+    #: The family whose figures apply where a profile has none of this one's.
+    parent: str | None = None
 
 
 FAMILIES: Registry[str, Family] = Registry("op family")
 
 
-def _family(name: str, description: str, *ops: str) -> None:
-    FAMILIES.add(name, Family(name, description, frozenset(o.lower() for o in ops)))
+def _family(name: str, description: str, *ops: str, parent: str | None = None) -> None:
+    FAMILIES.add(name, Family(name, description, frozenset(o.lower() for o in ops), parent))
 
 
 _family("view", "ops that re-label a tensor without moving it (the runtime aliases the buffer)",
@@ -79,6 +81,8 @@ _family("pooling", "windowed max / average pooling and global pooling",
         "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
         "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool2d", "pool",
         "global_pool")
+_family("pooling_nd", "pooling over one or three spatial axes: runtimes' blocked 2-D pooling kernels do not "
+        "apply (the family of a pooling node whose input is not 2-D)", parent="pooling")
 _family("reduction", "reductions over axes (mean, sum, max, argmax, norms)",
         "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
         "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CumSum", "Mean", "Sum", "amax", "amin",
@@ -118,9 +122,26 @@ _BY_OP = _by_op()
 
 
 def family_of(op: str) -> str | None:
-    """The family that prices op type `op`, or None where convcost has no formula for it."""
+    """The family op type `op` belongs to, or None where convcost has no formula for it."""
     key = _key(op)
     return _BY_OP.get(key) or (_BY_OP.get(key.rstrip("_")) if key.endswith("_") else None)
+
+
+def node_family(node: Node) -> str | None:
+    """The family that prices `node`: its op type's, refined by its shapes (pooling over 1 or 3 axes)."""
+    family = family_of(node.op)
+    if family == "pooling" and node.input_shapes and node.input_shapes[0] is not None \
+            and len(node.input_shapes[0]) != 4:
+        return "pooling_nd"
+    return family
+
+
+def lineage(family: str) -> list[str]:
+    """`family`, then the family whose figures it falls back to, and so on."""
+    chain = [family]
+    while (parent := FAMILIES[chain[-1]].parent) is not None:
+        chain.append(parent)
+    return chain
 
 
 @dataclass(frozen=True)
@@ -154,9 +175,32 @@ def _traffic(node: Node, bpe: int) -> NodeWork:
     return NodeWork(bytes=(_elements(known) + _elements(node.known_outputs())) * bpe)
 
 
-for _name in ("elementwise", "transcendental", "data_movement", "pooling", "reduction", "softmax",
-              "normalization", "resize"):
+for _name in ("elementwise", "transcendental", "data_movement", "reduction", "softmax", "normalization", "resize"):
     _WORK.add(_name, _traffic)
+
+
+def _window(node: Node) -> int:
+    """Elements in one pooling window: ONNX `kernel_shape`, a spec's `kernel`, aten's `kernel_size`."""
+    for key in ("kernel_shape", "kernel", "kernel_size"):
+        value = node.attrs.get(key)
+        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+            return math.prod(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            out = node.output_shapes[0] if node.output_shapes else None
+            return value ** (len(out) - 2 if out else 2)
+    return 1
+
+
+@_WORK.register("pooling", "pooling_nd")
+def _pooling(node: Node, bpe: int) -> NodeWork:
+    """A windowed pool reads each of its windows (out x window elements: 2.25 x the input for a
+    3x3 / 2 max pool) and writes its output; a global pool reads the input once."""
+    base = _traffic(node, bpe)
+    window = _window(node)
+    outputs = _elements(node.known_outputs())
+    if window <= 1 or not outputs:
+        return base
+    return NodeWork(bytes=(outputs * window + outputs) * bpe)
 
 
 @_WORK.register("view", "shape")
@@ -196,7 +240,7 @@ def traffic_bytes(node: Node, analysis_dtype: str = "float32") -> int:
 
 def node_work(node: Node, analysis_dtype: str = "float32") -> NodeWork | None:
     """The work of a node that is neither a conv nor a matmul; None where its op has no family."""
-    family = family_of(node.op)
+    family = node_family(node)
     if family is None:
         return None
     return _WORK[family](node, element_bytes(node.dtype, analysis_dtype))

@@ -70,7 +70,9 @@ WORK_KINDS = ("dense",)
 #: slow compute (a 128 -> 128 conv in 32 groups runs at 9 GFLOP/s) as memory traffic, and prices a
 #: 4-group 1x1 conv on a large map as memory-bound at 2.6 GB/s, 80% too slow, so most grouped
 #: variants of MobileNet v2's 1x1 convs get the wrong speed-up sign (benchmarks/RESULTS.md).
-MEMORY_KINDS = ("depthwise",)
+#: A matrix-vector product (a classifier at batch 1) reads its weights once per run, from memory:
+#: in onnxruntime here a 2048 x 1000 one streams them at 13 GB/s, a fifth of a warm copy.
+MEMORY_KINDS = ("depthwise", "depthwise_unaligned", "matvec")
 
 
 def _layout(fills: tuple[str, ...], memory_shares: int) -> dict[str, slice]:

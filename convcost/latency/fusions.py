@@ -32,7 +32,8 @@ class Runtime:
 RUNTIMES: Registry[str, Runtime] = Registry("runtime")
 RUNTIMES.add("onnxruntime", Runtime(
     "onnxruntime", "onnxruntime's CPU execution provider, default graph optimizations (ORT_ENABLE_ALL)",
-    ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation", "conv_add_activation")))
+    ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation", "conv_add_activation", "sigmoid_mul",
+     "gelu")))
 RUNTIMES.add("torch", Runtime("torch", "PyTorch eager mode: every op is a kernel call, nothing is fused"))
 RUNTIMES.add("tflite", Runtime("tflite", "TensorFlow Lite interpreter and its delegates (conv + BN and "
                                          "conv + ReLU/ReLU6 fused by the converter)",
@@ -78,6 +79,9 @@ class Graph:
     fates: dict[str, Fate] = field(default_factory=dict)
     chains: dict[str, _Chain] = field(default_factory=dict)  # tensor -> the conv chain ending in it
     constant: set[str] = field(default_factory=set)  # tensors known before the model runs
+    #: Nodes a pattern matched ahead of reaching them: name -> (fusion, the node that absorbs them).
+    pending: dict[str, tuple[str, str]] = field(default_factory=dict)
+    readers: dict[str, list[Node]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for node in self.nodes:
@@ -86,6 +90,12 @@ class Graph:
             for t in node.inputs:
                 if t:
                     self.consumers[t] = self.consumers.get(t, 0) + 1
+                    self.readers.setdefault(t, []).append(node)
+
+    def only_reader(self, tensor: str) -> Node | None:
+        """The one node that reads `tensor`, if exactly one does."""
+        readers = self.readers.get(tensor, [])
+        return readers[0] if len(readers) == 1 else None
 
     def only_consumer(self, tensor: str) -> bool:
         return self.consumers.get(tensor, 0) == 1
@@ -167,6 +177,18 @@ def _conv_activation(g: Graph, node: Node) -> bool:
     return chain is not None and _absorb(g, node, chain, "act", "conv_activation")
 
 
+#: HardSwish after a conv: onnxruntime 1.2x fuses it into the conv kernel as it does the activations above.
+HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
+
+
+@register_fusion("conv_hardswish", "HardSwish after a conv runs inside the conv kernel")
+def _conv_hardswish(g: Graph, node: Node) -> bool:
+    if node.op not in HARDSWISH or not node.inputs:
+        return False
+    chain = _chain_of(g, node.inputs[0], ("conv", "bn", "add"))
+    return chain is not None and _absorb(g, node, chain, "act", "conv_hardswish")
+
+
 @register_fusion("conv_add_activation", "Add of a conv's output and a tensor of the same shape (a residual) "
                                         "runs inside the conv kernel, which reads the other operand; an "
                                         "activation after it fuses too")
@@ -183,6 +205,57 @@ def _conv_add(g: Graph, node: Node) -> bool:
             extra = numel(other)  # elements; priced in bytes by the caller's dtype
             return _absorb(g, node, chain, "add", "conv_add_activation", extra)
     return False
+
+
+@register_fusion("sigmoid_mul", "x * Sigmoid(x) (SiLU, Swish) runs as one kernel (onnxruntime's QuickGelu)")
+def _sigmoid_mul(g: Graph, node: Node) -> bool:
+    if _base(node.op) not in ("Mul", "mul") or len(node.inputs) != 2:
+        return False
+    for mine in (0, 1):
+        gate = g.producer.get(node.inputs[mine])
+        if gate is not None and _base(gate.op) in ("Sigmoid", "sigmoid") and gate.inputs \
+                and gate.inputs[0] == node.inputs[1 - mine] and g.only_consumer(node.inputs[mine]) \
+                and g.fates.get(gate.name, Fate()).runs:
+            g.fates[node.name] = Fate(runs=False, host=gate.name, by="sigmoid_mul")
+            return True
+    return False
+
+
+def _constant_operand(g: Graph, node: Node) -> bool:
+    return len(node.inputs) == 2 and len(g.activations(node)) == 1
+
+
+@register_fusion("gelu", "the erf form of GELU (Div, Erf, Add, Mul, Mul as exporters write it) runs as one Gelu kernel")
+def _gelu(g: Graph, node: Node) -> bool:
+    """Matched at the Erf: the scaling before it and the Add, Mul by x and Mul by 0.5 after it join it."""
+    if node.name in g.pending:
+        fusion, host = g.pending.pop(node.name)
+        g.fates[node.name] = Fate(runs=False, host=host, by=fusion)
+        return True
+    if _base(node.op) != "Erf" or not node.inputs or not node.outputs:
+        return False
+    scale = g.producer.get(node.inputs[0])
+    if scale is None or _base(scale.op) not in ("Div", "Mul") or not _constant_operand(g, scale) \
+            or not g.only_consumer(node.inputs[0]):
+        return False
+    x = scale.inputs[g.activations(scale)[0]]
+    chain: list[Node] = []
+    tensor = node.outputs[0]
+    for _ in range(3):
+        nxt = g.only_reader(tensor)
+        if nxt is None or _base(nxt.op) not in ("Add", "Mul") or not nxt.outputs:
+            break
+        chain.append(nxt)
+        tensor = nxt.outputs[0]
+    ops = [_base(n.op) for n in chain]
+    if ops[:2] != ["Add", "Mul"] or x not in chain[1].inputs:
+        return False
+    if len(chain) == 3 and not _constant_operand(g, chain[2]):
+        chain = chain[:2]
+    g.fates[scale.name] = Fate(runs=False, host=node.name, by="gelu")
+    g.pending.update({n.name: ("gelu", node.name) for n in chain})
+    g.fates[node.name] = Fate()
+    return True
 
 
 def fuse(nodes: Sequence[Node], fusions: Sequence[str]) -> dict[str, Fate]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from convcost.cost.nodes import FAMILIES, element_bytes, family_of, node_work, traffic_bytes
+from convcost.cost.nodes import FAMILIES, element_bytes, lineage, node_family, node_work, traffic_bytes
 from convcost.ir.model import Node
 from convcost.latency.fusions import Fate, fuse
 from convcost.latency.roofline import Roofline, peak_for
@@ -66,11 +66,11 @@ class WholeEstimate:
 
 def node_ms(roof: Roofline, figures: Mapping[str, FamilyFigures], node: Node, dtype: str) -> tuple[float, int]:
     """Milliseconds and bytes of a node that is neither conv nor matmul (see the module docstring)."""
-    family = family_of(node.op)
+    family = node_family(node)
     work = node_work(node, dtype)
     if family is None or work is None:
         return 0.0, 0
-    fig = figures.get(family) or default_figures(roof)
+    fig = next((figures[f] for f in lineage(family) if f in figures), None) or default_figures(roof)
     memory = work.bytes / (roof.bandwidth_gbs * 1e9 * fig.memory_efficiency)
     compute = 0.0
     if work.macs:
@@ -105,7 +105,7 @@ def whole_model(
     for node in nodes:
         fate = fates[node.name]
         if not fate.runs:
-            out.append(NodeEstimate(node, 0.0, family_of(node.op), fate))
+            out.append(NodeEstimate(node, 0.0, node_family(node), fate))
         elif node.counted is not None:
             kind, i = node.counted
             ms = conv_ms[i] if kind == "conv" else matmul_ms[i]
@@ -114,7 +114,7 @@ def whole_model(
                                     traffic_bytes(node, dtype) + added))
         else:
             ms, moved = node_ms(roof, figures, node, dtype)
-            out.append(NodeEstimate(node, ms, family_of(node.op), fate, moved))
+            out.append(NodeEstimate(node, ms, node_family(node), fate, moved))
     return WholeEstimate(run + sum(e.ms for e in out), run, out)
 
 

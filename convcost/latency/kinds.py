@@ -58,9 +58,37 @@ SMALL_REDUCTION = 32
 SMALL_OUTPUTS = 4
 
 
+#: Channel counts that are multiples of this fill a blocked kernel's vector registers (16 floats:
+#: AVX-512; onnxruntime's NCHWc convs and oneDNN's blocked layouts): other counts are padded or
+#: take a generic path, several times slower per MAC for depthwise and narrow-group convs.
+BLOCK = 16
+
+
+@register_kind("depthwise_unaligned", f"depthwise with a channel count that is not a multiple of {BLOCK} "
+                                      "(ShuffleNet's 58, 116, 232; MobileNetV3's 72, 120)", parent="depthwise")
+def _depthwise_unaligned(op: Op) -> bool:
+    return isinstance(op, Conv) and op.is_depthwise and op.rank == 2 and op.in_channels % BLOCK != 0
+
+
 @register_kind("depthwise", "groups = C_in > 1 (one filter per input channel, any depth multiplier)")
 def _depthwise(op: Op) -> bool:
     return isinstance(op, Conv) and op.is_depthwise
+
+
+@register_kind("sequence", "1-D conv (audio, text): runtimes run these through their generic im2col + GEMM path, "
+                           "not the blocked 2-D kernels", parent="dense")
+def _sequence(op: Op) -> bool:
+    return isinstance(op, Conv) and op.rank == 1 and op.op == "Conv"
+
+
+#: A conv reading fewer channels than this per group is a stem on an image or clip (RGB, grayscale).
+STEM_CHANNELS = 4
+
+
+@register_kind("volumetric_stem", f"3-D conv reading fewer than {STEM_CHANNELS} channels (a video stem on RGB clips): "
+                                  "a small reduction per output, through the 3-D kernels", parent="small_channel")
+def _volumetric_stem(op: Op) -> bool:
+    return isinstance(op, Conv) and op.rank == 3 and op.op == "Conv" and op.in_channels // op.groups < STEM_CHANNELS
 
 
 @register_kind("small_channel", f"each output sums fewer than {SMALL_REDUCTION} products (C_in/groups x kernel "
@@ -102,9 +130,27 @@ def _volumetric(op: Op) -> bool:
     return isinstance(op, Conv) and op.rank == 3
 
 
+@register_kind("grouped_narrow", f"1 < groups < C_in, a spatial kernel, and a channel count per group that is not "
+                                 f"a multiple of {BLOCK} (ResNeXt's 4 and 8 per group)", parent="grouped")
+def _grouped_narrow(op: Op) -> bool:
+    if not (isinstance(op, Conv) and op.groups > 1) or op.is_pointwise:
+        return False
+    return (op.in_channels // op.groups) % BLOCK != 0 or (op.out_channels // op.groups) % BLOCK != 0
+
+
 @register_kind("grouped", "1 < groups < C_in")
 def _grouped(op: Op) -> bool:
     return isinstance(op, Conv) and op.groups > 1
+
+
+#: A matrix multiply with a constant weight and at most this many rows is a matrix-vector product.
+MATVEC_ROWS = 4
+
+
+@register_kind("matvec", f"a layer's matrix times at most {MATVEC_ROWS} rows (a classifier at batch 1): it streams "
+                         "its weights once per run, from memory", parent="matmul")
+def _matvec(op: Op) -> bool:
+    return isinstance(op, MatMul) and op.params > 0 and op.batch * op.m <= MATVEC_ROWS
 
 
 @register_kind("matmul", "matrix multiplies (Linear, Gemm, MatMul, Einsum): a runtime's GEMM, not its conv kernels",

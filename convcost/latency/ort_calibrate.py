@@ -66,7 +66,7 @@ class OrtSweep:
 #: full: about 100 s in all (sessions, warm-up, a 60 s span); quick: under 30 s; smoke: for tests.
 ORT_SWEEPS: dict[str, OrtSweep] = {
     "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, burst=3)),
-    "quick": OrtSweep(quick_convs, 2, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, burst=3)),
+    "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, burst=3)),
     "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, burst=2)),
 }
 

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from convcost.cost.nodes import family_of
+from convcost.cost.nodes import node_family
 from convcost.ir.model import Conv, MatMul, Node, Shape
 from convcost.ir.shapes import make_conv
 
@@ -40,7 +40,7 @@ class Probe:
     def target(self) -> Node:
         """The node the probe measures: the one of the family (others only prepare its input or
         take its output)."""
-        return next((n for n in self.nodes if self.family and family_of(n.op) == self.family), self.nodes[-1])
+        return next((n for n in self.nodes if self.family and node_family(n) == self.family), self.nodes[-1])
 
 
 class _Builder:
@@ -115,13 +115,13 @@ def conv_probe(conv: Conv) -> Probe:
 
 
 def matmul_probe(mm: MatMul) -> Probe:
-    """A layer with a constant weight runs as Gemm (x (rows, k) by W (k, n), plus bias); a product of
-    two activations as a batched MatMul."""
+    """A layer with a constant weight runs as Gemm (x (rows, k) by W (n, k) transposed, plus bias, as
+    torch exports nn.Linear); a product of two activations as a batched MatMul."""
     b = _Builder("matmul")
     if mm.params:
         x = b.input((mm.batch * mm.m, mm.k))
-        ins = [x, b.weight((mm.k, mm.n))] + ([b.weight((mm.n,))] if mm.params > mm.k * mm.n else [])
-        y = b.op("Gemm", ins, (mm.batch * mm.m, mm.n), ("matmul", 0))
+        ins = [x, b.weight((mm.n, mm.k))] + ([b.weight((mm.n,))] if mm.params > mm.k * mm.n else [])
+        y = b.op("Gemm", ins, (mm.batch * mm.m, mm.n), ("matmul", 0), transB=1)
     else:
         x, w = b.input((mm.batch, mm.m, mm.k)), b.input((mm.batch, mm.k, mm.n), "w")
         y = b.op("MatMul", [x, w], (mm.batch, mm.m, mm.n), ("matmul", 0))
@@ -132,7 +132,8 @@ def matmul_probe(mm: MatMul) -> Probe:
 def sweep_matmuls(scale: int = 1) -> list[MatMul]:
     shapes = [(1, 1, 2048, 1000, True), (1, 1, 1280, 1000, True), (1, 1, 512, 10, True), (1, 197, 384, 384, True),
               (1, 197, 384, 1536, True), (1, 50, 512, 512, True), (1, 64, 256, 1024, True), (6, 197, 64, 197, False),
-              (6, 197, 197, 64, False), (8, 32, 32, 32, False), (4, 128, 64, 128, False), (1, 4096, 64, 64, True)]
+              (6, 197, 197, 64, False), (8, 32, 32, 32, False), (4, 128, 64, 128, False), (1, 4096, 64, 64, True),
+              (1, 1, 4096, 4096, True), (1, 1, 1024, 1000, True), (1, 1, 576, 1024, True)]
     out = [MatMul(f"matmul {b}x{m}x{k}x{n}", "Gemm" if w else "MatMul", b, m, k, n, params=k * n + n if w else 0)
            for b, m, k, n, w in shapes]
     return out[::scale]
@@ -196,6 +197,14 @@ def _avgpool(b: _Builder, c: int, hw: int) -> str:
     return b.op("AveragePool", [b.input(_nchw(c, hw))], _nchw(c, hw // 2), kernel_shape=[2, 2], strides=[2, 2])
 
 
+def _pool1d(op: str, k: int) -> Any:
+    def build(b: _Builder, c: int, hw: int) -> str:
+        length = hw * hw // 2
+        return b.op(op, [b.input((1, c, length))], (1, c, length // k), kernel_shape=[k], strides=[k])
+
+    return build
+
+
 def _gap(b: _Builder, c: int, hw: int) -> str:
     return b.op("GlobalAveragePool", [b.input(_nchw(c, hw))], (1, c, 1, 1))
 
@@ -254,6 +263,7 @@ FAMILY_PROBES: dict[str, list[tuple[str, Any]]] = {
                        ("Tanh", _unary("Tanh")), ("Erf", _unary("Erf"))],
     "data_movement": [("Concat", _concat), ("Transpose shuffle", _shuffle), ("Slice", _slice)],
     "pooling": [("MaxPool 3x3/2", _maxpool), ("AveragePool 2x2/2", _avgpool), ("GlobalAveragePool", _gap)],
+    "pooling_nd": [("MaxPool1d 4/4", _pool1d("MaxPool", 4)), ("AveragePool1d 2/2", _pool1d("AveragePool", 2))],
     "reduction": [("ReduceMean", _reduce)],
     "softmax": [("Softmax", _softmax)],
     "normalization": [("LayerNormalization", _layernorm)],
@@ -318,8 +328,12 @@ def fusion_probes() -> list[FusionProbe]:
         other = b.remember or b.input(shape, "r")
         return relu(b, b.op("Add", [x, other], shape))
 
+    def hardswish(b: _Builder, x: str) -> str:
+        return b.op("HardSwish", [x], shape)
+
     probes = []
-    for name, after in (("conv_bn", bn), ("conv_activation", relu), ("conv_add_activation", add_relu)):
+    for name, after in (("conv_bn", bn), ("conv_activation", relu), ("conv_hardswish", hardswish),
+                        ("conv_add_activation", add_relu)):
         residual = name == "conv_add_activation"
         first = _Builder("a")
         a_out = convs(first, first.input(conv.input_shape), residual)
@@ -328,7 +342,35 @@ def fusion_probes() -> list[FusionProbe]:
         chain = _Builder("ab")
         ab_out = after(chain, convs(chain, chain.input(conv.input_shape), residual))
         probes.append(FusionProbe(name, first.model([a_out]), alone.model([b_out]), chain.model([ab_out])))
-    return probes
+    return probes + _elementwise_fusion_probes(shape)
+
+
+def _elementwise_fusion_probes(shape: Shape) -> list[FusionProbe]:
+    """SiLU (a: Sigmoid, b: the Mul by x) and the erf form of GELU (a: the scaling and Erf, b: the
+    Add, Mul by x and Mul by 0.5), as torch's exporter writes them."""
+    def silu(parts: str) -> onnx.ModelProto:
+        b = _Builder(parts)
+        x = b.input(shape)
+        if parts == "a":
+            return b.model([b.op("Sigmoid", [x], shape)])
+        if parts == "b":
+            return b.model([b.op("Mul", [x, b.input(shape, "y")], shape)])
+        return b.model([b.op("Mul", [x, b.op("Sigmoid", [x], shape)], shape)])
+
+    def gelu(parts: str) -> onnx.ModelProto:
+        b = _Builder(parts)
+        x = b.input(shape)
+        if parts in ("a", "ab"):
+            y = b.op("Erf", [b.op("Div", [x, b.const(np.array(1.4142135, np.float32))], shape)], shape)
+            if parts == "a":
+                return b.model([y])
+        else:
+            y = b.input(shape, "y")
+        y = b.op("Mul", [x, b.op("Add", [y, b.const(np.array(1.0, np.float32))], shape)], shape)
+        return b.model([b.op("Mul", [y, b.const(np.array(0.5, np.float32))], shape)])
+
+    return [FusionProbe("sigmoid_mul", silu("a"), silu("b"), silu("ab")),
+            FusionProbe("gelu", gelu("a"), gelu("b"), gelu("ab"))]
 
 
 def chain_probe(length: int) -> onnx.ModelProto:

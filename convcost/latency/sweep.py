@@ -85,6 +85,12 @@ def full_convs() -> list[Conv]:
     ops += [_conv(cin, cout, k, hw, s, op="ConvTranspose") for cin, cout, k, hw, s in (
         (128, 64, 4, 14, 2), (32, 16, 3, 56, 2), (256, 128, 2, 28, 2), (64, 64, 3, 28, 1), (512, 256, 4, 7, 2),
         (16, 8, 4, 112, 2), (64, 32, 3, 56, 2))]
+    # Channel counts that are not a multiple of 16 (ShuffleNet, MobileNetV3) and narrow groups (ResNeXt).
+    ops += [_conv(c, c, k, hw, stride=s, groups=c) for c, k, hw, s in (
+        (58, 3, 56, 2), (116, 3, 28, 1), (232, 3, 14, 1), (72, 3, 56, 2), (120, 5, 28, 1), (24, 3, 112, 1),
+        (200, 3, 14, 1), (88, 3, 28, 1))]
+    ops += [_conv(c, c, 3, hw, stride=s, groups=g) for c, hw, s, g in (
+        (128, 56, 1, 32), (256, 56, 2, 32), (256, 28, 1, 32), (512, 28, 2, 32), (1024, 14, 2, 32), (240, 28, 1, 3))]
     # Rectangular kernels (k x 1, 1 x k): the stages of spatially separable convs, Inception's 1x7 / 7x1.
     ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7),
                                                        (32, 3, 112), (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
