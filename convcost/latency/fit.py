@@ -72,7 +72,7 @@ WORK_KINDS = ("dense",)
 #: variants of MobileNet v2's 1x1 convs get the wrong speed-up sign (benchmarks/RESULTS.md).
 #: A matrix-vector product (a classifier at batch 1) reads its weights once per run, from memory:
 #: in onnxruntime here a 2048 x 1000 one streams them at 13 GB/s, a fifth of a warm copy.
-MEMORY_KINDS = ("depthwise", "depthwise_unaligned", "matvec")
+MEMORY_KINDS = ("depthwise", "depthwise_unaligned", "matvec", "matvec_large")
 
 
 def _layout(fills: tuple[str, ...], memory_shares: int) -> dict[str, slice]:

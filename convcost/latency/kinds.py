@@ -147,6 +147,18 @@ def _grouped(op: Op) -> bool:
 MATVEC_ROWS = 4
 
 
+#: Weights of a matrix-vector product beyond this many bytes stream from main memory on every run.
+MATVEC_CACHED_BYTES = 16 * 2**20
+
+
+@register_kind("matvec_large", f"a matrix-vector product with more than {MATVEC_CACHED_BYTES // 2**20} MiB of "
+                               "weights (VGG's and AlexNet's classifiers): they stream from main memory, not cache",
+               parent="matvec")
+def _matvec_large(op: Op) -> bool:
+    return isinstance(op, MatMul) and op.params > 0 and op.batch * op.m <= MATVEC_ROWS \
+        and op.params * 4 > MATVEC_CACHED_BYTES
+
+
 @register_kind("matvec", f"a layer's matrix times at most {MATVEC_ROWS} rows (a classifier at batch 1): it streams "
                          "its weights once per run, from memory", parent="matmul")
 def _matvec(op: Op) -> bool:
