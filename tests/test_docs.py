@@ -104,7 +104,8 @@ def test_nothing_users_read_points_outside_the_repository(path: Path) -> None:
 #: Mappings whose keys are data (device, variant, input, op, dtype and kind names), not schema.
 DATA_KEYED = {"inputs", "values", "latency_ms", "latency_bound", "slower", "slower_layers", "uncosted_ops", "variants",
               "variant_totals", "peak_gflops", "efficiency", "overhead_us", "memory_efficiency", "saturation",
-              "pixels", "out_channels", "work", "calibration", "output_errors", "output_shapes"}
+              "pixels", "out_channels", "work", "calibration", "output_errors", "output_shapes", "op_types",
+              "unpriced_ops", "ops"}
 
 
 def keys_of(doc: Any, parent: str = "") -> set[str]:

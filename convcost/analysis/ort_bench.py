@@ -23,8 +23,9 @@ from convcost.ir.model import Model, Node
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.ort_run import OrtTiming, make_session, node_medians, time_sessions
 
-#: A suffix onnxruntime's NCHWc transformer gives the tensors it re-lays out.
-NCHWC_SUFFIX = "_nchwc"
+#: Suffixes onnxruntime's NCHWc transformer gives the nodes and tensors it re-lays out ("_bn": a
+#: BatchNormalization it turned into a depthwise 1x1 conv).
+NCHWC_SUFFIXES = ("_nchwc", "_bn")
 INSERTED_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost"})
 #: Ops a runtime fuses into the conv before them (BatchNormalization, residual Add, activations).
 UPSTREAM_FUSABLE = frozenset({"BatchNormalization", "Add", "Sum", "Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu",
@@ -98,8 +99,12 @@ class OrtBenchResult:
 
 
 def _strip(tensor: str) -> str:
-    while tensor.endswith(NCHWC_SUFFIX):
-        tensor = tensor[: -len(NCHWC_SUFFIX)]
+    changed = True
+    while changed:
+        changed = False
+        for suffix in NCHWC_SUFFIXES:
+            if tensor.endswith(suffix):
+                tensor, changed = tensor[: -len(suffix)], True
     return tensor
 
 
@@ -118,6 +123,9 @@ def kernel_groups(nodes: Sequence[Node], optimized: Sequence[tuple[str, str, Seq
         # the tensors themselves; other kernels keep their node's name or their output's.
         made_by.setdefault(_strip(name), name)
         named.setdefault(name, name)
+        # A fusion that makes a new node names it "<first node>/<Fusion>/" (QuickGeluFusion, GeluFusion).
+        if "/" in name.rstrip("/"):
+            named.setdefault(name.rstrip("/").rsplit("/", 1)[0], name)
         for t in outs:
             made_by.setdefault(_strip(t), name)
     readers: dict[str, list[Node]] = {}

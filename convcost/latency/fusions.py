@@ -32,20 +32,22 @@ class Runtime:
 RUNTIMES: Registry[str, Runtime] = Registry("runtime")
 RUNTIMES.add("onnxruntime", Runtime(
     "onnxruntime", "onnxruntime's CPU execution provider, default graph optimizations (ORT_ENABLE_ALL)",
-    ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation", "conv_add_activation", "sigmoid_mul",
-     "gelu")))
+    ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation", "conv_hardswish", "conv_add_activation",
+     "bn_activation", "sigmoid_mul", "gelu")))
 RUNTIMES.add("torch", Runtime("torch", "PyTorch eager mode: every op is a kernel call, nothing is fused"))
 RUNTIMES.add("tflite", Runtime("tflite", "TensorFlow Lite interpreter and its delegates (conv + BN and "
                                          "conv + ReLU/ReLU6 fused by the converter)",
                                ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation")))
 RUNTIMES.add("tensorrt", Runtime("tensorrt", "NVIDIA TensorRT engines (conv + BN + activation + add fused)",
                                  ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation",
-                                  "conv_add_activation")))
+                                  "conv_hardswish", "conv_add_activation")))
 
 #: Activations onnxruntime's FusedConv (and the NCHWc conv) applies to a conv's output in place.
 FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu", "Tanh",
                                  "aten::relu", "aten::relu_", "aten::clamp", "aten::hardtanh", "aten::sigmoid",
                                  "aten::hardsigmoid", "aten::leaky_relu", "aten::tanh"})
+#: HardSwish after a conv: onnxruntime fuses it into an NCHWc conv that feeds another node.
+HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
 #: Ops that run no kernel once the runtime has removed them from the graph.
 IDENTITIES = frozenset({"Identity", "Dropout", "aten::dropout", "aten::alias", "aten::detach"})
 
@@ -144,6 +146,19 @@ def _identity(g: Graph, node: Node) -> bool:
     return True
 
 
+@register_fusion("bn_activation", "an activation after a BatchNormalization that no conv absorbed runs inside it "
+                                  "(onnxruntime runs such a BatchNormalization as a depthwise 1x1 conv)")
+def _bn_activation(g: Graph, node: Node) -> bool:
+    if (node.op not in FUSABLE_ACTIVATIONS and node.op not in HARDSWISH) or not node.inputs:
+        return False
+    bn = g.producer.get(node.inputs[0])
+    if bn is None or _base(bn.op) != "BatchNormalization" or not g.fates.get(bn.name, Fate(runs=False)).runs \
+            or not g.only_consumer(node.inputs[0]):
+        return False
+    g.fates[node.name] = Fate(runs=False, host=bn.name, by="bn_activation")
+    return True
+
+
 def _chain_of(g: Graph, tensor: str, stages: tuple[str, ...]) -> _Chain | None:
     """The conv chain ending in `tensor`, when this op is its only reader and the chain is at one of `stages`."""
     chain = g.chains.get(tensor)
@@ -175,10 +190,6 @@ def _conv_activation(g: Graph, node: Node) -> bool:
         return False
     chain = _chain_of(g, node.inputs[0], ("conv", "bn", "add"))
     return chain is not None and _absorb(g, node, chain, "act", "conv_activation")
-
-
-#: HardSwish after a conv: onnxruntime 1.2x fuses it into the conv kernel as it does the activations above.
-HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
 
 
 @register_fusion("conv_hardswish", "HardSwish after a conv runs inside the conv kernel")

@@ -36,7 +36,7 @@ from convcost.ir.model import Conv, MatMul
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline
 from convcost.latency.graph import RUN, FamilyFigures
-from convcost.latency.kinds import lineage
+from convcost.latency.kinds import lineage, op_kind
 from convcost.latency.ort_graphs import (
     Probe,
     chain_probe,
@@ -180,8 +180,8 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     probes += family_probes(plan.family_step)
     profiled = [make_session(p.model, threads, profiling=True) for p in probes]
     for p, s in zip(probes, profiled, strict=True):
-        if isinstance(p.op, MatMul) and p.op.params:
-            s.burst = 1  # a layer's weights are read once per model run: from memory, not cache
+        if isinstance(p.op, MatMul) and op_kind(p.op) == "matvec_large":
+            s.burst = 1  # weights beyond the cache are read from memory on every run of a model
     chains = {n: make_session(chain_probe(n), threads) for n in (1, CHAIN)}
     chains_profiled = {n: make_session(chain_probe(n), threads, profiling=True) for n in (1, CHAIN)}
     fusion = fusion_probes()

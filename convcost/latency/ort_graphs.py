@@ -335,14 +335,26 @@ def fusion_probes() -> list[FusionProbe]:
     probes = []
     for name, after in (("conv_bn", bn), ("conv_activation", relu), ("conv_hardswish", hardswish),
                         ("conv_add_activation", add_relu)):
+        # a and a -> b end in one more conv: onnxruntime fuses into a conv only what feeds another node,
+        # not a graph output (HardSwish is fused inside a model, decomposed at a graph's end).
         residual = name == "conv_add_activation"
         first = _Builder("a")
-        a_out = convs(first, first.input(conv.input_shape), residual)
+        a_out = _conv_node(first, conv, convs(first, first.input(conv.input_shape), residual))
         alone = _Builder("b")
         b_out = after(alone, alone.input(shape))
         chain = _Builder("ab")
-        ab_out = after(chain, convs(chain, chain.input(conv.input_shape), residual))
+        ab_out = _conv_node(chain, conv, after(chain, convs(chain, chain.input(conv.input_shape), residual)))
         probes.append(FusionProbe(name, first.model([a_out]), alone.model([b_out]), chain.model([ab_out])))
+    # A BatchNormalization with no conv before it (DenseNet's pre-activation, here after a pool), then
+    # Relu, then a conv.
+    def pool(b: _Builder) -> str:
+        return b.op("MaxPool", [b.input(shape)], shape, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+
+    first, alone, chain = _Builder("a"), _Builder("b"), _Builder("ab")
+    a_out = _conv_node(first, conv, bn(first, pool(first)))
+    b_out = relu(alone, alone.input(shape))
+    ab_out = _conv_node(chain, conv, relu(chain, bn(chain, pool(chain))))
+    probes.append(FusionProbe("bn_activation", first.model([a_out]), alone.model([b_out]), chain.model([ab_out])))
     return probes + _elementwise_fusion_probes(shape)
 
 

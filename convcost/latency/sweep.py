@@ -92,7 +92,8 @@ def full_convs() -> list[Conv]:
     ops += [_conv(c, c, 3, hw, stride=s, groups=g) for c, hw, s, g in (
         (128, 56, 1, 32), (256, 56, 2, 32), (256, 28, 1, 32), (512, 28, 2, 32), (1024, 14, 2, 32), (240, 28, 1, 3))]
     # Video stems: RGB clips into the first 3-D conv.
-    ops += [_conv(3, 64, 3, 56, rank=3, depth=8), _conv(3, 32, 3, 112, 2, rank=3, depth=16), _conv(3, 16, 3, 64, rank=3)]
+    ops += [_conv(3, 64, 3, 56, rank=3, depth=8), _conv(3, 32, 3, 112, 2, rank=3, depth=16),
+            _conv(3, 16, 3, 64, rank=3)]
     # Rectangular kernels (k x 1, 1 x k): the stages of spatially separable convs, Inception's 1x7 / 7x1.
     ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7),
                                                        (32, 3, 112), (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
