@@ -94,9 +94,9 @@ def main() -> None:
         results["runs"][str(threads)] = {"profile": str(profile), "calibrate_s": cal_s, "rows": rows,
                                          "summary": summarize(rows)}
         print(json.dumps(results["runs"][str(threads)]["summary"], indent=1), file=sys.stderr)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        if args.out:  # after each thread count: a run stopped later keeps what it measured
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
 
 

@@ -57,7 +57,8 @@ def block(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A smoke-sweep onnxruntime profile (seconds, not minutes: only the command's plumbing)."""
     out = tmp_path_factory.mktemp("profile") / "ort.yaml"
-    result = invoke("calibrate", "--runtime", "onnxruntime", "--sweep", "smoke", "--threads", "1", "-o", str(out))
+    # in a process of its own: a calibration gives its process one shared thread pool for good
+    result = run_cli("calibrate", "--runtime", "onnxruntime", "--sweep", "smoke", "--threads", "1", "-o", str(out))
     assert result.code == 0, result.err
     return out
 
@@ -280,3 +281,27 @@ def test_random_inputs_reach_the_analysed_shapes(tmp_path: Path) -> None:
     assert {k: v.shape for k, v in s.feeds.items()} == {"input.1": (1, 3, 9, 9)} or \
         all(v.shape == (1, 3, 9, 9) for v in s.feeds.values())
     assert np.all(np.isfinite(s.run()[0]))  # type: ignore[index]
+
+
+def test_an_efficiency_above_1_raises_the_peak_and_keeps_every_estimate() -> None:
+    """A fit that puts a kind above the best rate the sweep saw: the peak was not the peak. Raising it
+    to the rate the fit implies keeps each share at most 1 and every estimate as it was."""
+    from dataclasses import replace
+
+    from convcost.ir.shapes import make_conv
+    from convcost.latency.fit import physical
+    from convcost.latency.kinds import KINDS
+    from convcost.latency.roofline import estimate
+
+    roof = Roofline({"float32": 100.0}, 10.0, dict.fromkeys(KINDS, 0.5) | {"transposed": 2.5},
+                    dict.fromkeys(KINDS, 5.0), memory_efficiency={"depthwise": 1.6})
+    fixed, peak, bandwidth, raised = physical(roof, 100.0, 10.0)
+    assert (peak, bandwidth, raised) == (250.0, 16.0, {"peak": 2.5, "bandwidth": 1.6})
+    assert max(fixed.efficiency.values()) == 1.0 and max(fixed.memory_efficiency.values()) == 1.0
+    assert fixed.memory_share("dense") == pytest.approx(1 / 1.6)  # it moved its bytes at the old bandwidth
+    ops = [make_conv("t", "ConvTranspose", (1, 16, 8, 8), 8, (2, 2), (2, 2), (0, 0, 0, 0)),
+           make_conv("d", "Conv", (1, 32, 56, 56), 32, (3, 3), (1, 1), (1, 1, 1, 1), groups=32),
+           make_conv("c", "Conv", (1, 32, 28, 28), 64, (3, 3), (1, 1), (1, 1, 1, 1))]
+    for op in ops:
+        assert estimate(fixed, op, "float32").ms == pytest.approx(estimate(roof, op, "float32").ms)
+    assert physical(replace(roof, efficiency=dict.fromkeys(KINDS, 0.5)), 100.0, 10.0)[3] == {"bandwidth": 1.6}

@@ -49,10 +49,11 @@ def runtime_version() -> str | None:
 def session(model: str | Path | bytes, threads: int = 0) -> Any:
     import onnxruntime as ort
 
+    from convcost.latency.ort_run import set_threads
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
+    set_threads(options, threads)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

@@ -21,7 +21,7 @@ from convcost import __version__
 from convcost.cost import cost_of
 from convcost.ir.model import Conv
 from convcost.latency.devices import DeviceProfile
-from convcost.latency.fit import FitResult, Sample, fit_roofline
+from convcost.latency.fit import FitResult, Sample, fit_roofline, physical
 from convcost.latency.kinds import lineage
 from convcost.latency.measure import LoadMonitor, Timing, measure_many, runner, steady_allocator
 from convcost.latency.roofline import Saturation
@@ -107,6 +107,8 @@ def calibration_from(ops: list[Conv], ms: list[float], bandwidth: float, sweep: 
     samples = [Sample(op, t) for op, t in zip(ops, ms, strict=True)]
     peak = max(2 * cost_of(s.op).macs / (s.ms * 1e-3) for s in samples) / 1e9
     fit = fit_roofline(samples, peak, bandwidth)
+    roof, peak, bandwidth, _ = physical(fit.roofline, peak, bandwidth)
+    fit = FitResult(roof, fit.quality, fit.macs_per_ms)
     return Calibration(fit, samples, peak, bandwidth, torch.get_num_threads(), clock, machine_description(),
                        dt.date.today().isoformat(), others, sweep)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -176,10 +176,17 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     valid = a["ms"] > 0
     a = {k: v[valid] for k, v in a.items()}
 
+    # The fixed cost of a call cannot exceed the fastest call measured: a kind with a handful of large
+    # points could otherwise trade its efficiency for an overhead of milliseconds.
+    swept_kinds = sorted(set(a["kind"].tolist()))
+    fastest = np.log(np.array([a["ms"][a["kind"] == k].min() * 1e-3 for k in swept_kinds]))
+
     def residual_from(start: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         def residual(p: np.ndarray) -> np.ndarray:
             # A weak pull of every parameter towards its start keeps kinds with few points sane.
-            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills, at) / a["ms"]), 0.01 * (p - start)])
+            over = np.maximum(p[at["overhead"]][swept_kinds] - fastest, 0.0)
+            return np.concatenate([np.log(_predict(p, a, peak, bandwidth, fills, at) / a["ms"]), 0.01 * (p - start),
+                                   10.0 * over])
 
         return residual
 
@@ -231,3 +238,31 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
     # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
     macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))
     return FitResult(roof, quality, macs_per_ms)
+
+
+def physical(roof: Roofline, peak: float, bandwidth: float) -> tuple[Roofline, float, float, dict[str, float]]:
+    """Efficiencies and memory shares are shares of the peak and the bandwidth: where the fit put one
+    above 1, the best rate the sweep saw was not the peak -- raise the peak (bandwidth) to the rate the
+    fit implies and rescale every share, which leaves every estimate as it was."""
+    raised: dict[str, float] = {}
+    top = max(roof.efficiency.values())
+    if top > 1:
+        raised["peak"] = top
+        peak *= top
+        roof = replace(roof, peak_gflops={d: v * top for d, v in roof.peak_gflops.items()},
+                       efficiency={k: v / top for k, v in roof.efficiency.items()})
+    top = max(roof.memory_efficiency.values(), default=1.0)
+    if top > 1:
+        raised["bandwidth"] = top
+        bandwidth *= top
+        roof = replace(roof, bandwidth_gbs=roof.bandwidth_gbs * top,
+                       memory_efficiency=rescaled_shares(roof, top))
+    return roof, peak, bandwidth, raised
+
+
+def rescaled_shares(roof: Roofline, factor: float) -> dict[str, float]:
+    """Every kind's memory share once the bandwidth is `factor` times higher: a kind that moved its bytes
+    at the old bandwidth (no share of its own) now states 1 / factor, so its estimates stay as they were."""
+    from convcost.latency.kinds import KINDS
+
+    return {k: roof.memory_share(k) / factor for k in KINDS}

@@ -34,7 +34,7 @@ from convcost.cost import cost_of
 from convcost.cost.nodes import node_work
 from convcost.ir.model import Conv, MatMul
 from convcost.latency.devices import DeviceProfile
-from convcost.latency.fit import FitResult, Sample, fit_roofline
+from convcost.latency.fit import FitResult, Sample, fit_roofline, physical, rescaled_shares
 from convcost.latency.graph import RUN, FamilyFigures
 from convcost.latency.kinds import lineage, op_kind
 from convcost.latency.ort_graphs import (
@@ -46,8 +46,16 @@ from convcost.latency.ort_graphs import (
     matmul_probe,
     sweep_matmuls,
 )
-from convcost.latency.ort_run import OrtTiming, Session, make_session, node_medians, runtime_info, time_sessions
-from convcost.latency.roofline import Roofline, Saturation
+from convcost.latency.ort_run import (
+    OrtTiming,
+    Session,
+    make_session,
+    node_medians,
+    runtime_info,
+    share_threads,
+    time_sessions,
+)
+from convcost.latency.roofline import Saturation
 from convcost.latency.sweep import full_convs, quick_convs, smoke_convs
 
 #: Nodes onnxruntime inserts to change layout (NCHW <-> NCHWc): not part of the op a probe measures.
@@ -147,26 +155,6 @@ def _fit_family(points: Sequence[tuple[int, int, float, float]], bandwidth: floa
     return o * 1e6, e, med
 
 
-def _physical(roof: Roofline, peak: float, bandwidth: float) -> tuple[Roofline, float, float, dict[str, float]]:
-    """Efficiencies and memory shares are shares of the peak and the bandwidth: where the fit put one
-    above 1, the best rate the sweep saw was not the peak -- raise the peak (bandwidth) to the rate the
-    fit implies and rescale every share, which leaves every estimate as it was."""
-    raised: dict[str, float] = {}
-    top = max(roof.efficiency.values())
-    if top > 1:
-        raised["peak"] = top
-        peak *= top
-        roof = replace(roof, peak_gflops={d: v * top for d, v in roof.peak_gflops.items()},
-                       efficiency={k: v / top for k, v in roof.efficiency.items()})
-    top = max(roof.memory_efficiency.values(), default=1.0)
-    if top > 1:
-        raised["bandwidth"] = top
-        bandwidth *= top
-        roof = replace(roof, bandwidth_gbs=roof.bandwidth_gbs * top,
-                       memory_efficiency={k: v / top for k, v in roof.memory_efficiency.items()})
-    return roof, peak, bandwidth, raised
-
-
 def calibrate_ort(sweep: str = "full", threads: int | None = None,
                   tick: Callable[[int, int], None] | None = None) -> OrtCalibration:
     """Time the sweep in onnxruntime with `threads` intra-op threads (default: all cores) and fit."""
@@ -174,6 +162,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
 
     plan = ORT_SWEEPS[sweep]
     threads = threads or all_cores()
+    share_threads(threads)
     convs = plan.convs()
     probes: list[Probe] = [conv_probe(c) for c in convs]
     probes += [matmul_probe(m) for m in sweep_matmuls(plan.matmul_step)]
@@ -232,7 +221,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
             rates.append(work.bytes / (ms * 1e-3))
     bandwidth = max(rates) / 1e9
     fit = fit_roofline(op_samples, peak, bandwidth)
-    roof, peak, bandwidth, raised = _physical(fit.roofline, peak, bandwidth)
+    roof, peak, bandwidth, raised = physical(fit.roofline, peak, bandwidth)
     families: dict[str, FamilyFigures] = {}
     quality: dict[str, tuple[int, float]] = {}
     top_share = 1.0
@@ -248,7 +237,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
         raised["bandwidth"] = raised.get("bandwidth", 1.0) * top_share
         bandwidth *= top_share
         roof = replace(roof, bandwidth_gbs=bandwidth,
-                       memory_efficiency={k: v / top_share for k, v in roof.memory_efficiency.items()})
+                       memory_efficiency=rescaled_shares(roof, top_share))
     for family, (overhead, share, med) in fitted.items():
         families[family] = FamilyFigures(overhead + gap * 1e3, share / top_share)
         quality[family] = (len(family_points[family]), med)

@@ -91,6 +91,37 @@ class Session:
         return self.events
 
 
+_GLOBAL_POOL: list[int] = []
+
+
+def share_threads(threads: int) -> None:
+    """Make every later session of this process share one pool of `threads` intra-op threads.
+
+    A calibration keeps hundreds of small sessions; each with a pool of its own leaves hundreds of
+    threads spinning after their runs, which slows every other session's kernels several times over
+    on a small machine. One shared pool is what a single model's session has. Only before the
+    process's first session (onnxruntime makes its environment then)."""
+    if _GLOBAL_POOL:
+        if _GLOBAL_POOL[0] != threads:
+            raise RuntimeError(f"the shared pool has {_GLOBAL_POOL[0]} threads already")
+        return
+    from onnxruntime.capi import _pybind_state
+
+    import_ort()
+    _pybind_state.set_global_thread_pool_sizes(threads, 1)
+    _GLOBAL_POOL.append(threads)
+
+
+def set_threads(so: Any, threads: int) -> None:
+    """Give session options `threads` intra-op threads, or the process's shared pool where there is one
+    (onnxruntime refuses a session with a pool of its own once a global one exists)."""
+    if _GLOBAL_POOL:
+        so.use_per_session_threads = False
+    elif threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+
+
 def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: Mapping[str, tuple[int, ...]] = {},
                  optimized_path: str | None = None, seed: int = 0) -> Session:
     """A CPU session with `threads` intra-op threads, sequential execution and the default (all)
@@ -98,8 +129,7 @@ def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: M
     declared shapes, or at `shapes` where given (a symbolic dim needs it)."""
     ort = import_ort()
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
+    set_threads(so, threads)
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
