@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -23,6 +21,7 @@ from convcost.ir.model import Conv
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline, physical
 from convcost.latency.kinds import lineage
+from convcost.latency.load import machine
 from convcost.latency.measure import LoadMonitor, Timing, measure_many, runner, steady_allocator
 from convcost.latency.roofline import Saturation
 from convcost.latency.sweep import full_convs, quick_convs, smoke_convs
@@ -47,18 +46,8 @@ SWEEPS: dict[str, Sweep] = {
 
 
 def machine_description() -> str:
-    """CPU model, core count and the torch build, as a person would write them down."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
-            f"torch {torch.__version__}")
+    """The machine and the torch build, as a person would write them down."""
+    return f"{machine()}, torch {torch.__version__}"
 
 
 def bandwidth_gbs(mib: int, timing: Timing) -> float:

@@ -3,6 +3,8 @@ onnxruntime timers, so it imports neither."""
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 
 
@@ -41,3 +43,17 @@ class LoadMonitor:
         busy, mine, ticks = (e - s for e, s in zip(end, self._start, strict=True))
         cores = os.cpu_count() or 1
         return max(0.0, min(1.0, (busy - mine) / max(ticks * cores, 1e-9)))
+
+
+def machine() -> str:
+    """CPU model, core count and OS, as a person would write them down (calibrations record it)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import platform
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline, physical, rescaled_shares
 from convcost.latency.graph import RUN, FamilyFigures
 from convcost.latency.kinds import lineage, op_kind
+from convcost.latency.load import machine
 from convcost.latency.ort_graphs import (
     Probe,
     chain_probe,
@@ -99,21 +99,6 @@ class OrtCalibration:
     others: float | None
     sweep: str
     raised: dict[str, float]  # "peak"/"bandwidth" -> the factor the fit raised it by
-
-
-def machine_description() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import os
-
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
 def _probe_ms(session: Session, warmup: int, op: str | None = None) -> float:
@@ -246,7 +231,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     roof = replace(roof, overhead_us={k: v + gap_us for k, v in roof.overhead_us.items()})
     fit = FitResult(roof, fit.quality, fit.macs_per_ms)
     return OrtCalibration(fit, op_samples, families, quality, checks, applied, peak, bandwidth, gap_us, run * 1e3,
-                          threads, machine_description(), dt.date.today().isoformat(), timed.others, sweep, raised)
+                          threads, machine(), dt.date.today().isoformat(), timed.others, sweep, raised)
 
 
 def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<calibrate>") -> DeviceProfile:

@@ -21,7 +21,7 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) or math.isinf(x) else f"{x:+.0%}"
 
 
-def _share(num: int | float | None, den: int | float | None) -> str:
+def share(num: int | float | None, den: int | float | None) -> str:
     if not den or num is None:
         return "n/a"
     return f"{num}/{den} ({num / den:.0%})"
@@ -36,16 +36,16 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"Whole model ({what}): measured {ms(result.whole_measured_ms)} ms, estimated "
         f"{ms(result.whole_estimated_ms)} ms ({pct(result.whole_error)}); every op sampled "
         f"{result.passes} times",
-        f"Layers within 25%: {_share(s['layers_within_25pct'], s['layers'])}; median |error| "
+        f"Layers within 25%: {share(s['layers_within_25pct'], s['layers'])}; median |error| "
         f"{pct(s['median_abs_error']).lstrip('+')}",
-        f"Variant speed-up sign right: {_share(s['signs_right'], s['variant_pairs'])}",
+        f"Variant speed-up sign right: {share(s['signs_right'], s['variant_pairs'])}",
     ]
     b = result.summary(baseline=True)
     if b:
         lines.append(
             f"Baseline 'time proportional to MACs' (fitted on the same calibration): whole model "
-            f"{pct(b['whole_model_error'])}, layers within 25% {_share(b['layers_within_25pct'], b['layers'])}, "
-            f"signs right {_share(b['signs_right'], b['variant_pairs'])}")
+            f"{pct(b['whole_model_error'])}, layers within 25% {share(b['layers_within_25pct'], b['layers'])}, "
+            f"signs right {share(b['signs_right'], b['variant_pairs'])}")
     others = "unknown" if result.others is None else f"{result.others:.0%}"
     lines.append(
         f"Device profile {result.device.name} ({result.device.path}); torch threads {result.threads}, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from convcost import __version__
-from convcost.render.bench import BUSY_WARNING, pct
+from convcost.render.bench import BUSY_WARNING, pct, share
 from convcost.render.numbers import json_float, ms
 
 if TYPE_CHECKING:
@@ -14,12 +14,6 @@ if TYPE_CHECKING:
 
 #: Kernels the table lists (the longest first); JSON lists them all.
 TABLE_KERNELS = 40
-
-
-def _share(num: int | float | None, den: int | float | None) -> str:
-    if not den or num is None:
-        return "n/a"
-    return f"{num}/{den} ({num / den:.0%})"
 
 
 def summary_lines(result: OrtBenchResult) -> list[str]:
@@ -35,7 +29,7 @@ def summary_lines(result: OrtBenchResult) -> list[str]:
         + (f"; time-proportional-to-MACs baseline {ms(w.baseline_ms)} ms ({pct(_err(w.baseline_ms, w))})"
            if w.baseline_ms else ""),
         f"Kernels of {NODE_FLOOR_MS * 1e3:g} us or more within 25%: "
-        f"{_share(s['kernels_within_25pct'], s['kernels_over_floor'])}; median |error| "
+        f"{share(s['kernels_within_25pct'], s['kernels_over_floor'])}; median |error| "
         f"{pct(s['median_abs_error']).lstrip('+')}",
     ]
     for name, v in result.variants.items():
