@@ -16,8 +16,8 @@ def calibrate(
     output: o.Output = None,
     quick: Annotated[bool, typer.Option("--quick", help="A third of the sweep, spread over 15 s, not 60.")] = False,
     name: Annotated[str, typer.Option("--name", help="Profile name (what -d and output columns show).")] = "calibrated",
-    threads: Annotated[int | None, typer.Option("--threads", min=1,
-                                                help="torch threads (default: torch's choice, all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="torch threads, or onnxruntime intra-op threads (default: all cores).")] = None,
     clock: Annotated[str, typer.Option("--clock", help="wall (default), or thread: this thread's CPU time, which "
                                                        "other processes cannot inflate (needs --threads 1).")] = "wall",
     sweep: Annotated[str | None, typer.Option("--sweep", hidden=True)] = None,
@@ -38,7 +38,7 @@ def calibrate(
     threads (default: all cores); the profile also prices every other op family (activations,
     pooling, concat, resize, softmax, LSTM...), the executor's cost per node and per run, and
     lists the fusions this onnxruntime build applies (each checked by timing a, b and a -> b).
-    About 100 s; --quick under 30 s.
+    About 80 s; --quick under 30 s.
     \b
     Examples:
       convcost calibrate -o myhost.yaml
