@@ -129,6 +129,7 @@ def analyze(
 
     rest = total_cost(model.matmuls, dtype)
     matmul_ms = {d.name: [d.estimate(m, dtype).ms for m in model.matmuls] for d in devices}
+    plans = {d.name: d.plan_whole(model.nodes, dtype) for d in devices}  # once: shared by every variant total
     conv_cost = sum((layer.cost for layer in layers), Cost())
     other_params = _other_params(model, conv_cost.params + rest.params)
 
@@ -143,7 +144,7 @@ def analyze(
             macs += cost.macs
             for dev, est in lat.items():
                 conv_ms[dev].append(est.ms)
-        whole = {d.name: d.whole(model.nodes, dtype, conv_ms[d.name], matmul_ms[d.name]) for d in devices}
+        whole = {d.name: plans[d.name].estimate(conv_ms[d.name], matmul_ms[d.name]) for d in devices}
         return Totals(params, macs, {dev: w.ms for dev, w in whole.items()}, whole)
 
     def with_variant(name: str) -> Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate]]]:

@@ -18,16 +18,12 @@ import torch
 from convcost.analysis.analyzer import analyze
 from convcost.analysis.pipeline import hooks
 from convcost.analysis.result import Analysis, Settings
+from convcost.analysis.result import relative_error as error
 from convcost.ir.model import Model
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.kinds import op_kind
 from convcost.latency.measure import Measured, Timing, measure_many, runner, steady_allocator
 from convcost.util.progress import Tick
-
-
-def error(estimated: float, measured: float) -> float:
-    """Relative error of an estimate: +0.25 means 25% too slow."""
-    return estimated / measured - 1 if measured > 0 else math.inf
 
 
 @dataclass
@@ -109,12 +105,6 @@ class BenchResult:
         }
 
 
-def _macs_per_ms(profile: DeviceProfile) -> float | None:
-    cal = profile.calibration or {}
-    value = cal.get("macs_per_ms")
-    return float(value) if isinstance(value, int | float) and value > 0 else None
-
-
 def bench_runners(analysis: Analysis) -> tuple[list[Callable[[], object]], bool]:
     """What bench times for an analysed model, in `_slots` order: each conv alone, each applicable
     variant's stages back to back, and last the whole model: its real forward pass where torch runs
@@ -141,7 +131,7 @@ def _slots(analysis: Analysis) -> list[tuple[int, str | None]]:
 def bench_result(analysis: Analysis, profile: DeviceProfile, measured: Measured, threads: int,
                  clock: str, forward_pass: bool = False) -> BenchResult:
     """Measured times (`bench_runners` order) beside the estimates `analysis` made on `profile`."""
-    rate = _macs_per_ms(profile)
+    rate = profile.macs_per_ms
     layers = [
         LayerBench(layer.conv.name, op_kind(layer.conv), layer.cost.macs, math.nan,
                    layer.latency[profile.name].ms, layer.latency[profile.name].bound,

@@ -19,23 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convcost.analysis.result import Analysis
+from convcost.analysis.result import relative_error as error
 from convcost.ir.model import Model, Node
 from convcost.latency.devices import DeviceProfile
-from convcost.latency.ort_run import OrtTiming, make_session, node_medians, time_sessions
+from convcost.latency.ort_run import INSERTED_OPS, OrtTiming, make_session, node_medians, time_sessions
 
 #: Suffixes onnxruntime's NCHWc transformer gives the nodes and tensors it re-lays out ("_bn": a
 #: BatchNormalization it turned into a depthwise 1x1 conv).
 NCHWC_SUFFIXES = ("_nchwc", "_bn")
-INSERTED_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost"})
 #: Ops a runtime fuses into the conv before them (BatchNormalization, residual Add, activations).
 UPSTREAM_FUSABLE = frozenset({"BatchNormalization", "Add", "Sum", "Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu",
                               "Tanh", "HardSwish"})
 #: Per-node comparisons count kernels at least this long (shorter ones are mostly call overhead).
 NODE_FLOOR_MS = 0.05
-
-
-def error(estimated: float, measured: float) -> float:
-    return estimated / measured - 1 if measured > 0 else float("inf")
 
 
 @dataclass
@@ -204,18 +200,13 @@ def measure_kernels(model_path: str | Path, shapes: Mapping[str, tuple[int, ...]
         return medians, dict(session.ops), _optimized_nodes(optimized)
 
 
-def _macs_per_ms(profile: DeviceProfile) -> float | None:
-    value = (profile.calibration or {}).get("macs_per_ms")
-    return float(value) if isinstance(value, int | float) and value > 0 else None
-
-
 def ort_bench(analysis: Analysis, profile: DeviceProfile, seconds: float, threads: int,
               variant_files: Mapping[str, Path] | None = None,
               tick: Callable[[int, int], None] | None = None) -> OrtBenchResult:
     """Measure the analysed ONNX model (and each factorized version in `variant_files`) in onnxruntime."""
     model = analysis.model
     shapes = dict(model.inputs)
-    rate = _macs_per_ms(profile)
+    rate = profile.macs_per_ms
     whole_ms, runs, others = measure_whole(model.source, shapes, threads, seconds, tick)
     estimate = analysis.totals.whole[profile.name]
     whole = WholeBench(model.name, whole_ms, estimate.ms, analysis.totals.macs / rate if rate else None, runs)

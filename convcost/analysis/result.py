@@ -4,6 +4,7 @@ total what the model costs. Plain data; `analyzer` fills it, renderers only form
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 from convcost.cost import Cost
 from convcost.ir.model import Conv, Model, Node, Op, Uncounted
-from convcost.latency.graph import WholeEstimate
+from convcost.latency.graph import WholeEstimate, WholePlan
 from convcost.latency.roofline import Estimate
 from convcost.variants import VARIANTS, Approx, Plan, VariantOptions
 
@@ -24,8 +25,7 @@ class Device(Protocol):
 
     def estimate(self, op: Op, dtype: str) -> Estimate: ...
 
-    def whole(self, nodes: Sequence[Node], dtype: str, conv_ms: Sequence[float],
-              matmul_ms: Sequence[float]) -> WholeEstimate: ...
+    def plan_whole(self, nodes: Sequence[Node], dtype: str) -> WholePlan: ...
 
 
 #: Weight-based approximation error of a variant (SVD, see each `Variant.error`): a float, an
@@ -60,6 +60,11 @@ class Settings:
         if self.only and not any(fnmatchcase(name, g) for g in self.only):
             return False
         return not any(fnmatchcase(name, g) for g in self.skip)
+
+
+def relative_error(estimated: float, measured: float) -> float:
+    """Relative error of an estimate: +0.25 means 25% too slow."""
+    return estimated / measured - 1 if measured > 0 else math.inf
 
 
 def ratio(original: int, variant: int) -> float:

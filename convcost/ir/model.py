@@ -140,10 +140,6 @@ class Node:
     #: The node's name in its file where it differs from `name` (which is unique and may carry a scope).
     source: str = ""
 
-    def activations_in(self) -> list[Shape]:
-        """Shapes of the non-constant inputs that are known."""
-        return [s for i, s in enumerate(self.input_shapes) if s is not None and i not in self.constant]
-
     def known_outputs(self) -> list[Shape]:
         return [s for s in self.output_shapes if s is not None]
 

@@ -9,7 +9,6 @@ tensor copy; efficiencies, overheads and fill constants are fitted (convcost.lat
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -19,11 +18,9 @@ from convcost import __version__
 from convcost.cost import cost_of
 from convcost.ir.model import Conv
 from convcost.latency.devices import DeviceProfile
-from convcost.latency.fit import FitResult, Sample, fit_roofline, physical
-from convcost.latency.kinds import lineage
+from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, physical
 from convcost.latency.load import machine
 from convcost.latency.measure import LoadMonitor, Timing, measure_many, runner, steady_allocator
-from convcost.latency.roofline import Saturation
 from convcost.latency.sweep import full_convs, quick_convs, smoke_convs
 from convcost.util.progress import Tick
 
@@ -112,17 +109,7 @@ def calibrated_profile(cal: Calibration, name: str = "calibrated", path: str = "
         "peak_gflops.float32": f"{where}: best rate of {n} swept convs ({best.op.name}, {best.ms:.3g} ms)",
         "memory_bandwidth_gbs": f"{where}: torch copy of {SWEEPS[cal.sweep].copy_mib} MiB, median of the samples",
     }
-    for kind in roof.efficiency:
-        count, med, within = cal.fit.quality.get(kind, (0, math.nan, math.nan))
-        home = next((k for k in lineage(kind)[1:] if k in cal.fit.quality), None)
-        fit = (f"{where}: least-squares fit to {count} swept convs of this kind "
-               f"(median |error| {med:.0%}, {within:.0%} within 25%)") if count else \
-            f"{where}: no swept conv of this kind; the {home} figures" if home else \
-            f"{where}: no swept conv of this kind; starting value of the fit"
-        sources[f"efficiency.{kind}"] = fit
-        sources[f"overhead_us.{kind}"] = fit
-        for key in (*(f"saturation.{k}" for k in Saturation.PER_KIND), "memory_efficiency"):
-            sources[f"{key}.{kind}"] = fit
+    sources.update(fit_sources(cal.fit, where, "convs"))
     sources["saturation.reduction"] = f"{where}: least-squares fit to all {n} swept convs"
     calibration = {
         "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads, "clock": cal.clock,

@@ -45,7 +45,7 @@ import yaml
 from convcost.cost import DTYPE_BYTES
 from convcost.ir.model import Node, Op
 from convcost.latency.fusions import FUSIONS, RUNTIMES
-from convcost.latency.graph import RUN, FamilyFigures, WholeEstimate, default_figures, family_names, whole_model
+from convcost.latency.graph import RUN, FamilyFigures, WholeEstimate, WholePlan, family_names, plan_whole
 from convcost.latency.kinds import KINDS, lineage
 from convcost.latency.roofline import DtypeError, Estimate, Roofline, Saturation, estimate
 from convcost.util.errors import ConvcostError, InputError
@@ -84,17 +84,24 @@ class DeviceProfile:
     #: Per op family (and `run`): the figures of ops that are neither convs nor matmuls.
     ops: dict[str, FamilyFigures] = field(default_factory=dict)
 
-    def whole(self, nodes: Sequence[Node], dtype: str, conv_ms: Sequence[float],
-              matmul_ms: Sequence[float]) -> WholeEstimate:
-        """The whole model's estimate: every node priced after this runtime's fusions."""
+    def plan_whole(self, nodes: Sequence[Node], dtype: str) -> WholePlan:
+        """What the whole model's estimate on this device needs besides the convs' and matmuls' own:
+        the runtime's fusions and every other node's time."""
         try:
-            return whole_model(nodes, self.roofline, self.ops, self.fusions, dtype, conv_ms, matmul_ms)
+            return plan_whole(nodes, self.roofline, self.ops, self.fusions, dtype)
         except DtypeError as exc:
             raise InputError(f"device {self.name}: {exc}", self.path) from None
 
-    def family(self, name: str) -> FamilyFigures:
-        """The figures of op family `name` (defaults where the profile has none)."""
-        return self.ops.get(name) or default_figures(self.roofline)
+    def whole(self, nodes: Sequence[Node], dtype: str, conv_ms: Sequence[float],
+              matmul_ms: Sequence[float]) -> WholeEstimate:
+        """The whole model's estimate: every node priced after this runtime's fusions."""
+        return self.plan_whole(nodes, dtype).estimate(conv_ms, matmul_ms)
+
+    @property
+    def macs_per_ms(self) -> float | None:
+        """The "time proportional to MACs" baseline's rate: a calibrated profile's sweep throughput."""
+        value = (self.calibration or {}).get("macs_per_ms")
+        return float(value) if isinstance(value, int | float) and value > 0 else None
 
     def estimate(self, op: Op, dtype: str) -> Estimate:
         try:

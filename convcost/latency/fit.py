@@ -255,14 +255,32 @@ def physical(roof: Roofline, peak: float, bandwidth: float) -> tuple[Roofline, f
     if top > 1:
         raised["bandwidth"] = top
         bandwidth *= top
-        roof = replace(roof, bandwidth_gbs=roof.bandwidth_gbs * top,
-                       memory_efficiency=rescaled_shares(roof, top))
+        roof = raise_bandwidth(roof, top)
     return roof, peak, bandwidth, raised
 
 
-def rescaled_shares(roof: Roofline, factor: float) -> dict[str, float]:
-    """Every kind's memory share once the bandwidth is `factor` times higher: a kind that moved its bytes
-    at the old bandwidth (no share of its own) now states 1 / factor, so its estimates stay as they were."""
-    from convcost.latency.kinds import KINDS
+def raise_bandwidth(roof: Roofline, factor: float) -> Roofline:
+    """The roofline with a `factor` times higher bandwidth and every kind's memory share divided by it:
+    a kind that moved its bytes at the old bandwidth (no share of its own) now states 1 / factor, so
+    every estimate stays as it was."""
+    return replace(roof, bandwidth_gbs=roof.bandwidth_gbs * factor,
+                   memory_efficiency={k: roof.memory_share(k) / factor for k in KINDS})
 
-    return {k: roof.memory_share(k) / factor for k in KINDS}
+
+def fit_sources(fit: FitResult, where: str, what: str, overhead_note: str = "") -> dict[str, str]:
+    """The `source` of every per-kind figure a calibration fitted: how many swept `what` (convs, ops)
+    of the kind the fit saw and how well it matches them, or which kind's figures it took instead.
+    `overhead_note` is added to the overheads' sources (what else they include)."""
+    sources: dict[str, str] = {}
+    for kind in fit.roofline.efficiency:
+        count, med, within = fit.quality.get(kind, (0, math.nan, math.nan))
+        home = next((k for k in lineage(kind)[1:] if k in fit.quality), None)
+        text = (f"{where}: least-squares fit to {count} swept {what} of this kind "
+                f"(median |error| {med:.0%}, {within:.0%} within 25%)") if count else \
+            f"{where}: no swept {what[:-1]} of this kind; the {home} figures" if home else \
+            f"{where}: no swept {what[:-1]} of this kind; starting value of the fit"
+        sources[f"efficiency.{kind}"] = text
+        sources[f"overhead_us.{kind}"] = text + overhead_note
+        for key in (*(f"saturation.{k}" for k in Saturation.PER_KIND), "memory_efficiency"):
+            sources[f"{key}.{kind}"] = text
+    return sources

@@ -174,6 +174,14 @@ def _absorb(g: Graph, node: Node, chain: _Chain, stage: str, by: str, extra: int
     return True
 
 
+def _activation_into_conv(g: Graph, node: Node, ops: frozenset[str], by: str) -> bool:
+    """An activation of `ops` reading a conv chain's output (conv, conv + BN, conv + residual add) alone."""
+    if node.op not in ops or not node.inputs:
+        return False
+    chain = _chain_of(g, node.inputs[0], ("conv", "bn", "add"))
+    return chain is not None and _absorb(g, node, chain, "act", by)
+
+
 @register_fusion("conv_bn", "BatchNormalization after a conv is folded into the conv's weights and bias")
 def _conv_bn(g: Graph, node: Node) -> bool:
     if _base(node.op) not in ("BatchNormalization", "_native_batch_norm_legit_no_training", "batch_norm") \
@@ -186,18 +194,12 @@ def _conv_bn(g: Graph, node: Node) -> bool:
 @register_fusion("conv_activation", "Relu, Clip (Relu6), Sigmoid, HardSigmoid, LeakyRelu or Tanh after a conv "
                                     "runs inside the conv kernel (FusedConv)")
 def _conv_activation(g: Graph, node: Node) -> bool:
-    if node.op not in FUSABLE_ACTIVATIONS or not node.inputs:
-        return False
-    chain = _chain_of(g, node.inputs[0], ("conv", "bn", "add"))
-    return chain is not None and _absorb(g, node, chain, "act", "conv_activation")
+    return _activation_into_conv(g, node, FUSABLE_ACTIVATIONS, "conv_activation")
 
 
 @register_fusion("conv_hardswish", "HardSwish after a conv runs inside the conv kernel")
 def _conv_hardswish(g: Graph, node: Node) -> bool:
-    if node.op not in HARDSWISH or not node.inputs:
-        return False
-    chain = _chain_of(g, node.inputs[0], ("conv", "bn", "add"))
-    return chain is not None and _absorb(g, node, chain, "act", "conv_hardswish")
+    return _activation_into_conv(g, node, HARDSWISH, "conv_hardswish")
 
 
 @register_fusion("conv_add_activation", "Add of a conv's output and a tensor of the same shape (a residual) "

@@ -16,7 +16,7 @@ unpriced with its name: the estimate says what it leaves out, never a silent zer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from convcost.cost.nodes import FAMILIES, element_bytes, lineage, node_family, node_work, traffic_bytes
 from convcost.ir.model import Node
@@ -85,15 +85,36 @@ def default_figures(roof: Roofline) -> FamilyFigures:
     return FamilyFigures(min(roof.overhead_us.values()), 1.0)
 
 
-def whole_model(
-    nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, FamilyFigures], fusions: Sequence[str],
-    dtype: str, conv_ms: Sequence[float], matmul_ms: Sequence[float],
-) -> WholeEstimate:
-    """The whole model's time: `conv_ms[i]` and `matmul_ms[i]` are the estimates of Model.convs[i]
-    and Model.matmuls[i] (the original op, or a variant's stages in its place)."""
+@dataclass
+class WholePlan:
+    """The part of a whole-model estimate that does not depend on the convs' and matmuls' own
+    estimates (the fusions, every other node's time, the traffic a conv absorbs): worked out once per
+    model and device, then `estimate` prices the model, and each of its variants, from their convs."""
+
+    run_ms: float
+    #: Every node in order; a counted one carries only the traffic of what it absorbed in `ms`.
+    nodes: list[NodeEstimate] = field(default_factory=list)
+
+    def estimate(self, conv_ms: Sequence[float], matmul_ms: Sequence[float]) -> WholeEstimate:
+        """The whole model's time: `conv_ms[i]` and `matmul_ms[i]` are the estimates of Model.convs[i]
+        and Model.matmuls[i] (the original op, or a variant's stages in its place)."""
+        if not self.nodes:  # a loader that records no nodes: the counted ops alone
+            return WholeEstimate(self.run_ms + sum(conv_ms) + sum(matmul_ms), self.run_ms)
+        out = []
+        for e in self.nodes:
+            if e.fate.runs and e.node.counted is not None:
+                kind, i = e.node.counted
+                e = replace(e, ms=e.ms + (conv_ms[i] if kind == "conv" else matmul_ms[i]))
+            out.append(e)
+        return WholeEstimate(self.run_ms + sum(e.ms for e in out), self.run_ms, out)
+
+
+def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, FamilyFigures],
+               fusions: Sequence[str], dtype: str) -> WholePlan:
+    """Fuse the nodes and price every one that is neither a conv nor a matmul (see the module docstring)."""
     run = figures[RUN].overhead_us * 1e-3 if RUN in figures else 0.0
-    if not nodes:  # a loader that records no nodes: the counted ops alone
-        return WholeEstimate(run + sum(conv_ms) + sum(matmul_ms), run)
+    if not nodes:
+        return WholePlan(run)
     fates = fuse(nodes, fusions)
     bandwidth = roof.bandwidth_gbs * 1e9
     extra: dict[str, int] = {}
@@ -107,15 +128,21 @@ def whole_model(
         if not fate.runs:
             out.append(NodeEstimate(node, 0.0, node_family(node), fate))
         elif node.counted is not None:
-            kind, i = node.counted
-            ms = conv_ms[i] if kind == "conv" else matmul_ms[i]
             added = extra.get(node.name, 0)
-            out.append(NodeEstimate(node, ms + added / bandwidth * 1e3, kind, fate,
+            out.append(NodeEstimate(node, added / bandwidth * 1e3, node.counted[0], fate,
                                     traffic_bytes(node, dtype) + added))
         else:
             ms, moved = node_ms(roof, figures, node, dtype)
             out.append(NodeEstimate(node, ms, node_family(node), fate, moved))
-    return WholeEstimate(run + sum(e.ms for e in out), run, out)
+    return WholePlan(run, out)
+
+
+def whole_model(
+    nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, FamilyFigures], fusions: Sequence[str],
+    dtype: str, conv_ms: Sequence[float], matmul_ms: Sequence[float],
+) -> WholeEstimate:
+    """The whole model's time in one call (`plan_whole`, then `WholePlan.estimate`)."""
+    return plan_whole(nodes, roof, figures, fusions, dtype).estimate(conv_ms, matmul_ms)
 
 
 def family_names() -> list[str]:

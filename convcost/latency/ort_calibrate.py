@@ -33,9 +33,9 @@ from convcost.cost import cost_of
 from convcost.cost.nodes import node_work
 from convcost.ir.model import Conv, MatMul
 from convcost.latency.devices import DeviceProfile
-from convcost.latency.fit import FitResult, Sample, fit_roofline, physical, rescaled_shares
+from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, physical, raise_bandwidth
 from convcost.latency.graph import RUN, FamilyFigures
-from convcost.latency.kinds import lineage, op_kind
+from convcost.latency.kinds import op_kind
 from convcost.latency.load import machine
 from convcost.latency.ort_graphs import (
     Probe,
@@ -47,6 +47,7 @@ from convcost.latency.ort_graphs import (
     sweep_matmuls,
 )
 from convcost.latency.ort_run import (
+    INSERTED_OPS,
     OrtTiming,
     Session,
     make_session,
@@ -55,11 +56,8 @@ from convcost.latency.ort_run import (
     share_threads,
     time_sessions,
 )
-from convcost.latency.roofline import Saturation
 from convcost.latency.sweep import full_convs, quick_convs, smoke_convs
 
-#: Nodes onnxruntime inserts to change layout (NCHW <-> NCHWc): not part of the op a probe measures.
-INSERTED = ("ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost")
 CHAIN = 40
 
 
@@ -107,12 +105,12 @@ def _probe_ms(session: Session, warmup: int, op: str | None = None) -> float:
     medians = node_medians(session, warmup)
     ops = session.ops
     return sum(ms for name, ms in medians.items()
-               if ops.get(name) not in INSERTED and (op is None or ops.get(name) == op))
+               if ops.get(name) not in INSERTED_OPS and (op is None or ops.get(name) == op))
 
 
 def _kernels(session: Session) -> int:
     """Kernel calls per run (reorders aside), from the profiler."""
-    return sum(1 for name in session.kernel_ms() if session.ops.get(name) not in INSERTED)
+    return sum(1 for name in session.kernel_ms() if session.ops.get(name) not in INSERTED_OPS)
 
 
 def _fit_family(points: Sequence[tuple[int, int, float, float]], bandwidth: float) -> tuple[float, float, float]:
@@ -221,8 +219,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     if top_share > 1:  # as for convs: the best copy rate seen was not the bandwidth
         raised["bandwidth"] = raised.get("bandwidth", 1.0) * top_share
         bandwidth *= top_share
-        roof = replace(roof, bandwidth_gbs=bandwidth,
-                       memory_efficiency=rescaled_shares(roof, top_share))
+        roof = raise_bandwidth(roof, top_share)
     for family, (overhead, share, med) in fitted.items():
         families[family] = FamilyFigures(overhead + gap * 1e3, share / top_share)
         quality[family] = (len(family_points[family]), med)
@@ -246,17 +243,7 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
         "memory_bandwidth_gbs": f"{where}: best rate of the elementwise and copy probes{raised.get('bandwidth', '')}",
     }
     gap = f"; includes {cal.node_gap_us:.3g} us of executor time per node"
-    for kind in roof.efficiency:
-        count, med, within = cal.fit.quality.get(kind, (0, math.nan, math.nan))
-        home = next((k for k in lineage(kind)[1:] if k in cal.fit.quality), None)
-        text = (f"{where}: least-squares fit to {count} swept ops of this kind "
-                f"(median |error| {med:.0%}, {within:.0%} within 25%)") if count else \
-            f"{where}: no swept op of this kind; the {home} figures" if home else \
-            f"{where}: no swept op of this kind; starting value of the fit"
-        sources[f"efficiency.{kind}"] = text
-        sources[f"overhead_us.{kind}"] = text + gap
-        for key in (*(f"saturation.{k}" for k in Saturation.PER_KIND), "memory_efficiency"):
-            sources[f"{key}.{kind}"] = text
+    sources.update(fit_sources(cal.fit, where, "ops", overhead_note=gap))
     sources["saturation.reduction"] = f"{where}: least-squares fit to all {n} swept ops"
     for family in cal.families:
         if family == RUN:

@@ -7,7 +7,6 @@ nodes convcost prices it by (`Probe.nodes`), so the fit sees exactly what the es
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,7 +392,3 @@ def chain_probe(length: int) -> onnx.ModelProto:
     for _ in range(length):
         x = b.op("Add", [x, b.const(np.ones((1, 8, 1, 1), np.float32), f"c{b.count}")], (1, 8, 8, 8))
     return b.model([x])
-
-
-def elements(shape: Shape) -> int:
-    return math.prod(shape)

@@ -27,6 +27,8 @@ from convcost.latency.load import LoadMonitor
 from convcost.util.errors import UsageError
 
 _SERIAL = itertools.count()
+#: Kernels onnxruntime inserts to change layout (NCHW <-> NCHWc) or device: no node of the model.
+INSERTED_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost"})
 INSTALL_HINT = "pip install 'convcost[ort]'"
 
 

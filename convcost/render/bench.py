@@ -4,17 +4,24 @@ the summary under the table."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convcost.render.numbers import count, ms
 from convcost.variants import VARIANTS
 
 if TYPE_CHECKING:
     from convcost.analysis.bench import BenchResult
+    from convcost.ir.model import Model
 
 
 #: Share of the CPU taken by other processes above which timings get a warning.
 BUSY_WARNING = 0.2
+
+
+def bench_model(model: Model) -> dict[str, Any]:
+    """The `model` of a bench JSON document: which file ran, at which input shapes."""
+    return {"name": model.name, "format": model.format, "source": model.source,
+            "inputs": {k: list(v) for k, v in model.inputs.items()}}
 
 
 def pct(x: float | None) -> str:

@@ -16,6 +16,7 @@ from convcost.cost import MACS_CONVENTION, Cost, bytes_per_element, cost_of
 from convcost.ir.model import Conv
 from convcost.render import jsontext
 from convcost.render.base import CheckReport, Format, RenderedAnalysis, View
+from convcost.render.bench import bench_model
 from convcost.render.numbers import json_float
 
 if TYPE_CHECKING:
@@ -289,11 +290,9 @@ def checks_dict(report: CheckReport) -> dict[str, Any]:
 
 
 def bench_dict(result: BenchResult) -> dict[str, Any]:
-    model = result.model
     return {
         "convcost_version": __version__,
-        "model": {"name": model.name, "format": model.format, "source": model.source,
-                  "inputs": {k: list(v) for k, v in model.inputs.items()}},
+        "model": bench_model(result.model),
         "device": {"name": result.device.name, "profile": result.device.path},
         "conditions": {"threads": result.threads, "clock": result.clock,
                        "other_processes_cpu": json_float(result.others), "rounds_retaken": result.rounds_retaken},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from convcost import __version__
-from convcost.render.bench import BUSY_WARNING, pct, share
+from convcost.render.bench import BUSY_WARNING, bench_model, pct, share
 from convcost.render.numbers import json_float, ms
 
 if TYPE_CHECKING:
@@ -87,11 +87,9 @@ def _whole(w: WholeBench) -> dict[str, Any]:
 
 
 def ort_bench_dict(result: OrtBenchResult) -> dict[str, Any]:
-    model = result.model
     return {
         "convcost_version": __version__,
-        "model": {"name": model.name, "format": model.format, "source": model.source,
-                  "inputs": {k: list(v) for k, v in model.inputs.items()}},
+        "model": bench_model(result.model),
         "device": {"name": result.device.name, "profile": result.device.path, "runtime": result.device.runtime},
         "conditions": {"threads": result.threads, "seconds": result.seconds,
                        "other_processes_cpu": json_float(result.others)},
