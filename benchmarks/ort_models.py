@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/ort_models.py` from anywhere
 from convcost.loaders.pytorch.spec_module import spec_module  # noqa: E402
 from convcost.loaders.spec import load_spec  # noqa: E402
 from tests import archs  # noqa: E402
-from tests.archs import MBConv, conv_bn, make_divisible  # noqa: E402
+from tests.archs import MobileNetV3, conv_bn  # noqa: E402
 
 SPECS = ROOT / "configs" / "models"
 OPSET = 17
@@ -213,7 +213,7 @@ class ViTRecognizer(nn.Module):
         return self.head(self.norm(self.blocks(tokens)))
 
 
-class MobileNetV3Small(nn.Module):
+class MobileNetV3Small(MobileNetV3):
     """MobileNetV3-small (torchvision's `_mobilenet_v3_conf("mobilenet_v3_small")`), 224x224: SE blocks
     gated by hardsigmoid, hardswish activations."""
 
@@ -222,20 +222,7 @@ class MobileNetV3Small(nn.Module):
             (24, 5, 96, 40, True, "HS", 2), (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
             (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1), (48, 5, 288, 96, True, "HS", 2),
             (96, 5, 576, 96, True, "HS", 1), (96, 5, 576, 96, True, "HS", 1))
-
-    def __init__(self, classes: int = 1000) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish()]
-        for cin, k, exp, cout, se, act, s in self.CONF:
-            layers.append(MBConv(cin, k, exp, cout, s, nn.Hardswish if act == "HS" else nn.ReLU,
-                                 make_divisible(exp // 4) if se else None))
-        layers += [nn.Conv2d(96, 576, 1, bias=False), nn.BatchNorm2d(576), nn.Hardswish()]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(), nn.Linear(1024, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.adaptive_avg_pool2d(self.features(x), 1)
-        return self.classifier(torch.flatten(x, 1))
+    LAST, HIDDEN, DROPOUT = 576, 1024, 0.0
 
 
 class ShuffleUnitV1(nn.Module):

@@ -454,13 +454,13 @@ class MBConv(nn.Module):
         return x + self.block(x) if self.use_res else self.block(x)
 
 
-class MobileNetV3Large(nn.Module):
+class MobileNetV3(nn.Module):
+    """MobileNetV3 as torchvision builds it: a hardswish stem, inverted residuals (SE where CONF says),
+    a 1x1 conv to LAST channels, then a HIDDEN-wide classifier. Subclasses give the configuration."""
+
     #: (in, kernel, expanded, out, SE, activation, stride), torchvision's `_mobilenet_v3_conf`.
-    CONF = ((16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2), (24, 3, 72, 24, False, "RE", 1),
-            (24, 5, 72, 40, True, "RE", 2), (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
-            (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
-            (80, 3, 184, 80, False, "HS", 1), (80, 3, 480, 112, True, "HS", 1), (112, 3, 672, 112, True, "HS", 1),
-            (112, 5, 672, 160, True, "HS", 2), (160, 5, 960, 160, True, "HS", 1), (160, 5, 960, 160, True, "HS", 1))
+    CONF: tuple[tuple[int, int, int, int, bool, str, int], ...] = ()
+    LAST, HIDDEN, DROPOUT = 960, 1280, 0.2
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -468,14 +468,25 @@ class MobileNetV3Large(nn.Module):
         for cin, k, exp, cout, se, act, s in self.CONF:
             layers.append(MBConv(cin, k, exp, cout, s, nn.Hardswish if act == "HS" else nn.ReLU,
                                  make_divisible(exp // 4) if se else None))
-        layers += [nn.Conv2d(160, 960, 1, bias=False), nn.BatchNorm2d(960), nn.Hardswish()]
+        last = self.CONF[-1][3]
+        layers += [nn.Conv2d(last, self.LAST, 1, bias=False), nn.BatchNorm2d(self.LAST), nn.Hardswish()]
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.Hardswish(), nn.Dropout(0.2),
-                                        nn.Linear(1280, num_classes))
+        head: list[nn.Module] = [nn.Linear(self.LAST, self.HIDDEN), nn.Hardswish()]
+        if self.DROPOUT:
+            head.append(nn.Dropout(self.DROPOUT))
+        self.classifier = nn.Sequential(*head, nn.Linear(self.HIDDEN, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
         return self.classifier(torch.flatten(x, 1))
+
+
+class MobileNetV3Large(MobileNetV3):
+    CONF = ((16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2), (24, 3, 72, 24, False, "RE", 1),
+            (24, 5, 72, 40, True, "RE", 2), (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
+            (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
+            (80, 3, 184, 80, False, "HS", 1), (80, 3, 480, 112, True, "HS", 1), (112, 3, 672, 112, True, "HS", 1),
+            (112, 5, 672, 160, True, "HS", 2), (160, 5, 960, 160, True, "HS", 1), (160, 5, 960, 160, True, "HS", 1))
 
 
 class EfficientNetB0(nn.Module):

@@ -22,6 +22,7 @@ from convcost.analysis.result import Analysis
 from convcost.analysis.result import relative_error as error
 from convcost.ir.model import Model, Node
 from convcost.latency.devices import DeviceProfile
+from convcost.latency.fusions import Graph
 from convcost.latency.ort_run import INSERTED_OPS, OrtTiming, make_session, node_medians, time_sessions
 
 #: Suffixes onnxruntime's NCHWc transformer gives the nodes and tensors it re-lays out ("_bn": a
@@ -124,13 +125,8 @@ def kernel_groups(nodes: Sequence[Node], optimized: Sequence[tuple[str, str, Seq
             named.setdefault(name.rstrip("/").rsplit("/", 1)[0], name)
         for t in outs:
             made_by.setdefault(_strip(t), name)
-    readers: dict[str, list[Node]] = {}
-    producer: dict[str, Node] = {}
-    for n in nodes:
-        for t in n.inputs:
-            readers.setdefault(t, []).append(n)
-        for t in n.outputs:
-            producer[t] = n
+    graph = Graph(nodes)
+    readers, producer = graph.readers, graph.producer
     order = {n.name: i for i, n in enumerate(nodes)}
     conv_kernels = {name for name, op, _ in optimized if op in ("Conv", "FusedConv")}
     home: dict[str, str | None] = {}

@@ -73,11 +73,10 @@ class _Chain:
 
 @dataclass
 class Graph:
-    """The nodes with their tensors' producers and consumers, and the fates decided so far."""
+    """The nodes with their tensors' producers and readers, and the fates decided so far."""
 
     nodes: Sequence[Node]
     producer: dict[str, Node] = field(default_factory=dict)
-    consumers: dict[str, int] = field(default_factory=dict)
     fates: dict[str, Fate] = field(default_factory=dict)
     chains: dict[str, _Chain] = field(default_factory=dict)  # tensor -> the conv chain ending in it
     constant: set[str] = field(default_factory=set)  # tensors known before the model runs
@@ -91,7 +90,6 @@ class Graph:
                 self.producer[t] = node
             for t in node.inputs:
                 if t:
-                    self.consumers[t] = self.consumers.get(t, 0) + 1
                     self.readers.setdefault(t, []).append(node)
 
     def only_reader(self, tensor: str) -> Node | None:
@@ -100,7 +98,7 @@ class Graph:
         return readers[0] if len(readers) == 1 else None
 
     def only_consumer(self, tensor: str) -> bool:
-        return self.consumers.get(tensor, 0) == 1
+        return len(self.readers.get(tensor, ())) == 1
 
     def activations(self, node: Node) -> list[int]:
         """Indices of the inputs that are computed while the model runs."""
