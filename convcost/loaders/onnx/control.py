@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convcost.ir.model import Uncounted
+from convcost.loaders.onnx import proto
 from convcost.loaders.onnx.dims import Shapes, static
 from convcost.loaders.onnx.graph import (
     GraphError,
@@ -106,8 +107,6 @@ class Scope:
 
     def info(self, name: str) -> ValueInfoProto | None:
         """A tensor's type and shape as this scope knows them (for a body that reads it)."""
-        from onnx import helper
-
         if self._infos is None:
             g = self.model.graph
             self._infos = {vi.name: vi for vi in (*g.input, *g.value_info, *g.output)}
@@ -116,12 +115,12 @@ class Scope:
             return vi
         t = self.inits.get(name)
         if t is not None:
-            return helper.make_tensor_value_info(name, t.data_type, list(t.dims))
+            return proto.make_tensor_value_info(name, t.data_type, list(t.dims))
         elem = self.ctx.types.get(name)
         if elem is None:
             return None
         dims = self.ctx.shapes.get(name)
-        return helper.make_tensor_value_info(name, elem, None if dims is None else list(dims))
+        return proto.make_tensor_value_info(name, elem, None if dims is None else list(dims))
 
 
 Walk = Callable[[Scope], None]
@@ -160,9 +159,7 @@ def _count(value: np.ndarray | None) -> int | None:
 
 
 def _scalar(elem: int) -> ValueInfoProto:
-    from onnx import helper
-
-    return helper.make_tensor_value_info("", elem, [])
+    return proto.make_tensor_value_info("", elem, [])
 
 
 def _elem(vi: ValueInfoProto | None) -> int:
@@ -171,11 +168,9 @@ def _elem(vi: ValueInfoProto | None) -> int:
 
 def _dropped(vi: ValueInfoProto | None, axis: int) -> ValueInfoProto | None:
     """A scanned input's type with the scanned axis removed: one slice, as the body sees it."""
-    from onnx import ValueInfoProto
-
     if vi is None or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         return vi
-    out = ValueInfoProto()
+    out = proto.onnx().pb.ValueInfoProto()
     out.CopyFrom(vi)
     dims = out.type.tensor_type.shape.dim
     rank = len(dims)
@@ -191,9 +186,8 @@ def _dropped(vi: ValueInfoProto | None, axis: int) -> ValueInfoProto | None:
 def _body_model(scope: Scope, graph: GraphProto, binds: list[Bind | None]) -> tuple[ModelProto, set[str]]:
     """The body as a model of its own; also the initializers that hold no model constant
     (bound inputs, values of outer activations), which must not count as parameters."""
-    from onnx import ModelProto, ValueInfoProto, helper
-
-    sub = ModelProto()
+    pb = proto.onnx().pb
+    sub = pb.ModelProto()
     sub.ir_version = max(scope.model.ir_version, 4)  # initializers need not be inputs
     sub.opset_import.extend(scope.model.opset_import)
     g = sub.graph
@@ -211,7 +205,7 @@ def _body_model(scope: Scope, graph: GraphProto, binds: list[Bind | None]) -> tu
                 g.initializer.append(tensor)
                 computed.add(formal.name)
                 continue
-        vi = ValueInfoProto()
+        vi = pb.ValueInfoProto()
         vi.CopyFrom(bind.info if bind.info is not None else formal)
         vi.name = formal.name
         declared = formal.type.tensor_type if formal.type.HasField("tensor_type") else None
@@ -229,7 +223,7 @@ def _body_model(scope: Scope, graph: GraphProto, binds: list[Bind | None]) -> tu
             g.initializer.append(tensor)
             computed.add(name)
             continue
-        g.input.append(scope.info(name) or helper.make_tensor_value_info(name, 1, None))
+        g.input.append(scope.info(name) or proto.make_tensor_value_info(name, 1, None))
     g.initializer.extend(graph.initializer)
     g.node.extend(graph.node)
     g.output.extend(graph.output)
@@ -243,10 +237,8 @@ def _body_model(scope: Scope, graph: GraphProto, binds: list[Bind | None]) -> tu
 
 
 def _tensor(name: str, elem: int, value: np.ndarray) -> TensorProto | None:
-    from onnx import helper
-
     try:
-        return helper.make_tensor(name, elem or _INT64, list(value.shape), value.reshape(-1).tolist())
+        return proto.full("helper").make_tensor(name, elem or _INT64, list(value.shape), value.reshape(-1).tolist())
     except (ValueError, TypeError, OverflowError):  # values a tensor of that type cannot hold
         return None
 
@@ -321,8 +313,6 @@ def pinned(scope: Scope) -> list[ValueInfoProto]:
     """Shapes for the outputs of Ifs whose condition folds, where onnx leaves them open (its
     inference merges both branches: a stride that differs between them leaves the spatial dims
     unknown). The caller runs inference again with them, so the layers after the If resolve."""
-    from onnx import GraphProto, helper
-
     found: list[ValueInfoProto] = []
     table, shapes = scope.table, scope.ctx.shapes
     for index, op in enumerate(table.ops):
@@ -332,7 +322,7 @@ def pinned(scope: Scope) -> list[ValueInfoProto]:
         node = table.nodes[index]
         cond = _truth(scope.value(node.input[0] if node.input else ""))
         graph = attrs(node).get("then_branch" if cond else "else_branch") if cond is not None else None
-        if not isinstance(graph, GraphProto) or len(graph.output) != len(node.output):
+        if not proto.is_graph(graph) or len(graph.output) != len(node.output):
             continue
         shaped = _shape_body(scope, graph, [])
         if isinstance(shaped, str):
@@ -340,14 +330,12 @@ def pinned(scope: Scope) -> list[ValueInfoProto]:
         for out, vi in zip(node.output, graph.output, strict=True):
             dims = static(shaped[2].get(vi.name))
             if out and dims is not None and static(shapes.get(out)) is None:
-                found.append(helper.make_tensor_value_info(out, shaped[3].get(vi.name, 1), list(dims)))
+                found.append(proto.make_tensor_value_info(out, shaped[3].get(vi.name, 1), list(dims)))
     return found
 
 
 def _failed(scope: Scope, graph: GraphProto, names: Names, why: str) -> Scope:
     """A body convcost cannot shape: every conv and matmul in it (at any depth) is not counted."""
-    from onnx import ModelProto
-
     ctx = scope.ctx
     inner = Ctx(ctx.source, {}, {}, set(), {}, ctx.weights, names=names, covered=ctx.covered,
                 geometry=ctx.geometry)
@@ -355,7 +343,8 @@ def _failed(scope: Scope, graph: GraphProto, names: Names, why: str) -> Scope:
     if found:
         inner.notes.add("control-flow bodies", f"{quote(names.prefix.rstrip('/'))}: {found} conv/matmul nodes "
                         f"are not counted: {why}")
-    return Scope(ModelProto(), Table(ModelProto().graph), inner, scope.depth + 1, scope.tally)
+    model = proto.onnx().pb.ModelProto()
+    return Scope(model, Table(model.graph), inner, scope.depth + 1, scope.tally)
 
 
 def _list_costed(ctx: Ctx, graph: GraphProto, prefix: str, why: str) -> int:
@@ -454,12 +443,10 @@ def _repeat(scope: Scope, graph: GraphProto, prefix: str, first: Scope, runs: in
 
 @CONTROL.register(("", "If"))
 def _if(scope: Scope, index: int, walk: Walk) -> bool:
-    from onnx import GraphProto
-
     node = scope.table.nodes[index]
     a = attrs(node)
     then, other_graph = a.get("then_branch"), a.get("else_branch")
-    if not isinstance(then, GraphProto) or not isinstance(other_graph, GraphProto):
+    if not proto.is_graph(then) or not proto.is_graph(other_graph):
         return False
     branches = {"then": then, "else": other_graph}
     ctx = scope.ctx
@@ -488,13 +475,11 @@ def _if(scope: Scope, index: int, walk: Walk) -> bool:
 
 @CONTROL.register(("", "Loop"))
 def _loop(scope: Scope, index: int, walk: Walk) -> bool:
-    from onnx import GraphProto
-
     node = scope.table.nodes[index]
     graph = attrs(node).get("body")
     inputs = scope.table.inputs[index]
     carried = list(inputs[2:])
-    if not isinstance(graph, GraphProto) or len(graph.input) != 2 + len(carried) or \
+    if not proto.is_graph(graph) or len(graph.input) != 2 + len(carried) or \
             len(graph.output) < 1 + len(carried):
         return False  # not a valid Loop: onnx's inference has said so already
     ctx = scope.ctx
@@ -539,14 +524,12 @@ def _loop(scope: Scope, index: int, walk: Walk) -> bool:
 
 @CONTROL.register(("", "Scan"))
 def _scan(scope: Scope, index: int, walk: Walk) -> bool:
-    from onnx import GraphProto
-
     node = scope.table.nodes[index]
     a = attrs(node)
     graph, m = a.get("body"), a.get("num_scan_inputs")
     inputs = scope.table.inputs[index]
     opset = next((o.version for o in scope.model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if not isinstance(graph, GraphProto) or not isinstance(m, int) or opset < 9:
+    if not proto.is_graph(graph) or not isinstance(m, int) or opset < 9:
         return False  # Scan-8 (batched, with sequence lengths) is not followed
     n = len(inputs) - m
     axes = a.get("scan_input_axes") or [0] * m

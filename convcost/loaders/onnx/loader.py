@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from convcost.ir.inputs import Inputs, givens
 from convcost.ir.model import Model, Node, Shape, Uncounted, counted_family
+from convcost.loaders.onnx import proto
 from convcost.loaders.onnx.control import Scope, cost_bodies, declared_params, pinned
 from convcost.loaders.onnx.dims import Shapes
 from convcost.loaders.onnx.graph import (
@@ -149,7 +150,6 @@ def _scope(path: Path, source: str, model: ModelProto, table: Table, shapes: Sha
 
 
 def _parse(path: Path) -> ModelProto:
-    import onnx
     from google.protobuf.message import DecodeError
 
     try:
@@ -158,7 +158,7 @@ def _parse(path: Path) -> ModelProto:
         raise InputError(f"not a valid ONNX model: {exc}", path) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
-    model = onnx.ModelProto()
+    model = proto.onnx().pb.ModelProto()
     try:
         model.ParseFromString(lean)
     except (DecodeError, RuntimeError, ValueError) as exc:
@@ -166,10 +166,8 @@ def _parse(path: Path) -> ModelProto:
     if not model.HasField("graph"):
         raise InputError("not an ONNX model: it has no graph", path)
     if model.functions:  # model-local functions (torch's dynamo exporter can write them): inline
-        import onnx.inliner
-
         try:
-            model = onnx.inliner.inline_local_functions(model)
+            model = proto.full("inliner").inline_local_functions(model)
         except Exception as exc:  # the inliner raises what its C++ side throws
             first = first_line(exc)
             raise InputError(f"cannot inline the model's local functions: {first}", path) from None
@@ -188,8 +186,6 @@ def _costed_inside(graph: GraphProto) -> int:
 def _walk(scope: Scope) -> None:
     """Cost every node of a graph (the main graph or a control-flow body, whose nodes `cost_bodies`
     walks with this function); list what is not costed; warn about ops nobody can infer."""
-    from onnx import defs
-
     ctx, table = scope.ctx, scope.table
     known: dict[tuple[str, str], bool] = {}
     unknown: dict[str, list[str]] = {}
@@ -233,7 +229,7 @@ def _walk(scope: Scope) -> None:
                 continue
         if key not in known:
             try:
-                known[key] = key in KNOWN_CONTRIB or defs.has(op, domain)
+                known[key] = key in KNOWN_CONTRIB or proto.has_schema(op, domain)
             except (TypeError, UnicodeError):  # a name that is not valid text
                 known[key] = False
         if not known[key]:

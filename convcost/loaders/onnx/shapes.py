@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from convcost.ir.inputs import Given, Inputs, ScalarKind, givens
 from convcost.ir.model import INT64_MAX, Scalar, Shape
+from convcost.loaders.onnx import proto
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx.graph import Table, quote, subgraphs, text
 from convcost.loaders.onnx.values import fold
@@ -51,7 +52,7 @@ _VALUE_KINDS: dict[int, ScalarKind] = {
 
 
 def _type_name(vi: ValueInfoProto) -> str:
-    from onnx import TensorProto
+    TensorProto = proto.onnx().pb.TensorProto  # noqa: N806
 
     elem = vi.type.tensor_type.elem_type
     return TensorProto.DataType.Name(elem).lower() if elem in TensorProto.DataType.values() else f"type {elem}"
@@ -74,7 +75,6 @@ def _what(vi: ValueInfoProto) -> str:
 def _value_tensor(vi: ValueInfoProto, given: Given, source: str) -> tuple[Scalar, TensorProto]:
     """The initializer that stands for scalar input `vi` at the value `-i` gives it."""
     import numpy as np
-    from onnx import helper, numpy_helper
 
     name = quote(vi.name)[1:-1]
     kind = _VALUE_KINDS.get(vi.type.tensor_type.elem_type)
@@ -85,11 +85,11 @@ def _value_tensor(vi: ValueInfoProto, given: Given, source: str) -> tuple[Scalar
         raise InputError(f"input {quote(vi.name)} is {_what(vi)}: -i {name}={given.text} is not "
                          f"{'an' if kind == 'int' else 'a'} {kind}", source)
     try:
-        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        dtype = proto.np_dtype(vi.type.tensor_type.elem_type)
         array = np.array(value).astype(dtype, casting="same_kind" if kind == "float" else "unsafe")
         if kind == "int" and array.item() != value:
             raise OverflowError
-        tensor = numpy_helper.from_array(array.reshape(_dims_of(vi) or ()), vi.name)
+        tensor = proto.from_array(array.reshape(_dims_of(vi) or ()), vi.name)
     except (OverflowError, ValueError, TypeError):
         raise InputError(f"input {quote(vi.name)} is {_what(vi)}: -i {name}={given.text} is out of its range",
                          source) from None
@@ -215,8 +215,6 @@ def apply_tensor_shapes(model: ModelProto, given: Mapping[str, Shape], source: s
     A declared shape wins over what onnx infers; a tensor the graph does not make, an initializer
     or a graph input (set with -i) is an error.
     """
-    from onnx import TensorProto, helper
-
     graph = model.graph
     makers = {text(o): node for node in graph.node for o in node.output if o}
     inits = {text(t.name): t.data_type for t in graph.initializer}
@@ -247,14 +245,14 @@ def apply_tensor_shapes(model: ModelProto, given: Mapping[str, Shape], source: s
             found = declared.get(text(x)) or inits.get(text(x))
             if found:
                 return found
-        return first_input or TensorProto.FLOAT
+        return first_input or proto.FLOAT
 
     outputs = {text(vi.name): vi for vi in graph.output}
     kept = [vi for vi in graph.value_info if text(vi.name) not in given]
     del graph.value_info[:]
     graph.value_info.extend(kept)
     for name, shape in given.items():
-        info = helper.make_tensor_value_info(name, elem(name), list(shape))
+        info = proto.make_tensor_value_info(name, elem(name), list(shape))
         if name in outputs:
             outputs[name].CopyFrom(info)
         else:
@@ -320,18 +318,14 @@ def infer(
 
     Returns the inferred model, its shapes and element types. `table` describes the model's
     nodes (inference keeps them as they are; folding rewrites inputs in both)."""
-    import onnx
-    from onnx.shape_inference import infer_shapes
-
     _declare_domains(model)
     shapes: Shapes = {}
     types: dict[str, int] = {}
     original, data_prop = model, not costed
     for _ in range(MAX_PASSES):
         try:
-            model = infer_shapes(model, check_type=False, strict_mode=False, data_prop=data_prop)
-        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError,
-                ValueError) as exc:  # ValueError: what the C++ side throws on some malformed graphs
+            model = proto.infer_shapes(model, check_type=False, strict_mode=False, data_prop=data_prop)
+        except proto.errors(RuntimeError, ValueError) as exc:  # ValueError: the C++ side on malformed graphs
             first = first_line(exc)
             raise InputError(f"ONNX shape inference failed: {first}", source) from None
         shapes, types = read_shapes(model.graph)
@@ -363,6 +357,4 @@ def infer(
 
 
 def _value_info(name: str, elem: int, dims: Dims) -> ValueInfoProto:
-    from onnx import helper
-
-    return helper.make_tensor_value_info(name, elem, list(dims))
+    return proto.make_tensor_value_info(name, elem, list(dims))

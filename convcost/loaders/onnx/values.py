@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convcost.loaders.onnx import proto
 from convcost.loaders.onnx.dims import Shapes, static
 from convcost.loaders.onnx.graph import Table, attrs, has_subgraph
 from convcost.util.registry import Registry
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, NodeProto, OperatorSetIdProto, TensorProto
+    from onnx import GraphProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto
 
 #: The most elements a tensor may have to be evaluated (shape tensors have a handful).
 MAX_ELEMENTS = 64
@@ -157,13 +158,10 @@ class Evaluator:
 
     def _infer(self, name: str, depth: int) -> None:
         """onnx's shape inference for `name`'s producer alone, its inputs' dims and small values given."""
-        import onnx
-        from onnx import helper, shape_inference
-
         node = self.producer.get(name)
         if node is None or node.domain not in ("", "ai.onnx") or has_subgraph(node):
             return
-        input_types: dict[str, onnx.TypeProto] = {}
+        input_types: dict[str, TypeProto] = {}
         input_data: dict[str, TensorProto] = {}
         for x in node.input:
             if not x:
@@ -171,32 +169,29 @@ class Evaluator:
             dims, elem = self.shape(x, depth + 1), self.elem(x)
             if dims is None or not elem:
                 return
-            input_types[x] = helper.make_tensor_type_proto(elem, dims)
+            input_types[x] = proto.make_tensor_type_proto(elem, dims)
             value = self.value(x, depth + 1) if math.prod(dims) <= MAX_ELEMENTS else None
             tensor = None if value is None else _as_tensor(x, value, elem)
             if tensor is not None:
                 input_data[x] = tensor
         version = next((o.version for o in self.opsets or () if o.domain in ("", "ai.onnx")), None)
         try:
-            schema = onnx.defs.get_schema(node.op_type, version or onnx.defs.onnx_opset_version(), "")
-            outputs = shape_inference.infer_node_outputs(schema, node, input_types, input_data,
-                                                         opset_imports=self.opsets)
-        except (onnx.defs.SchemaError, shape_inference.InferenceError, RuntimeError, ValueError, TypeError):
+            schema = proto.get_schema(node.op_type, version or proto.opset_version())
+            outputs = proto.infer_node_outputs(schema, node, input_types, input_data, self.opsets or ())
+        except proto.errors(RuntimeError, ValueError, TypeError):
             return
-        for out, proto in outputs.items():
-            tt = proto.tensor_type
+        for out, type_proto in outputs.items():
+            tt = type_proto.tensor_type
             dims = static(tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim))
-            if proto.HasField("tensor_type") and tt.HasField("shape") and dims is not None and tt.elem_type:
+            if type_proto.HasField("tensor_type") and tt.HasField("shape") and dims is not None and tt.elem_type:
                 self.inferred[out] = (dims, tt.elem_type)
 
 
 def _tensor(t: TensorProto) -> np.ndarray | None:
     if math.prod(t.dims) > MAX_ELEMENTS or t.data_location == 1:
         return None
-    from onnx.numpy_helper import to_array
-
     try:
-        return to_array(t)
+        return proto.to_array(t)
     except (ValueError, TypeError):  # a tensor the lean reader left on disk
         return None
 
@@ -341,12 +336,10 @@ for _op, _unary_fn in _UNARY.items():
 @FOLDERS.register("Cast")
 def _cast(call: Call) -> np.ndarray | None:
     """Float to int truncates toward zero (numpy's astype, like onnxruntime's static_cast)."""
-    from onnx import helper
-
     x = call.arg(0)
     if x is None:
         return None
-    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(call.attrs["to"]))
+    dtype = proto.np_dtype(call.attrs["to"])
     return x.astype(dtype) if dtype.kind in "biuf" else None
 
 
@@ -473,12 +466,10 @@ SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
 
 def _as_tensor(name: str, value: np.ndarray, elem: int | None) -> TensorProto | None:
     """`value` as an initializer of the element type inference gave `name` (else the value's own)."""
-    from onnx import helper, numpy_helper
-
     try:
         if elem:
-            value = value.astype(helper.tensor_dtype_to_np_dtype(elem))
-        return numpy_helper.from_array(value.copy(order="C"), name)  # keeps 0-d tensors 0-d
+            value = value.astype(proto.np_dtype(elem))
+        return proto.from_array(value.copy(order="C"), name)  # keeps 0-d tensors 0-d
     except (ValueError, TypeError, KeyError, OverflowError):  # values a tensor of that type cannot hold
         return None
 

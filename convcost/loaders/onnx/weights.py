@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convcost.ir.model import WeightLoader
+from convcost.loaders.onnx import proto
 from convcost.loaders.onnx.graph import attrs, quote
 from convcost.loaders.onnx.wire import SPAN_KEY, WireError, read_span
 from convcost.util.errors import InputError, first_line
@@ -85,9 +86,7 @@ class Weights:
         if op == "Identity":
             return x
         if op == "Cast":
-            from onnx.helper import tensor_dtype_to_np_dtype
-
-            return x.astype(tensor_dtype_to_np_dtype(a["to"]))
+            return x.astype(proto.np_dtype(a["to"]))
         if op == "Transpose":
             return np.transpose(x, a.get("perm"))
         # DequantizeLinear: (x - zero_point) * scale, per tensor or per `axis`.
@@ -107,8 +106,9 @@ class Weights:
     def tensor(self, t: TensorProto, name: str) -> np.ndarray:
         """A TensorProto's value, reading what the lean reader or external data left on disk."""
         from google.protobuf.message import DecodeError
-        from onnx import TensorProto as TP
-        from onnx.numpy_helper import to_array
+
+        TP = proto.onnx().pb.TensorProto  # noqa: N806
+        to_array = proto.to_array
 
         entries = {e.key: e.value for e in t.external_data}
         try:
