@@ -9,9 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convcost.ir.model import Conv
+from convcost.analysis.analyzer import analyze
+from convcost.ir.model import Conv, Model
 from convcost.ir.shapes import make_conv
+from convcost.util import parallel
 from convcost.variants import spatial_svd
+from convcost.variants.approximator import Approximator
+from convcost.variants.base import VariantOptions
 from convcost.variants.permutation import _balanced_refine, _top
 from convcost.variants.spectra import SINGLE_ABOVE, LayerSpectra, group_major, sq_singular_values
 
@@ -130,3 +134,41 @@ def test_exchanges_match_the_plain_sort(seed, ties):
     score = rng.integers(0, 4, (n, groups)).astype(float) if ties else rng.standard_normal((n, groups))
     labels = np.arange(n) * groups // n
     assert np.array_equal(_balanced_refine(score, labels), refine_by_sorting(score, labels))
+
+
+# --- the float32 spectra computed ahead in threads ----------------------------------------------------
+
+def test_spectra_computed_ahead_in_threads_give_the_same_errors():
+    """`Approximator.ahead` computes the large float32 spectra in a thread (from the last layer back)
+    while the analysis works from the first: every error is the one computed without it."""
+    rng = np.random.default_rng(5)
+    convs = [conv_of(rng.standard_normal((C, C, 3, 3)).astype(np.float32), f"c{i}") for i in range(4)]
+    convs.append(conv_of(rng.standard_normal((8, C, 3, 3)).astype(np.float32), "small"))  # 24-row side
+    model = Model(name="m", format="onnx", source="m", inputs={}, values={}, convs=convs)
+    plain = analyze(model, approx=Approximator())
+    ahead = Approximator()
+    ahead.ahead(convs, VariantOptions(), threads=1)
+    assert len(ahead._ahead) == 4  # the small conv's spectrum is cheap: not sent ahead
+    threaded = analyze(model, approx=ahead)
+    ahead.close()
+    assert ahead._ahead == {} and ahead._pool is None
+    for a, b in zip(plain.layers, threaded.layers, strict=True):
+        for name in a.variants:
+            assert a.variants[name].approx_error == b.variants[name].approx_error
+    assert plain.layers[0].variants["spatial"].approx_error > 0
+
+
+@pytest.mark.parametrize(("channels", "kernel", "rank", "takes"), [
+    (C, (3, 3), None, True), (C, (3, 3), 3 * C, False),  # full rank: nothing to compute
+    (SINGLE_ABOVE // 3, (3, 3), None, False),  # a 255-row side: float64
+    (C, (3, 1), None, False), (C, (1, 1), None, False)])  # one active axis
+def test_which_spectra_go_ahead(channels, kernel, rank, takes):
+    conv = make_conv("c", "Conv", (1, channels, 8, 8), channels, kernel)
+    assert spatial_svd.takes_single_tails(conv, rank or channels) is takes
+
+
+def test_workers_start_no_threads_of_their_own():
+    if not parallel.can_fork():
+        pytest.skip("workers are forked")
+    assert parallel.spare_cores() == parallel.cores() - 1
+    assert parallel.map_ordered(lambda _: parallel.spare_cores(), [0, 1], jobs=2, description="x") == [0, 0]

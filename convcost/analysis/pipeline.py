@@ -11,7 +11,9 @@ from convcost.ir.inputs import Given
 from convcost.ir.model import Model, Shape
 from convcost.loaders import load_model, prepare_loading
 from convcost.util.errors import UsageError
+from convcost.util.parallel import spare_cores
 from convcost.util.progress import progress
+from convcost.variants.approximator import Approximator
 
 
 @dataclass
@@ -31,8 +33,6 @@ def hooks(settings: Settings) -> tuple[ApproxFn | None, OptionsFn | None]:
     with a tolerance set (`--rank auto`), the per-layer rank picked from them."""
     if not settings.approx:
         return None, None
-    from convcost.variants.approximator import Approximator
-
     approximator = Approximator(permute=settings.permute)
     if settings.options.tol is None:
         return approximator, None
@@ -89,6 +89,13 @@ def prepare(requests: Sequence[Request]) -> None:
 def run(request: Request, model: Model | None = None) -> Analysis:
     model = model or load(request)
     check_model(request, model)
+    settings = request.settings
     with progress(f"analyzing {len(model.convs)} convs") as tick:
-        approx, options_for = hooks(request.settings)
-        return analyze(model, request.settings, request.devices, approx, tick, options_for)
+        approx, options_for = hooks(settings)
+        if isinstance(approx, Approximator) and options_for is None and "spatial" in settings.variants:
+            approx.ahead([c for c in model.convs if settings.selects(c.name)], settings.options, spare_cores())
+        try:
+            return analyze(model, settings, request.devices, approx, tick, options_for)
+        finally:
+            if isinstance(approx, Approximator):
+                approx.close()

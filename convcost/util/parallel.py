@@ -27,6 +27,8 @@ PARALLEL_FROM = 4
 
 #: The work of the running `map_ordered`, read by the forked workers (set before they fork).
 _work: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+#: True in a worker process of `map_ordered`.
+_in_worker = False
 
 
 def cores() -> int:
@@ -35,6 +37,12 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def spare_cores() -> int:
+    """Cores beyond this process's own thread for threads it may start (0 in a worker process of
+    `map_ordered`, where every core already has a worker)."""
+    return 0 if _in_worker else cores() - 1
 
 
 def default_jobs(items: int) -> int:
@@ -55,10 +63,13 @@ def _call(index: int) -> Any:
     return fn(items[index])
 
 
-def _ignore_interrupt() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them: one message, no traceback per worker."""
+def _start_worker() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them: one message, no traceback per worker;
+    and they start no threads of their own (`spare_cores`)."""
     import signal
 
+    global _in_worker
+    _in_worker = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -97,7 +108,7 @@ def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description
     with quiet():
         _work = (fn, items)
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_ignore_interrupt)
+                                   initializer=_start_worker)
         try:
             # With fork (Python 3.11+), every worker starts at the first submit: before the bar's refresh thread,
             # so no thread is running in the parent when it forks.

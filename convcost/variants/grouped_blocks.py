@@ -18,8 +18,8 @@ def channel_energy(s: LayerSpectra) -> np.ndarray:
     """(g, C_in/g, C_out/g): the kernel's energy between each input and output channel."""
 
     def compute() -> np.ndarray:
-        g, ci, co = s.t.shape[:3]
-        return np.asarray((s.t * s.t).reshape(g, ci, co, -1).sum(axis=-1))
+        x = s.t.reshape(*s.t.shape[:3], -1)  # a view: `t` is contiguous
+        return np.asarray(np.einsum("gijk,gijk->gij", x, x))
 
     return s.cached(("grouped", "energy"), compute)
 

@@ -41,27 +41,43 @@ def squeezed(conv: Conv, t: np.ndarray) -> np.ndarray:
 SINGLE_MIN_LOST = 1e-2
 
 
-def _pair_matrix(s: LayerSpectra, dtype: type[np.floating] = np.float64) -> np.ndarray:
-    """Per group, W as a (C_in/g·k_a) × (C_out/g·k_b) matrix, copied once into `dtype`."""
-    x = squeezed(s.conv, s.t)
+def _pair_matrix(conv: Conv, t: np.ndarray, dtype: type[np.floating] = np.float64) -> np.ndarray:
+    """Per group, W as a (C_in/g·k_a) × (C_out/g·k_b) matrix, copied once into `dtype` from the
+    group-major weight `t` (a view will do)."""
+    x = squeezed(conv, t)
     g, ci, co, ka, kb = x.shape
     m = np.empty((g, ci, ka, co, kb), dtype)
     m[...] = x.transpose(0, 1, 3, 2, 4)
     return m.reshape(g, ci * ka, co * kb)
 
 
+#: The memo key of the float32 tails (`pair_tails(single=True)` above SINGLE_ABOVE).
+SINGLE_TAILS = ("spatial", "tails", "single")
+
+
 def pair_tails(s: LayerSpectra, single: bool = False) -> np.ndarray:
     """Two active axes: energy lost at every per-group rank, summed over groups; `single` allows
     the float32 spectrum of large matrices (`sq_singular_values`)."""
     if single and min(_pair_matrix_shape(s)) > SINGLE_ABOVE:
-        return s.cached(("spatial", "tails", "single"),
-                        lambda: tails(sq_singular_values(_pair_matrix(s, np.float32), single=True)).sum(axis=0))
-    return s.cached(("spatial", "tails"), lambda: tails(sq_singular_values(_pair_matrix(s))).sum(axis=0))
+        return s.cached(SINGLE_TAILS, lambda: single_tails(s.conv, s.t))
+    return s.cached(("spatial", "tails"), lambda: tails(sq_singular_values(_pair_matrix(s.conv, s.t))).sum(axis=0))
+
+
+def single_tails(conv: Conv, t: np.ndarray) -> np.ndarray:
+    """The float32 tails of a conv that `takes_single_tails`, from its group-major weight `t` in
+    any float type (a float32 view gives the same values as the float64 copy: every float32 is a
+    float64). `Approximator.ahead` computes them in threads from the stored weight."""
+    return tails(sq_singular_values(_pair_matrix(conv, t, np.float32), single=True)).sum(axis=0)
 
 
 def _pair_matrix_shape(s: LayerSpectra) -> tuple[int, int]:
-    ka, kb = (s.conv.kernel[a] for a in active_axes(s.conv))
-    return s.t.shape[1] * ka, s.t.shape[2] * kb
+    return _pair_shape(s.conv)
+
+
+def _pair_shape(conv: Conv) -> tuple[int, int]:
+    """Per group, the (C_in/g·k_a) × (C_out/g·k_b) shape of the matrix whose spectrum is the error."""
+    ka, kb = (conv.kernel[a] for a in active_axes(conv))
+    return conv.in_channels // conv.groups * ka, conv.out_channels // conv.groups * kb
 
 
 def max_group_rank(s: LayerSpectra) -> int:
@@ -102,6 +118,16 @@ def _train_lost(s: LayerSpectra, r: int) -> tuple[float, float]:
     second_r = tails(sq_singular_values(rest_r))[:, min(r, min(rest_r.shape[1:]))]
     lost = np.minimum(first_l + second_l, first_r + second_r)
     return float(lost.sum()), float(np.maximum(first_l, first_r).sum())
+
+
+def takes_single_tails(conv: Conv, r: int) -> bool:
+    """Whether `lost_energy(s, r)` starts from the float32 tails (`SINGLE_TAILS`): two active axes,
+    r below full rank, matrices above SINGLE_ABOVE. These are the costliest spectra of a default
+    analysis (a 512-channel 3x3 conv: 0.2 s), which `Approximator.ahead` computes in threads."""
+    if len(active_axes(conv)) != 2:
+        return False
+    side = min(_pair_shape(conv))
+    return r < side and side > SINGLE_ABOVE
 
 
 def lost_energy(s: LayerSpectra, r: int) -> tuple[float, float | None]:
