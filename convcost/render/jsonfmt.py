@@ -115,12 +115,18 @@ def layer_dict(layer: LayerResult, dtype: str) -> dict[str, Any]:
     }
 
 
+#: Stands for a layer's name while its template is made (plain ASCII: its JSON text is itself).
+_NAME = "<<convcost:layer-name>>"
+
+
 class _LayerText:
     """`layer_dict`'s JSON text, one layer at a time, for a layer inside the document's `layers`.
 
     What a conv's geometry decides (its fields and cost, its variants' plans, costs and latency)
-    is encoded once per geometry and spliced in; per layer only names, weight-based errors and
-    flags are encoded. The analysis shares one `Planned` per geometry, which keys the cache.
+    is encoded once per geometry and spliced in. A layer's whole text is a template made once per
+    everything but its name (geometry, flags, weight-based errors): a chain of equal convs encodes
+    one layer and splices 10,000 names. The analysis shares one `Planned` per geometry, which keys
+    the caches.
     """
 
     LEVEL = 2  # the document, its `layers` list, then each layer
@@ -129,6 +135,8 @@ class _LayerText:
         self.convs: dict[tuple[object, ...], str] = {}
         self.planned: dict[int, tuple[str, list[str]]] = {}
         self.na: dict[str | None, str] = {}
+        #: template key -> the layer's text split where its name goes (`layer`)
+        self.templates: dict[tuple[object, ...], list[str]] = {}
 
     def _conv_rest(self, conv: Conv, cost: Cost, level: int, extra: dict[str, Any] | None = None) -> str:
         """Items of `conv_dict` (and `extra`) after the name, cached per geometry and cost."""
@@ -141,7 +149,8 @@ class _LayerText:
         return found
 
     def _named(self, name: str, rest: str, level: int) -> str:
-        return jsontext.wrap(jsontext.NEWLINE[level + 1] + '"name": ' + jsontext.encode(name) + "," + rest, level)
+        """A dict whose first item is "name": `name` is JSON text already, without its quotes."""
+        return jsontext.wrap(jsontext.NEWLINE[level + 1] + '"name": "' + name + '",' + rest, level)
 
     def _shared(self, v: VariantResult, level: int) -> tuple[str, list[str]]:
         """The variant's geometry-decided items, and the text after the name of each stage."""
@@ -152,7 +161,7 @@ class _LayerText:
             found = self.planned[id(v.planned)] = (jsontext.items(_variant_shared(v), level), stages)
         return found
 
-    def variant(self, layer: LayerResult, name: str, level: int) -> str:
+    def variant(self, layer: LayerResult, name: str, level: int, conv_name: str) -> str:
         v = layer.variants[name]
         if v.cost is None:
             found = self.na.get(v.reason)
@@ -161,7 +170,8 @@ class _LayerText:
             return found
         shared, stages = self._shared(v, level)
         nl = jsontext.NEWLINE[level + 1]
-        listed = ",".join(jsontext.NEWLINE[level + 2] + self._named(n, rest, level + 2)
+        cut = len(layer.conv.name)
+        listed = ",".join(jsontext.NEWLINE[level + 2] + self._named(conv_name + _text(n[cut:]), rest, level + 2)
                           for n, rest in zip(v.stage_names, stages, strict=True))
         own = jsontext.items({**_variant_own(v), "slower": _slower(layer, name)}, level)
         return jsontext.wrap(f'{nl}"applicable": true,{nl}"reason": null,{nl}"layers": '
@@ -169,14 +179,50 @@ class _LayerText:
                              + "," + shared + "," + own, level)
 
     def layer(self, layer: LayerResult) -> str:
+        """The layer's text: made once per template key (all but the names), then the name spliced in."""
+        name = layer.conv.name
+        if _NAME in name:
+            return self._layer(layer, _text(name))
+        key = self._template_key(layer)
+        segments = self.templates.get(key)
+        if segments is None:
+            made = self._layer(layer, _NAME)
+            if not all(n.startswith(name) for v in layer.variants.values() if v.cost is not None
+                       for n in v.stage_names):
+                return made.replace(_NAME, _text(name))  # stages not named after the layer: no template
+            segments = self.templates[key] = made.split(_NAME)
+        return _text(name).join(segments)
+
+    @staticmethod
+    def _template_key(layer: LayerResult) -> tuple[object, ...]:
+        """What a layer's text depends on besides its name. Stage names are the layer's name and a
+        suffix its shared plan decides (`VariantResult.stage_names`), so the plan's identity covers them."""
+        parts: list[object] = [_geometry(layer.conv), layer.cost, layer.selected]
+        if layer.latency:
+            parts.append(tuple(layer.latency.items()))
+        for name, v in layer.variants.items():
+            if v.cost is None:
+                parts.append(v.reason)
+            else:
+                parts.append((id(v.planned), v.approx_error, tuple(v.extra.items()) if v.extra else (),
+                              tuple(_slower(layer, name).items()) if v.latency else ()))
+        return tuple(parts)
+
+    def _layer(self, layer: LayerResult, name: str) -> str:
         level = self.LEVEL
         rest = self._conv_rest(layer.conv, layer.cost, level, _layer_latency(layer))
         nl = jsontext.NEWLINE[level + 1]
-        variants = jsontext.wrap(",".join(jsontext.NEWLINE[level + 2] + jsontext.key(name) + ": "
-                                          + self.variant(layer, name, level + 2) for name in layer.variants),
+        variants = jsontext.wrap(",".join(jsontext.NEWLINE[level + 2] + jsontext.key(v) + ": "
+                                          + self.variant(layer, v, level + 2, name) for v in layer.variants),
                                  level + 1)
-        return self._named(layer.conv.name, rest + f',{nl}"factorized": ' + jsontext.encode(layer.selected)
+        return self._named(name, rest + f',{nl}"factorized": ' + jsontext.encode(layer.selected)
                            + f',{nl}"variants": ' + variants, level)
+
+
+def _text(name: str) -> str:
+    """A string's JSON text without its quotes (JSON escapes character by character, so the text of
+    a concatenation is the concatenation of the texts)."""
+    return jsontext.encode(name)[1:-1]
 
 
 def _totals_latency(t: Totals) -> dict[str, float | None]:

@@ -26,8 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from convcost.ir.model import Uncounted
 from convcost.loaders.onnx import proto
 from convcost.loaders.onnx.dims import Shapes, static
@@ -45,13 +43,15 @@ from convcost.loaders.onnx.graph import (
 )
 from convcost.loaders.onnx.ops import COSTED, HANDLERS, RULES, Ctx
 from convcost.loaders.onnx.shapes import infer
-from convcost.loaders.onnx.values import MAX_ELEMENTS, Evaluator
 from convcost.loaders.onnx.weights import Weights
 from convcost.util.errors import InputError
 from convcost.util.registry import Registry
 
 if TYPE_CHECKING:
+    import numpy as np
     from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
+
+    from convcost.loaders.onnx.values import Evaluator
 
 #: Bodies nested deeper than this are listed as not counted.
 MAX_DEPTH = 16
@@ -93,6 +93,8 @@ class Scope:
 
     def value(self, name: str) -> np.ndarray | None:
         """A small tensor's value, where constants, static shapes and given inputs fix it."""
+        from convcost.loaders.onnx.values import MAX_ELEMENTS, Evaluator
+
         if not name:
             return None
         dims = static(self.ctx.shapes.get(name))
@@ -496,6 +498,8 @@ def _loop(scope: Scope, index: int, walk: Walk) -> bool:
     outs = [vi.name for vi in graph.output]
 
     def rebind(k: int | None, previous: Scope | None) -> list[Bind | None]:
+        import numpy as np
+
         # the body runs only while its condition is true: inside, the condition input is true
         binds: list[Bind | None] = [Bind(_scalar(_INT64), None if k is None else np.array(k, dtype=np.int64)),
                                     Bind(_scalar(_BOOL), np.array(True))]

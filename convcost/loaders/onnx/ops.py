@@ -268,7 +268,11 @@ def _conv_operands(shapes: Shapes, inputs: Sequence[str], form: ConvForm) -> tup
 
 def _own_dtype(ctx: Ctx, *names: str) -> str | None:
     """The dtype an op's operands are stored in, where it is not the analysis's (see OWN_DTYPES)."""
-    return next((OWN_DTYPES[t] for name in names if (t := ctx.types.get(name)) in OWN_DTYPES), None)
+    for name in names:
+        t = ctx.types.get(name)
+        if t in OWN_DTYPES:
+            return OWN_DTYPES[t]
+    return None
 
 
 def _quantized_input(ctx: Ctx, name: str) -> bool:

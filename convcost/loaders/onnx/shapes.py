@@ -18,7 +18,6 @@ from convcost.ir.model import INT64_MAX, Scalar, Shape
 from convcost.loaders.onnx import proto
 from convcost.loaders.onnx.dims import Dims, Rule, Shapes, show, static
 from convcost.loaders.onnx.graph import Table, quote, subgraphs, text
-from convcost.loaders.onnx.values import fold
 from convcost.util.errors import InputError, first_line
 
 if TYPE_CHECKING:
@@ -350,6 +349,8 @@ def infer(
                     if all(not isinstance(d, int) or 0 <= d <= INT64_MAX for d in dims):
                         added.append(_value_info(out, elem, dims))
         model.graph.value_info.extend(added)
+        from convcost.loaders.onnx.values import fold  # (and numpy: only where inference stops short)
+
         folded = fold(model.graph, table, shapes, types, model.opset_import)
         if not added and not folded:
             break
