@@ -40,7 +40,7 @@ class Approximator:
 
         The threads take the layers from the last one back while the analysis works from the first,
         computing a layer itself when no thread has started it, so the two meet in the middle. LAPACK
-        runs outside the interpreter lock, so a ResNet-50's default analysis takes about 40% less
+        runs outside the interpreter lock, so a ResNet-50's default analysis takes about 30% less
         time on two cores. The values are those the analysis would compute (the same function on the
         same weight), so the output does not change; each thread holds one layer's weight at a time.
         `close()` stops them."""
