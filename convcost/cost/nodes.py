@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from convcost.ir.model import Node, Shape
 from convcost.util.registry import Registry
+from convcost.util.registry import lineage as chain_of
 
 #: Bytes per element of the dtypes a node can have (Node.dtype).
 ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2,
@@ -138,10 +139,7 @@ def node_family(node: Node) -> str | None:
 
 def lineage(family: str) -> list[str]:
     """`family`, then the family whose figures it falls back to, and so on."""
-    chain = [family]
-    while (parent := FAMILIES[chain[-1]].parent) is not None:
-        chain.append(parent)
-    return chain
+    return chain_of(FAMILIES, family)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from convcost.ir.model import Conv, MatMul, Op
 from convcost.util.registry import Registry
+from convcost.util.registry import lineage as chain_of
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,7 @@ def register_kind(name: str, description: str,
 
 def lineage(kind: str) -> list[str]:
     """`kind`, then the kind it falls back to, and so on (volumetric_small, volumetric, dense)."""
-    chain = [kind]
-    while (parent := KIND_RULES[chain[-1]].parent) is not None:
-        chain.append(parent)
-    return chain
+    return chain_of(KIND_RULES, kind)
 
 
 def nearest(table: dict[str, float], kind: str, default: float) -> float:

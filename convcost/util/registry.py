@@ -8,7 +8,7 @@ and refuses a second entry under one key, which would otherwise silently replace
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -52,3 +52,17 @@ class Registry(Mapping[K, V], Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"Registry({self.what!r}, {list(self._entries)!r})"
+
+
+class _Child(Protocol):
+    @property
+    def parent(self) -> str | None: ...
+
+
+def lineage(registry: Mapping[str, _Child], key: str) -> list[str]:
+    """`key`, then the entry its `parent` names, and so on: the fallback chain of registries whose
+    entries inherit figures (op kinds, op families)."""
+    chain = [key]
+    while (parent := registry[chain[-1]].parent) is not None:
+        chain.append(parent)
+    return chain

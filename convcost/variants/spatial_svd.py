@@ -58,7 +58,7 @@ SINGLE_TAILS = ("spatial", "tails", "single")
 def pair_tails(s: LayerSpectra, single: bool = False) -> np.ndarray:
     """Two active axes: energy lost at every per-group rank, summed over groups; `single` allows
     the float32 spectrum of large matrices (`sq_singular_values`)."""
-    if single and min(_pair_matrix_shape(s)) > SINGLE_ABOVE:
+    if single and min(_pair_shape(s.conv)) > SINGLE_ABOVE:
         return s.cached(SINGLE_TAILS, lambda: single_tails(s.conv, s.t))
     return s.cached(("spatial", "tails"), lambda: tails(sq_singular_values(_pair_matrix(s.conv, s.t))).sum(axis=0))
 
@@ -68,10 +68,6 @@ def single_tails(conv: Conv, t: np.ndarray) -> np.ndarray:
     any float type (a float32 view gives the same values as the float64 copy: every float32 is a
     float64). `Approximator.ahead` computes them in threads from the stored weight."""
     return tails(sq_singular_values(_pair_matrix(conv, t, np.float32), single=True)).sum(axis=0)
-
-
-def _pair_matrix_shape(s: LayerSpectra) -> tuple[int, int]:
-    return _pair_shape(s.conv)
 
 
 def _pair_shape(conv: Conv) -> tuple[int, int]:
@@ -133,7 +129,7 @@ def takes_single_tails(conv: Conv, r: int) -> bool:
 def lost_energy(s: LayerSpectra, r: int) -> tuple[float, float | None]:
     """Energy lost at per-group rank r, and a lower bound on the optimum where it is not exact."""
     if len(active_axes(s.conv)) == 2:
-        if r >= min(_pair_matrix_shape(s)):  # full rank: nothing is lost
+        if r >= min(_pair_shape(s.conv)):  # full rank: nothing is lost
             return 0.0, None
         lost = tail_at(pair_tails(s, single=True), r)
         if lost >= SINGLE_MIN_LOST * s.energy:
