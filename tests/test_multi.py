@@ -153,6 +153,9 @@ def test_map_ordered_keeps_item_order_when_later_items_finish_first() -> None:
     started = time.monotonic()
     assert map_ordered(work, items, 2, "t") == items
     assert map_ordered(work, items, 2, "t", sizes=items) == items  # the largest handed out first
+    import gc
+
+    assert gc.get_freeze_count() == 0  # frozen for the fork only
     assert time.monotonic() - started < sum(items) + 2  # finished, and no item ran twice
     assert map_ordered(lambda s: done.append(1) or s, items, 1, "t") == items and len(done) == 5
 
@@ -306,3 +309,77 @@ def test_several_specs_import_neither_torch_onnx_nor_numpy() -> None:
     proc = subprocess.run([sys.executable, "-c", probe, *specs], capture_output=True, text=True, timeout=120)
     assert len(json.loads(proc.stdout)) == 4
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_several_onnx_models_import_neither_the_onnx_package_nor_ml_dtypes(files: dict[str, Any]) -> None:
+    """The parent prepares the workers with the loader's lean onnx parts (`proto.onnx`), not with
+    `import onnx` (0.6 s, mostly ml_dtypes), and with the variants' fitting modules."""
+    import subprocess
+    import sys
+
+    models = [files["tiny"], files["audio"]] * 2
+    probe = ("import sys; from convcost.cli.app import main\ntry: main(['analyze', *sys.argv[1:], '-f', 'json'])\n"
+             "except SystemExit: pass\nprint(sorted(m for m in ('onnx', 'ml_dtypes', 'onnx.onnx_ml_pb2', "
+             "'convcost.variants.spatial_svd', 'convcost.variants.depthwise_svd', 'convcost.variants.grouped_blocks')"
+             " if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", probe, *models], capture_output=True, text=True, timeout=120)
+    assert len(json.loads(proc.stdout)) == 4
+    assert proc.stderr.strip().splitlines()[-1] == str(sorted([
+        "onnx.onnx_ml_pb2", "convcost.variants.spatial_svd", "convcost.variants.depthwise_svd",
+        "convcost.variants.grouped_blocks"]))
+
+
+def test_initializer_dims_are_onnxs_without_reading_the_weights(files: dict[str, Any], tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto
+
+    from convcost.loaders import stored_weight_dims
+    from convcost.loaders.onnx.wire import initializer_dims
+
+    zoo = sorted((Path(onnx.__file__).parent / "backend" / "test" / "data" / "light").glob("*.onnx"))
+    assert zoo
+    for path in [Path(files["tiny"]), Path(files["audio"]), *zoo]:
+        assert initializer_dims(path) == [tuple(t.dims) for t in onnx.load(str(path)).graph.initializer]
+    # dims packed (one length-delimited field), as some writers store them; onnx writes one field per value
+    unpacked = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 3, 2, 2]).SerializeToString()
+    assert b"\x08\x04\x08\x03\x08\x02\x08\x02" in unpacked
+    packed = unpacked.replace(b"\x08\x04\x08\x03\x08\x02\x08\x02", b"\x0a\x04\x04\x03\x02\x02")
+    graph = b"\x2a" + bytes([len(packed)]) + packed  # GraphProto.initializer (field 5)
+    body = b"\x08\x08" + b"\x3a" + bytes([len(graph)]) + graph  # ModelProto.ir_version, .graph (field 7)
+    path = tmp_path / "packed.onnx"
+    path.write_bytes(body)
+    assert tuple(onnx.load(str(path)).graph.initializer[0].dims) == (4, 3, 2, 2)
+    assert initializer_dims(path) == [(4, 3, 2, 2)]
+    assert stored_weight_dims(SPEC) == [] and stored_weight_dims(str(tmp_path / "missing.onnx")) == []
+
+
+def test_the_work_guess_puts_the_costly_spectra_first(tmp_path: Path) -> None:
+    """Workers take the largest guess first: 512-channel 3x3 convs (1536-wide spectra) before a
+    1x1 conv with more bytes, whose spatial variant does not apply; by bytes without errors."""
+    from dataclasses import replace
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from convcost.analysis.result import Settings
+    from convcost.cli.multi import _work_guess
+    from convcost.cli.options import Options
+
+    def conv_model(name: str, c_in: int, c_out: int, k: int) -> str:
+        w = numpy_helper.from_array(np.zeros((c_out, c_in, k, k), np.float32), "w")
+        node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[k // 2] * 4)
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, 8, 8])
+        graph = helper.make_graph([node], name, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(helper.make_model(graph), str(path))
+        return str(path)
+
+    wide = conv_model("wide", 512, 512, 3)  # 9.4 MB
+    flat = conv_model("flat", 2048, 2048, 1)  # 16.8 MB
+    request = Options().request(wide)
+    with_errors = replace(request, settings=Settings(approx=True))
+    assert _work_guess(replace(with_errors, model=wide)) > _work_guess(replace(with_errors, model=flat))
+    without = replace(request, settings=Settings(approx=False))
+    assert _work_guess(replace(without, model=wide)) < _work_guess(replace(without, model=flat))
+    assert _work_guess(replace(without, model=SPEC)) == os.path.getsize(SPEC)

@@ -78,12 +78,14 @@ def _check_peaks(request: Request, model: Model) -> None:
 def prepare(requests: Sequence[Request]) -> None:
     """Before analyzing several models: recognise every model file (fail fast, naming a bad one)
     and import what loading and analyzing them needs, once, before worker processes fork."""
-    prepare_loading([r.model for r in requests])
+    weights = prepare_loading([r.model for r in requests])
     distinct: list[Settings] = []
     for request in requests:
         if request.settings not in distinct:
             distinct.append(request.settings)
-            hooks(request.settings)
+            approx, _ = hooks(request.settings)
+            if weights and isinstance(approx, Approximator):
+                approx.preload(request.settings.variants)
 
 
 def run(request: Request, model: Model | None = None) -> Analysis:

@@ -27,11 +27,17 @@ class Loader:
     name: str
     sniff: Callable[[Path, bytes], bool]
     target: str  # "package.module:function(path, inputs, **options) -> Model"
-    #: Modules a load imports (the heavy ones: onnx, torch): `prepare` imports them once, before
-    #: the processes that load several models are forked.
+    #: What a load imports (the heavy parts: onnx's protobuf classes, torch): `prepare_loading`
+    #: imports each module once, before the processes that load several models are forked; a
+    #: "module:function" entry is also called (a module that loads its own parts on first use).
     preload: tuple[str, ...] = ()
     #: whether it takes `tensor_shapes` (--shape: any tensor's shape, for graphs with ops nobody can shape)
     tensor_shapes: bool = False
+    #: "module:function(path) -> list of shapes": the stored weights' shapes, read without their
+    #: data (a guess of the work before loading); "" where the format cannot say cheaply.
+    weight_dims: str = ""
+    #: whether its models may carry weights (for the SVD errors); a YAML spec never does
+    weights: bool = True
 
     def load(self, path: Path, inputs: Inputs | None, tensor_shapes: dict[str, Shape] | None = None
              ) -> Model:
@@ -87,8 +93,9 @@ def _looks_like_torch(path: Path, head: bytes) -> bool:
 _TORCH = ("torch", "convcost.loaders.pytorch.capture")
 
 register_loader(Loader("onnx", _looks_like_onnx, "convcost.loaders.onnx.loader:load_onnx",
-                       ("onnx", "onnx.defs", "onnx.helper", "onnx.shape_inference", "numpy"), tensor_shapes=True))
-register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec"))
+                       ("convcost.loaders.onnx.proto:onnx", "numpy"), tensor_shapes=True,
+                       weight_dims="convcost.loaders.onnx.wire:initializer_dims"))
+register_loader(Loader("spec", _looks_like_yaml, "convcost.loaders.spec:load_spec", weights=False))
 register_loader(Loader("pt2", _looks_like_pt2, "convcost.loaders.pt2.loader:load_pt2"))
 register_loader(Loader("torchscript", _looks_like_torch, "convcost.loaders.pytorch.torchscript:load_torchscript",
                        _TORCH))
@@ -136,20 +143,46 @@ def load_model(model: str | Path, inputs: Inputs | None = None,
     return detect(path).load(path, inputs, tensor_shapes)
 
 
-def prepare_loading(models: Sequence[str]) -> None:
+def stored_weight_dims(model: str) -> list[tuple[int, ...]]:
+    """The shapes of a model file's stored weights where its format can tell without loading it
+    (`Loader.weight_dims`), else [] (also for a file that is not readable: its load says why)."""
+    path = Path(model)
+    try:
+        loader = detect(path)
+    except (InputError, OSError):
+        return []
+    if not loader.weight_dims:
+        return []
+    module, _, function = loader.weight_dims.partition(":")
+    try:
+        dims: list[tuple[int, ...]] = getattr(importlib.import_module(module), function)(path)
+    except OSError:
+        return []
+    return dims
+
+
+def prepare_loading(models: Sequence[str]) -> bool:
     """Before loading several models: recognise each (a missing or unreadable file, or one of no
     known format, fails now, before any work, naming it) and import what their loaders need, once,
-    so that worker processes forked afterwards inherit those modules instead of each importing them."""
+    so that worker processes forked afterwards inherit those modules instead of each importing them.
+    Returns whether any of them may carry weights (`Loader.weights`)."""
     from convcost.loaders.pytorch.factory import split_factory_spec
 
     modules: dict[str, None] = {}
+    weights = False
     for model in models:
         path = Path(model)
         if not path.exists() and split_factory_spec(model):
             modules.update(dict.fromkeys(("convcost.loaders.pytorch.factory", *_TORCH)))
+            weights = True
             continue
         loader = detect(path)
         modules.update(dict.fromkeys((loader.target.partition(":")[0], *loader.preload)))
-    for module in modules:
+        weights = weights or loader.weights
+    for entry in modules:
+        module, _, function = entry.partition(":")
         with contextlib.suppress(ImportError):  # not installed: the load says so, naming the model
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
+    return weights

@@ -377,6 +377,7 @@ def _dumps(data: dict[str, Any] | list[Any]) -> str:
 
 class JsonFormat(Format):
     name = "json"
+    preload = ("convcost.latency.devices",)  # (`profile_document`)
 
     def analysis(self, analysis: Analysis, view: View) -> str:
         return "".join(analysis_chunks(analysis, view))

@@ -99,6 +99,7 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], jobs: int, description
 
 def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description: str,
                 order: list[int]) -> list[R]:
+    import gc
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -106,6 +107,9 @@ def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description
     global _work
     done: dict[int, R] = {}
     with quiet():
+        # The workers' garbage collections then skip every object the parent made (modules,
+        # classes, the items): collecting them would walk, and copy, the parent's whole heap.
+        gc.freeze()
         _work = (fn, items)
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_start_worker)
@@ -136,6 +140,7 @@ def _in_workers(fn: Callable[[T], R], items: Sequence[T], jobs: int, description
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
     errors = sorted((i, f.exception()) for f, i in futures.items()
                     if f.done() and not f.cancelled() and f.exception() is not None)
     if errors:

@@ -60,6 +60,17 @@ class Approximator:
         for conv in reversed(todo):
             self._ahead[id(conv)] = (conv, self._pool.submit(_single_tails, conv))
 
+    @staticmethod
+    def preload(variants: Sequence[str]) -> None:
+        """Import what the errors of `variants` need (numpy, the spectra, each variant's fitting
+        module), which a first weighted layer otherwise imports: before worker processes fork,
+        so that each inherits them."""
+        import importlib
+
+        importlib.import_module("convcost.variants.spectra")
+        for name in variants:
+            importlib.import_module(VARIANTS[name].fitting)
+
     def close(self) -> None:
         """Stop the `ahead` threads: tails not started are dropped; a running one finishes."""
         if self._pool is not None:

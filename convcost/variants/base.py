@@ -73,6 +73,9 @@ class Variant(ABC):
     name: ClassVar[str]
     #: The `VariantOptions` field that is this variant's rank, or None for a variant without one.
     rank_field: ClassVar[str | None] = None
+    #: The module that fits it to weights (numpy), imported by `error`/`factorize` on first use;
+    #: `Approximator.preload` imports it before worker processes fork.
+    fitting: ClassVar[str]
 
     @abstractmethod
     def plan(self, conv: Conv, options: VariantOptions) -> Plan:

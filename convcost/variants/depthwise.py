@@ -22,6 +22,7 @@ class Depthwise(Variant):
     """Depthwise k x k (groups = C_in, depth multiplier m) then a 1 x 1 pointwise conv to C_out."""
 
     name = "depthwise"
+    fitting = "convcost.variants.depthwise_svd"
     rank_field = "depth_multiplier"
 
     def plan(self, conv: Conv, options: VariantOptions) -> Plan:

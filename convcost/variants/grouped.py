@@ -25,6 +25,7 @@ class Grouped(Variant):
     """
 
     name = "grouped"
+    fitting = "convcost.variants.grouped_blocks"
 
     def plan(self, conv: Conv, options: VariantOptions) -> Plan:
         g = options.groups

@@ -38,6 +38,7 @@ class Spatial(Variant):
     """
 
     name = "spatial"
+    fitting = "convcost.variants.spatial_svd"
     rank_field = "rank"
 
     def plan(self, conv: Conv, options: VariantOptions) -> Plan:
