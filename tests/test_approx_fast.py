@@ -172,3 +172,42 @@ def test_workers_start_no_threads_of_their_own():
         pytest.skip("workers are forked")
     assert parallel.spare_cores() == parallel.cores() - 1
     assert parallel.map_ordered(lambda _: parallel.spare_cores(), [0, 1], jobs=2, description="x") == [0, 0]
+
+
+# --- the group-major copy and the Gram matrices ----------------------------------------------------
+
+@pytest.mark.parametrize(("op", "c_in", "c_out", "groups", "kernel"), [
+    ("Conv", 300, 150, 1, (1, 1)), ("Conv", 70, 130, 1, (3, 3)), ("Conv", 64, 256, 4, (3, 3)),
+    ("Conv", 96, 96, 96, (5, 5)), ("ConvTranspose", 130, 66, 2, (2, 2)), ("Conv", 8, 200, 1, (3,))])
+def test_the_blocked_group_major_copy_is_the_plain_reorder(op, c_in, c_out, groups, kernel):
+    """`group_major` copies in blocks of output channels (COPY_BLOCK, here also a partial last
+    block); the result is numpy's one-pass reorder of the weight, in float64, contiguous."""
+    rng = np.random.default_rng(3)
+    size = (1, c_in, *(8 for _ in kernel))
+    conv = make_conv("c", op, size, c_out, kernel, groups=groups)
+    from convcost.variants.spectra import expected_weight_shape
+
+    weight = rng.standard_normal(expected_weight_shape(conv)).astype(np.float32)
+    g = groups
+    if op == "ConvTranspose":
+        plain = weight.reshape(g, c_in // g, c_out // g, *kernel)
+    else:
+        plain = weight.reshape(g, c_out // g, c_in // g, *kernel).swapaxes(1, 2)
+    t = group_major(conv, weight)
+    assert t.dtype == np.float64 and t.flags.c_contiguous
+    assert np.array_equal(t, plain.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 700, 400), (3, 64, 9), (2, 300, 300)])
+def test_gram_matrices_are_exactly_symmetric_and_their_spectrum_is_the_svds(dtype, shape):
+    """`sq_singular_values` hands LAPACK the transposed view of each Gram matrix (a faster copy),
+    which is the same matrix only when the product is exactly symmetric, as numpy's a @ a.T is."""
+    m = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    mt = np.swapaxes(m, -1, -2)
+    gram = m @ mt if shape[1] <= shape[2] else mt @ m
+    assert np.array_equal(gram, np.swapaxes(gram, -1, -2))
+    expected = np.linalg.svd(m.astype(np.float64), compute_uv=False) ** 2
+    for single in (False, True):
+        got = sq_singular_values(m, single=single)
+        assert np.allclose(got, expected, rtol=1e-4 if single else 1e-9, atol=1e-3 * expected.max())
