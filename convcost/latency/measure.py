@@ -222,13 +222,16 @@ def measure_many(
         calls, costs = zip(*(_calls_per_sample(fn, timing) for fn in fns), strict=True) if fns else ((), ())
         chunks = _chunks(costs, timing.round_s, timing.round_items)
         retries = [0] * len(chunks)
-        started = time.monotonic()
+        started: float | None = None  # the span counts from the first pass's first call
         passes, planned, done = 0, repeats, 0
 
         def take(chunk: range) -> tuple[list[float], float | None]:
             """One round: each function of `chunk` sampled once; and how busy other processes were."""
+            nonlocal started
             monitor = LoadMonitor()
             row = []
+            if started is None:
+                started = time.monotonic()
             for i in chunk:
                 fn, n = fns[i], calls[i]
                 start = clock()
@@ -255,7 +258,7 @@ def measure_many(
                 if tick:
                     tick(done, planned * len(chunks))
             passes += 1
-            if timing.span_s > 0:
+            if timing.span_s > 0 and started is not None:
                 # How many passes fill the span at the pace so far; planned again after every pass,
                 # as the first is often the slowest (planning on it alone ended spans early).
                 elapsed = max(time.monotonic() - started, 1e-6)
