@@ -155,6 +155,80 @@ def test_fusions_leave_the_kernels_onnxruntime_runs(block: Path) -> None:
     assert sum(1 for n in running if n.op == "Conv") == kernels["Conv"] + kernels.get("FusedConv", 0)
 
 
+class Attention(nn.Module):
+    """Two-head self-attention on 64 tokens: Linear layers on 3-D inputs (MatMul + bias Add, as torch
+    exports them) and scaled scores (MatMul, then Mul by a scalar)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv, self.proj = nn.Linear(32, 96), nn.Linear(32, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).reshape(1, 64, 3, 2, 16).permute(2, 0, 3, 1, 4)
+        scores = (q @ k.transpose(-2, -1)) * 0.25
+        y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(1, 64, 32)
+        return torch.relu(self.proj(y))
+
+
+def test_matmul_fusions_leave_the_products_onnxruntime_runs(tmp_path: Path) -> None:
+    """onnxruntime runs each MatMul + bias Add as one Gemm and the scaled scores as one FusedMatMul:
+    its optimized graph has no Add or Mul left, and as many products as convcost's fusions keep."""
+    from convcost.latency.fusions import RUNTIMES
+    from convcost.loaders import load_model
+
+    path = torch_export(Attention().eval(), torch.randn(1, 64, 32), tmp_path / "attention.onnx")
+    model = load_model(path)
+    fates = fuse(model.nodes, RUNTIMES["onnxruntime"].default_fusions)
+    running = Counter(n.op for n in model.nodes if fates[n.name].runs)
+    kernels = _optimized_kernels(path)
+    assert kernels["Add"] == kernels["Mul"] == 0 and kernels["Gemm"] == 2 and kernels["FusedMatMul"] == 1
+    assert running["Add"] == running["Mul"] == 0
+    assert running["MatMul"] == kernels["Gemm"] + kernels["FusedMatMul"] + kernels["MatMul"]
+    assert {fates[n.name].by for n in model.nodes if n.op in ("Add", "Mul")} == {"matmul_add", "matmul_scale"}
+
+
+@pytest.mark.parametrize(("a", "bias", "fused"), [
+    ((8, 32), (48,), True), ((8, 32), (1, 48), True), ((8, 32), (8, 1), True), ((2, 8, 32), (48,), True),
+    ((2, 8, 32), (1, 48), False),  # a reshaped input takes a 1-D bias only
+    ((8, 32), (8, 48, 1), False), ((8, 32), (2, 48), False)])
+def test_matmul_add_takes_the_biases_a_gemm_takes(a: tuple[int, ...], bias: tuple[int, ...], fused: bool) -> None:
+    """onnxruntime's MatMulAddFusion: a bias (N), or for a 2-D input (1, N), (M, 1) or (M, N)."""
+    out = (*a[:-1], 48)
+    matmul = Node("m", "MatMul", ("x", "w"), ("y",), (a, (32, 48)), (out,), "float32", frozenset({1}),
+                  counted=("matmul", 0))
+    add = Node("a", "Add", ("y", "b"), ("z",), (out, bias), (out,), "float32", frozenset({1}))
+    fate = fuse([matmul, add], ("matmul_add",))["a"]
+    assert fate.runs is not fused
+    assert fate.leaves == ("view" if fused and len(a) > 2 else None)  # the reshape back to rank 3
+
+
+def test_the_reshape_a_gemm_leaves_costs_one_view_call() -> None:
+    """A MatMul of a (2, 8, 32) input + bias: the Gemm's estimate, and one reshape call for the Add."""
+    roof = Roofline({"float32": 100.0}, 10.0, {"dense": 0.5, "pointwise": 0.5, "matmul": 0.5}, {"dense": 1.0})
+    matmul = Node("m", "MatMul", ("x", "w"), ("y",), ((2, 8, 32), (32, 48)), ((2, 8, 48),), "float32",
+                  frozenset({1}), counted=("matmul", 0))
+    add = Node("a", "Add", ("y", "b"), ("z",), ((2, 8, 48), (48,)), ((2, 8, 48),), "float32", frozenset({1}))
+    figures = {"run": FamilyFigures(20.0), "view": FamilyFigures(3.0), "elementwise": FamilyFigures(5.0, 0.5)}
+    fused = whole_model([matmul, add], roof, figures, ("matmul_add",), "float32", [], [0.1])
+    assert fused.ms == pytest.approx(0.020 + 0.1 + 0.003)
+    unfused = whole_model([matmul, add], roof, figures, (), "float32", [], [0.1])
+    add_ms = 5e-3 + (2 * 768 + 48) * 4 / (10e9 * 0.5) * 1e3
+    assert unfused.ms == pytest.approx(0.020 + 0.1 + add_ms)
+
+
+def test_matmul_scale_takes_a_scalar_on_either_side_but_not_its_inverse() -> None:
+    scores = (1, 2, 8, 8)
+    matmul = Node("m", "MatMul", ("q", "k"), ("s",), ((1, 2, 8, 4), (1, 2, 4, 8)), (scores,), counted=("matmul", 0))
+    after = Node("x", "Mul", ("s", "c"), ("t",), (scores, ()), (scores,), constant=frozenset({1}))
+    inverse = Node("d", "Div", ("c", "s"), ("t",), ((), scores), (scores,), constant=frozenset({0}))
+    vector = Node("v", "Mul", ("s", "c"), ("t",), (scores, (8,)), (scores,), constant=frozenset({1}))
+    before = Node("b", "Div", ("q0", "c"), ("q",), ((1, 2, 8, 4), ()), ((1, 2, 8, 4),), constant=frozenset({1}))
+    assert not fuse([matmul, after], ("matmul_scale",))["x"].runs
+    assert fuse([matmul, inverse], ("matmul_scale",))["d"].runs
+    assert fuse([matmul, vector], ("matmul_scale",))["v"].runs
+    assert fuse([before, matmul], ("matmul_scale",))["b"].host == "m"
+
+
 # --- JSON ------------------------------------------------------------------------------------
 
 

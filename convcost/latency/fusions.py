@@ -33,7 +33,7 @@ RUNTIMES: Registry[str, Runtime] = Registry("runtime")
 RUNTIMES.add("onnxruntime", Runtime(
     "onnxruntime", "onnxruntime's CPU execution provider, default graph optimizations (ORT_ENABLE_ALL)",
     ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation", "conv_hardswish", "conv_add_activation",
-     "bn_activation", "sigmoid_mul", "gelu")))
+     "bn_activation", "sigmoid_mul", "gelu", "matmul_add", "matmul_scale")))
 RUNTIMES.add("torch", Runtime("torch", "PyTorch eager mode: every op is a kernel call, nothing is fused"))
 RUNTIMES.add("tflite", Runtime("tflite", "TensorFlow Lite interpreter and its delegates (conv + BN and "
                                          "conv + ReLU/ReLU6 fused by the converter)",
@@ -61,6 +61,9 @@ class Fate:
     host: str | None = None
     by: str | None = None  # the fusion that absorbed or folded it
     extra_bytes: int = 0
+    #: The op family of a call the rewrite leaves in its place (a reshape around a Gemm), priced
+    #: by that family's per-call overhead; None: nothing.
+    leaves: str | None = None
 
 
 @dataclass
@@ -266,6 +269,63 @@ def _gelu(g: Graph, node: Node) -> bool:
     g.fates[scale.name] = Fate(runs=False, host=node.name, by="gelu")
     g.pending.update({n.name: ("gelu", node.name) for n in chain})
     g.fates[node.name] = Fate()
+    return True
+
+
+#: Element types onnxruntime's Gemm takes (MatMulAddFusion checks the MatMul's).
+GEMM_DTYPES = frozenset({None, "float32", "float16", "bfloat16"})
+
+
+def _running_matmul(g: Graph, tensor: str) -> Node | None:
+    """The ONNX MatMul that computes `tensor`, when that tensor has no other reader."""
+    node = g.producer.get(tensor)
+    if node is None or node.op != "MatMul" or not g.only_consumer(tensor) or not g.fates.get(node.name, Fate()).runs:
+        return None
+    return node
+
+
+@register_fusion("matmul_add", "Add of a bias along the last axis after a MatMul by a 2-D matrix runs as one Gemm "
+                               "(onnxruntime's MatMulAddFusion; for an input of rank above 2 a reshape call puts the "
+                               "output back)")
+def _matmul_add(g: Graph, node: Node) -> bool:
+    if node.op != "Add" or len(node.inputs) != 2 or len(node.input_shapes) != 2:
+        return False
+    for mine in (0, 1):
+        matmul = _running_matmul(g, node.inputs[mine])
+        bias = node.input_shapes[1 - mine]
+        if matmul is None or bias is None or matmul.dtype not in GEMM_DTYPES or len(matmul.input_shapes) != 2:
+            continue
+        a, b = matmul.input_shapes
+        if a is None or b is None or len(b) != 2:
+            continue
+        n = b[1]
+        gemm_bias = tuple(bias) == (n,) or (len(a) == 2 and len(bias) == 2 and (
+            tuple(bias) == (1, n) or (bias[0] == a[0] and bias[1] in (1, n))))
+        if gemm_bias:  # an input of rank above 2 runs as 2-D: a reshape call puts the output back
+            g.fates[node.name] = Fate(runs=False, host=matmul.name, by="matmul_add",
+                                      leaves="view" if len(a) > 2 else None)
+            return True
+    return False
+
+
+@register_fusion("matmul_scale", "Mul (or Div) by a constant scalar right before or after a MatMul runs inside it "
+                                 "(onnxruntime's MatMulScaleFusion: a FusedMatMul with alpha)")
+def _matmul_scale(g: Graph, node: Node) -> bool:
+    op = node.op
+    moving = g.activations(node)
+    if op not in ("Mul", "Div") or len(node.inputs) != 2 or len(moving) != 1 or not node.outputs:
+        return False
+    act = moving[0]
+    scale = node.input_shapes[1 - act] if len(node.input_shapes) == 2 else None
+    if scale is None or numel(scale) != 1 or (op == "Div" and act != 0):
+        return False
+    host = _running_matmul(g, node.inputs[act])
+    if host is None:
+        reader = g.only_reader(node.outputs[0])
+        host = reader if reader is not None and reader.op == "MatMul" else None
+    if host is None:
+        return False
+    g.fates[node.name] = Fate(runs=False, host=host.name, by="matmul_scale")
     return True
 
 

@@ -9,8 +9,10 @@
 `family` is the op's family (convcost.cost.nodes.FAMILIES: elementwise, pooling, resize, ...);
 `bytes` and MACs are its work (`node_work`); `steps` is 1, or the time steps x directions of a
 recurrent op, each of which is a kernel call of its own. A node absorbed by a fusion or folded
-away (convcost.latency.fusions) costs no call. A node whose op has no family is listed as
-unpriced with its name: the estimate says what it leaves out, never a silent zero.
+away (convcost.latency.fusions) costs no call, or the overhead of the one call the rewrite leaves
+in its place (`Fate.leaves`: the reshape after a Gemm that took a MatMul of a 3-D input). A node
+whose op has no family is listed as unpriced with its name: the estimate says what it leaves out,
+never a silent zero.
 """
 
 from __future__ import annotations
@@ -70,13 +72,18 @@ def node_ms(roof: Roofline, figures: Mapping[str, FamilyFigures], node: Node, dt
     work = node_work(node, dtype)
     if family is None or work is None:
         return 0.0, 0
-    fig = next((figures[f] for f in lineage(family) if f in figures), None) or default_figures(roof)
+    fig = _figures(roof, figures, family)
     memory = work.bytes / (roof.bandwidth_gbs * 1e9 * fig.memory_efficiency)
     compute = 0.0
     if work.macs:
         rate = peak_for(roof, dtype) * 1e9 * roof.efficiency["pointwise"]
         compute = 2 * work.macs / rate
     return (work.steps * fig.overhead_us * 1e-6 + max(memory, compute)) * 1e3, work.bytes
+
+
+def _figures(roof: Roofline, figures: Mapping[str, FamilyFigures], family: str) -> FamilyFigures:
+    """A family's figures: the profile's, its parent family's, or `default_figures`."""
+    return next((figures[f] for f in lineage(family) if f in figures), None) or default_figures(roof)
 
 
 def default_figures(roof: Roofline) -> FamilyFigures:
@@ -126,7 +133,8 @@ def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, Fami
     for node in nodes:
         fate = fates[node.name]
         if not fate.runs:
-            out.append(NodeEstimate(node, 0.0, node_family(node), fate))
+            left = _figures(roof, figures, fate.leaves).overhead_us * 1e-3 if fate.leaves else 0.0
+            out.append(NodeEstimate(node, left, node_family(node), fate))
         elif node.counted is not None:
             added = extra.get(node.name, 0)
             out.append(NodeEstimate(node, added / bandwidth * 1e3, node.counted[0], fate,

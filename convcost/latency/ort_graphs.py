@@ -382,7 +382,33 @@ def _elementwise_fusion_probes(shape: Shape) -> list[FusionProbe]:
         return b.model([b.op("Mul", [y, b.const(np.array(0.5, np.float32))], shape)])
 
     return [FusionProbe("sigmoid_mul", silu("a"), silu("b"), silu("ab")),
-            FusionProbe("gelu", gelu("a"), gelu("b"), gelu("ab"))]
+            FusionProbe("gelu", gelu("a"), gelu("b"), gelu("ab"))] + _matmul_fusion_probes()
+
+
+def _matmul_fusion_probes() -> list[FusionProbe]:
+    """A transformer's MatMul + bias Add (a: the MatMul by a weight, b: the Add of a bias along the
+    last axis) and attention's scaled scores (a: the MatMul of two activations, b: the Mul by a
+    scalar). The MatMul's input is 2-D: of higher rank, onnxruntime reshapes it around the Gemm,
+    which adds kernels the count would see."""
+    tokens, width, heads, head = 256, 128, 4, 32
+
+    def bias(parts: str) -> onnx.ModelProto:
+        b = _Builder(parts)
+        if parts == "b":
+            return b.model([b.op("Add", [b.input((tokens, 3 * width)), b.weight((3 * width,))], (tokens, 3 * width))])
+        y = b.op("MatMul", [b.input((tokens, width)), b.weight((width, 3 * width))], (tokens, 3 * width))
+        return b.model([y if parts == "a" else b.op("Add", [y, b.weight((3 * width,))], (tokens, 3 * width))])
+
+    def scale(parts: str) -> onnx.ModelProto:
+        b = _Builder(parts)
+        scores = (1, heads, tokens, tokens)
+        if parts == "b":
+            return b.model([b.op("Mul", [b.input(scores), b.const(np.array(0.125, np.float32))], scores)])
+        y = b.op("MatMul", [b.input((1, heads, tokens, head)), b.input((1, heads, head, tokens), "k")], scores)
+        return b.model([y if parts == "a" else b.op("Mul", [y, b.const(np.array(0.125, np.float32))], scores)])
+
+    return [FusionProbe("matmul_add", bias("a"), bias("b"), bias("ab")),
+            FusionProbe("matmul_scale", scale("a"), scale("b"), scale("ab"))]
 
 
 def chain_probe(length: int) -> onnx.ModelProto:
