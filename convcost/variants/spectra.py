@@ -86,7 +86,12 @@ def sq_singular_values(m: np.ndarray, single: bool = False) -> np.ndarray:
         return np.asarray(s * s)
     m = m.astype(np.float64, copy=False)
     mt = np.swapaxes(m, -1, -2)
-    return np.clip(np.linalg.eigvalsh(_column_major(m @ mt if p <= q else mt @ m))[..., ::-1], 0.0, None)
+    ev = np.linalg.eigvalsh(_column_major(m @ mt if p <= q else mt @ m))[..., ::-1]
+    # Below max(p, q) x eps of the largest (numpy's matrix_rank tolerance, squared values) an
+    # eigenvalue is rounding: zero, so an exactly low-rank matrix loses exactly nothing (through
+    # the Gram matrix, rounding alone would report ~1e-9 of relative error).
+    floor = max(p, q) * np.finfo(np.float64).eps * ev[..., :1]
+    return np.where(ev > floor, ev, 0.0)
 
 
 def _column_major(gram: np.ndarray) -> np.ndarray:
