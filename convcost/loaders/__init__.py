@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from convcost.ir.inputs import Inputs
 from convcost.ir.model import Model, Shape
@@ -41,13 +42,18 @@ class Loader:
 
     def load(self, path: Path, inputs: Inputs | None, tensor_shapes: dict[str, Shape] | None = None
              ) -> Model:
-        module, func = self.target.split(":")
         options = {"tensor_shapes": tensor_shapes} if tensor_shapes else {}
         if options and not self.tensor_shapes:
             raise UsageError(f"--shape sets tensor shapes in ONNX graphs; this is a {self.name} model",
                              source=path)
-        loaded: Model = getattr(importlib.import_module(module), func)(path, inputs, **options)
+        loaded: Model = _function(self.target)(path, inputs, **options)
         return loaded
+
+
+def _function(target: str) -> Callable[..., Any]:
+    """The function a "package.module:function" target names (importing its module)."""
+    module, _, name = target.partition(":")
+    return cast(Callable[..., Any], getattr(importlib.import_module(module), name))
 
 
 #: Formats in the order `detect` tries them.
@@ -153,9 +159,8 @@ def stored_weight_dims(model: str) -> list[tuple[int, ...]]:
         return []
     if not loader.weight_dims:
         return []
-    module, _, function = loader.weight_dims.partition(":")
     try:
-        dims: list[tuple[int, ...]] = getattr(importlib.import_module(module), function)(path)
+        dims: list[tuple[int, ...]] = _function(loader.weight_dims)(path)
     except OSError:
         return []
     return dims
@@ -180,9 +185,9 @@ def prepare_loading(models: Sequence[str]) -> bool:
         modules.update(dict.fromkeys((loader.target.partition(":")[0], *loader.preload)))
         weights = weights or loader.weights
     for entry in modules:
-        module, _, function = entry.partition(":")
         with contextlib.suppress(ImportError):  # not installed: the load says so, naming the model
-            loaded = importlib.import_module(module)
-            if function:
-                getattr(loaded, function)()
+            if ":" in entry:
+                _function(entry)()
+            else:
+                importlib.import_module(entry)
     return weights

@@ -155,10 +155,11 @@ def expected_weight_shape(conv: Conv) -> tuple[int, ...]:
 
 def group_major(conv: Conv, weight: np.ndarray) -> np.ndarray:
     """The weight as contiguous float64 (g, C_in/g, C_out/g, *k), whatever the op's own layout:
-    converted and reordered in one pass, so the variants' reshapes of it are views."""
+    converted and reordered together (in blocks of COPY_BLOCK output channels), so the variants'
+    reshapes of it are views."""
     view = group_major_view(conv, weight)
     out = np.empty(view.shape)
-    for start in range(0, view.shape[2], COPY_BLOCK):  # see COPY_BLOCK
+    for start in range(0, view.shape[2], COPY_BLOCK):
         out[:, :, start:start + COPY_BLOCK] = view[:, :, start:start + COPY_BLOCK]
     return out
 
