@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from convcost.cost import cost_of
-from convcost.ir.model import Op
+from convcost.ir.model import MatMul, Op
 from convcost.latency.kinds import KINDS, gemm_dims, lineage, op_kind
 from convcost.latency.roofline import Roofline, Saturation, unfold_bytes
 
@@ -50,6 +50,8 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
         "work_kind": np.array([k in work_kinds for k in kinds]),
         # Which memory share an op takes (its place in memory_kinds), or -1 for the copy's bandwidth.
         "memory_slot": np.array([memory_kinds.index(k) if k in memory_kinds else -1 for k in kinds]),
+        # The pixel fill is a conv kernel's (roofline.terms leaves it out for a matrix multiply).
+        "pixel_fill": np.array([not isinstance(s.op, MatMul) for s in samples]),
         "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],
         "ms": np.array([s.ms for s in samples]),
     }
@@ -96,7 +98,7 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
     overhead = np.exp(p[at["overhead"]])[kind]
     fill = np.ones_like(a["m"])
     if "pixels" in fills:
-        fill = fill * a["m"] / (a["m"] + np.exp(p[at["pixels"]])[kind])
+        fill = np.where(a["pixel_fill"], a["m"] / (a["m"] + np.exp(p[at["pixels"]])[kind]), fill)
     nk = np.ones_like(a["m"])
     if "reduction" in fills:
         nk = a["k"] / (a["k"] + np.exp(p[at["reduction"]][0]))
