@@ -357,6 +357,24 @@ def test_random_inputs_reach_the_analysed_shapes(tmp_path: Path) -> None:
     assert np.all(np.isfinite(s.run()[0]))  # type: ignore[index]
 
 
+def test_a_burst_samples_its_runs_after_the_settling_ones(tmp_path: Path) -> None:
+    """Bursts of 3 with 1 settling run: 2 wall samples per round, and the node medians come from the
+    profiler events of exactly those runs (the warm-up and settling runs' events are left out)."""
+    import statistics
+
+    from convcost.latency.ort_run import OrtTiming, make_session, node_medians, time_sessions
+
+    path = torch_export(nn.Conv2d(3, 4, 3), torch.randn(1, 3, 9, 9), tmp_path / "c.onnx")
+    s = make_session(path.read_bytes(), 1, profiling=True)
+    timed = time_sessions([s], OrtTiming(warmup=2, repeats=4, burst=3, settle=1))
+    assert timed.rounds == 4 and len(timed.ms[0]) == 8
+    assert s.sampled == [False, False] + [False, True, True] * 4
+    name, durs = next((n, d) for n, d in s.kernel_ms().items() if s.ops[n] in ("Conv", "FusedConv"))
+    assert len(durs) == 14
+    kept = [d for i, d in enumerate(durs) if i >= 2 and (i - 2) % 3 != 0]
+    assert node_medians(s, 2)[name] == statistics.median(kept)
+
+
 def test_an_efficiency_above_1_raises_the_peak_and_keeps_every_estimate() -> None:
     """A fit that puts a kind above the best rate the sweep saw: the peak was not the peak. Raising it
     to the rate the fit implies keeps each share at most 1 and every estimate as it was."""

@@ -190,8 +190,8 @@ def measure_kernels(model_path: str | Path, shapes: Mapping[str, tuple[int, ...]
         session = make_session(Path(model_path).read_bytes(), threads, shapes=shapes, profiling=True,
                                optimized_path=str(optimized))
         warmup = 3
-        for _ in range(runs + warmup):
-            session.run()
+        for i in range(runs + warmup):
+            session.run(sample=i >= warmup)
         medians = node_medians(session, warmup)
         return medians, dict(session.ops), _optimized_nodes(optimized)
 

@@ -73,8 +73,12 @@ class Session:
     burst: int | None = None
     events: dict[str, list[float]] = field(default_factory=dict)
     ops: dict[str, str] = field(default_factory=dict)
+    #: Per run so far (warm-up included), whether it is a sample: `node_medians` keeps those runs'
+    #: profiler events.
+    sampled: list[bool] = field(default_factory=list)
 
-    def run(self) -> object:
+    def run(self, sample: bool = False) -> object:
+        self.sampled.append(sample)
         return self.sess.run(None, self.feeds)
 
     def kernel_ms(self) -> dict[str, list[float]]:
@@ -166,9 +170,12 @@ class OrtTiming:
     span_s: float = 0.0
     #: The most rounds a span may take (a tiny graph would otherwise be sampled 10^5 times).
     max_rounds: int = 2000
-    #: Runs of a session back to back per round (all sampled): 1 for a whole model; more for a
-    #: probe graph, whose later runs find their input in cache as a layer inside a model does.
+    #: Runs of a session back to back per round: 1 for a whole model; more for a probe graph, whose
+    #: later runs find their input and weights in cache as a layer of a model run in a loop does.
     burst: int = 1
+    #: Runs at the start of each burst that are not sampled (the first finds its data cold); only
+    #: where the session's burst is longer.
+    settle: int = 0
 
 
 @dataclass
@@ -195,10 +202,13 @@ def time_sessions(sessions: list[Session], timing: OrtTiming,
     rounds, planned = 0, max(timing.repeats, 1)
     while rounds < planned:
         for i, s in enumerate(sessions):
-            for _ in range(s.burst or timing.burst):
+            burst = s.burst or timing.burst
+            settle = timing.settle if burst > timing.settle else 0
+            for j in range(burst):
                 t0 = time.perf_counter()
-                s.run()
-                samples[i].append((time.perf_counter() - t0) * 1e3)
+                s.run(sample=j >= settle)
+                if j >= settle:
+                    samples[i].append((time.perf_counter() - t0) * 1e3)
         rounds += 1
         if timing.span_s > 0:
             elapsed = max(time.monotonic() - started, 1e-6)
@@ -210,9 +220,13 @@ def time_sessions(sessions: list[Session], timing: OrtTiming,
 
 
 def node_medians(session: Session, warmup: int) -> dict[str, float]:
-    """Median kernel ms per node over the profiled runs after the warm-up ones."""
+    """Median kernel ms per node over the sampled runs (`Session.sampled`), or, for a node that did
+    not run once per run, over its runs after the first `warmup`."""
     out = {}
     for name, durs in session.kernel_ms().items():
-        kept = durs[warmup:] or durs
-        out[name] = statistics.median(kept)
+        if len(durs) == len(session.sampled):
+            kept = [d for d, sampled in zip(durs, session.sampled, strict=True) if sampled]
+        else:
+            kept = durs[warmup:]
+        out[name] = statistics.median(kept or durs)
     return out
