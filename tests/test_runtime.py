@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -237,7 +238,11 @@ def test_op_types_count_every_node_of_the_file(block: Path, profile: Path) -> No
 
     doc = json.loads(invoke("analyze", str(block), "-V", "none", "-d", str(profile), "-f", "json").out)
     expected = Counter(n.op_type for n in onnx.load(str(block)).graph.node if n.op_type != "Constant")
-    assert {op: t["count"] for op, t in doc["op_types"].items()} == dict(expected)
+    counts = {op: t["count"] for op, t in doc["op_types"].items()}
+    # and the layout reorders onnxruntime adds, which calibrate found on this CPU (or not)
+    added = {op: counts.pop(op) for op in ("ReorderInput", "ReorderOutput") if op in counts}
+    assert counts == dict(expected)
+    assert added == ({"ReorderOutput": _optimized_reorders(block)["ReorderOutput"]} if _nchwc_block() == 16 else {})
     total = sum(t["latency_ms"]["calibrated"] for t in doc["op_types"].values())
     run = yaml.safe_load(profile.read_text())["ops"]["run"]["overhead_us"]["value"] * 1e-3
     assert total + run == pytest.approx(doc["totals"]["latency_ms"]["calibrated"], rel=1e-5)
@@ -397,3 +402,79 @@ def test_an_efficiency_above_1_raises_the_peak_and_keeps_every_estimate() -> Non
     for op in ops:
         assert estimate(fixed, op, "float32").ms == pytest.approx(estimate(roof, op, "float32").ms)
     assert physical(replace(roof, efficiency=dict.fromkeys(KINDS, 0.5)), 100.0, 10.0)[3] == {"bandwidth": 1.6}
+
+
+class LayoutNet(nn.Module):
+    """Where onnxruntime's blocked layout meets ops that read NCHW: a stem conv on 3 channels, a
+    3-group 1x1 conv with 8 channels per group, a squeeze-excite gate (broadcast Mul), a channel
+    shuffle, a conv, pooling and a depthwise conv that stay blocked, and the model's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.grouped = nn.Conv2d(3, 24, 3, padding=1), nn.Conv2d(24, 24, 1, groups=3)
+        self.squeeze, self.excite = nn.Conv2d(24, 8, 1), nn.Conv2d(8, 24, 1)
+        self.conv, self.depthwise = nn.Conv2d(24, 32, 3, padding=1), nn.Conv2d(32, 32, 3, padding=1, groups=32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.grouped(torch.relu(self.stem(x))))
+        gate = nn.functional.hardsigmoid(self.excite(torch.relu(self.squeeze(x.mean((2, 3), keepdim=True)))))
+        x = x * gate
+        x = x.reshape(1, 3, 8, 16, 16).transpose(1, 2).reshape(1, 24, 16, 16)
+        x = nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.depthwise(x)
+
+
+def _nchwc_block() -> int | None:
+    """The channel block onnxruntime's NCHWc layout uses on this CPU (None: it has no such layout):
+    a 2-group conv with 8 channels per group runs blocked only with blocks of 8."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    def reorders(groups: int) -> int:
+        model = helper.make_model(helper.make_graph(
+            [helper.make_node("Conv", ["x", "w"], ["y"], group=groups)], "g",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 16, 8, 8])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 16, 6, 6])],
+            [numpy_helper.from_array(np.ones((16, 16 // groups, 3, 3), np.float32), "w")]),
+            opset_imports=[helper.make_opsetid("", 17)])
+        return sum(_optimized_reorders(model.SerializeToString()).values())
+
+    if not reorders(1):
+        return None
+    return 8 if reorders(2) else 16
+
+
+def _optimized_reorders(model: bytes | Path) -> Counter[str]:
+    import onnx
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                             providers=["CPUExecutionProvider"])
+        nodes = onnx.load(so.optimized_model_filepath).graph.node
+    return Counter(n.op_type for n in nodes if n.op_type in ("ReorderInput", "ReorderOutput"))
+
+
+def test_layout_reorders_are_the_ones_onnxruntime_inserts(tmp_path: Path) -> None:
+    """convcost's NCHWc layout puts a ReorderInput / ReorderOutput where onnxruntime's optimized graph
+    has one; each is priced as a copy of its tensor by the data-movement figures."""
+    from convcost.latency.fusions import NCHWC, RUNTIMES
+    from convcost.latency.layouts import BLOCK, reorders
+    from convcost.loaders import load_model
+
+    if _nchwc_block() != BLOCK:
+        pytest.skip(f"this CPU's onnxruntime does not block channels by {BLOCK}")
+    path = torch_export(LayoutNet().eval(), torch.randn(1, 3, 16, 16), tmp_path / "layout.onnx")
+    model = load_model(path)
+    fusions = (*RUNTIMES["onnxruntime"].default_fusions, NCHWC)
+    added = reorders(model.nodes, fuse(model.nodes, fusions))
+    real = _optimized_reorders(path)
+    assert Counter(n.op for n in added) == real and sum(real.values()) >= 6, real
+    roof = Roofline({"float32": 100.0}, 10.0, {"pointwise": 0.5}, {"pointwise": 1.0})
+    figures = {"data_movement": FamilyFigures(3.0, 0.5)}
+    with_layout = whole_model(model.nodes, roof, figures, fusions, "float32", [0.0] * len(model.convs), [])
+    without = whole_model(model.nodes, roof, figures, fusions[:-1], "float32", [0.0] * len(model.convs), [])
+    by_hand = sum(3e-3 + 2 * math.prod(n.input_shapes[0]) * 4 / (10e9 * 0.5) * 1e3 for n in added)
+    assert with_layout.ms - without.ms == pytest.approx(by_hand)

@@ -167,10 +167,19 @@ def kernel_groups(nodes: Sequence[Node], optimized: Sequence[tuple[str, str, Seq
 
 
 def _optimized_nodes(path: Path) -> list[tuple[str, str, list[str]]]:
+    """(name, op type, outputs) of each node of the optimized graph; a layout reorder's "outputs" are
+    the original tensor it copies (convcost.latency.layouts names its estimate after it)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return [(n.name, n.op_type, list(n.output)) for n in model.graph.node]
+    return [(n.name, n.op_type, list(n.input[:1] if n.op_type == "ReorderInput" else n.output))
+            for n in model.graph.node]
+
+
+def reorder_members(optimized: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, str]:
+    """Inserted reorder kernel -> the name of its estimate (`layouts.reorders`: "<tensor>/<op>")."""
+    return {name: f"{outs[0]}/{op}" for name, op, outs in optimized
+            if op in ("ReorderInput", "ReorderOutput") and outs}
 
 
 def measure_whole(model_path: str | Path, shapes: Mapping[str, tuple[int, ...]], threads: int, seconds: float,
@@ -215,14 +224,18 @@ def ort_bench(analysis: Analysis, profile: DeviceProfile, seconds: float, thread
         if n.counted is not None:
             kind, i = n.counted
             macs[n.name] = model.convs[i].macs if kind == "conv" else model.matmuls[i].macs
+    reorders = reorder_members(optimized)
     kernels: list[KernelBench] = []
     inserted: list[KernelBench] = []
     for name, ms in medians.items():
         members = groups.get(name, [])
+        if not members:  # a kernel the runtime inserted: its estimate, where the profile has the layout
+            est = by_name[reorders[name]].ms if reorders.get(name) in by_name else 0.0
+            inserted.append(KernelBench(name, ops.get(name, ""), [], ms, est))
+            continue
         est = sum(by_name[m].ms for m in members if m in by_name)
         base = sum(macs.get(m, 0) for m in members) / rate if rate else None
-        k = KernelBench(name, ops.get(name, ""), members, ms, est, base)
-        (inserted if not members else kernels).append(k)
+        kernels.append(KernelBench(name, ops.get(name, ""), members, ms, est, base))
     variants = {}
     for variant, path in (variant_files or {}).items():
         v_ms, v_runs, _ = measure_whole(path, shapes, threads, seconds, tick)

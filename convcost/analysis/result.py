@@ -210,11 +210,15 @@ class Analysis:
         """Per op type (as the model names it): node count, bytes it reads and writes, and estimated ms per
         device from the whole-model estimates (fused and folded nodes count 0 ms). Slowest first."""
         from convcost.cost.nodes import node_work, traffic_bytes
+        from convcost.latency.layouts import ADDED_OPS
 
         counts: dict[str, int] = {}
         moved: dict[str, int] = {}
         priced: dict[str, bool] = {}
-        for node in self.model.nodes:
+        # with the copies a runtime's layout adds (convcost.latency.layouts), which are no node of the model
+        added = {e.node.name: e.node for whole in self.totals.whole.values() for e in whole.nodes
+                 if e.node.op in ADDED_OPS}
+        for node in [*self.model.nodes, *added.values()]:
             counts[node.op] = counts.get(node.op, 0) + 1
             work = None if node.counted is not None else node_work(node, self.settings.dtype)
             moved[node.op] = moved.get(node.op, 0) + (work.bytes if work else traffic_bytes(node, self.settings.dtype))

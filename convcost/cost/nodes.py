@@ -76,6 +76,9 @@ _family("data_movement", "copies that rearrange elements (concat, transpose, sli
         "chunk", "unbind", "gather", "index", "index_select", "embedding", "constant_pad_nd", "pad",
         "reflection_pad2d", "replication_pad2d", "repeat", "pixel_shuffle", "pixel_unshuffle", "roll", "flip",
         "channel_shuffle", "narrow", "as_strided", "unfold", "topk", "sort", "clone", "contiguous")
+_family("layout", "copies a runtime inserts to change a tensor's memory layout (onnxruntime's NCHWc reorders); "
+                  "priced as data movement unless a profile says otherwise",
+        "ReorderInput", "ReorderOutput", parent="data_movement")
 _family("pooling", "windowed max / average pooling and global pooling",
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "MaxRoiPool",
         "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool3d_with_indices",
@@ -173,7 +176,8 @@ def _traffic(node: Node, bpe: int) -> NodeWork:
     return NodeWork(bytes=(_elements(known) + _elements(node.known_outputs())) * bpe)
 
 
-for _name in ("elementwise", "transcendental", "data_movement", "reduction", "softmax", "normalization", "resize"):
+for _name in ("elementwise", "transcendental", "data_movement", "layout", "reduction", "softmax", "normalization",
+              "resize"):
     _WORK.add(_name, _traffic)
 
 

@@ -329,6 +329,15 @@ def _matmul_scale(g: Graph, node: Node) -> bool:
     return True
 
 
+NCHWC = "nchwc_layout"
+
+
+@register_fusion(NCHWC, "x86 builds run 2-D convs on channel-blocked (NCHWc) tensors and insert a layout "
+                        "reorder where a blocked tensor meets an op that reads NCHW (convcost.latency.layouts)")
+def _nchwc_layout(g: Graph, node: Node) -> bool:
+    return False  # absorbs nothing: convcost.latency.layouts adds the reorders the layout needs
+
+
 def fuse(nodes: Sequence[Node], fusions: Sequence[str]) -> dict[str, Fate]:
     """Each node's fate under `fusions` (names in FUSIONS), applied in registry order per node."""
     g = Graph(nodes)

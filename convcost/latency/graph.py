@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 
 from convcost.cost.nodes import FAMILIES, element_bytes, lineage, node_family, node_work, traffic_bytes
 from convcost.ir.model import Node
-from convcost.latency.fusions import Fate, fuse
+from convcost.latency.fusions import NCHWC, Fate, fuse
+from convcost.latency.layouts import reorders
 from convcost.latency.roofline import Roofline, peak_for
 
 #: Figures of the whole run rather than of one op family (`ops.run` in a profile).
@@ -142,6 +143,10 @@ def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, Fami
         else:
             ms, moved = node_ms(roof, figures, node, dtype)
             out.append(NodeEstimate(node, ms, node_family(node), fate, moved))
+    if NCHWC in fusions:
+        for node in reorders(nodes, fates):
+            ms, moved = node_ms(roof, figures, node, dtype)
+            out.append(NodeEstimate(node, ms, node_family(node), Fate(), moved))
     return WholePlan(run, out)
 
 

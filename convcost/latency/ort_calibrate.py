@@ -36,6 +36,7 @@ from convcost.cost.nodes import node_work
 from convcost.ir.model import Conv, MatMul
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, physical, raise_bandwidth
+from convcost.latency.fusions import NCHWC
 from convcost.latency.graph import RUN, FamilyFigures
 from convcost.latency.kinds import op_kind
 from convcost.latency.load import machine
@@ -190,6 +191,10 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
                             "saved_share_of_min": round(saved, 3), "kernels_a_b": ka + kb, "kernels_ab": kab}
         if kab < ka + kb:
             applied.append(f.fusion)
+
+    # The blocked layout: onnxruntime reorders a lone conv's input or output where it runs NCHWc.
+    if any(ops in INSERTED_OPS - {"MemcpyToHost", "MemcpyFromHost"} for s in profiled for ops in s.ops.values()):
+        applied.append(NCHWC)
 
     op_samples = [Sample(p.op, ms) for p, ms in zip(probes, probe_ms, strict=True) if p.op is not None and ms > 0]
     peak = max(2 * cost_of(s.op).macs / (s.ms * 1e-3) for s in op_samples) / 1e9

@@ -40,8 +40,9 @@ def summary_lines(result: OrtBenchResult) -> list[str]:
                      f"sign {'right' if right else 'WRONG'}")
     if result.inserted:
         total = sum(k.measured_ms for k in result.inserted)
+        est = sum(k.estimated_ms for k in result.inserted)
         lines.append(f"Kernels onnxruntime inserted (layout reorders, no node of the model): {len(result.inserted)}, "
-                     f"{ms(total)} ms")
+                     f"measured {ms(total)} ms, estimated {ms(est)} ms")
     others = "unknown" if result.others is None else f"{result.others:.0%}"
     lines.append(f"Device profile {result.device.name} ({result.device.path}); other processes used {others} of "
                  "the CPU while measuring")
@@ -102,7 +103,8 @@ def ort_bench_dict(result: OrtBenchResult) -> dict[str, Any]:
         "kernels": [{"name": k.name, "op": k.op, "nodes": k.nodes, "measured_ms": json_float(k.measured_ms),
                      "estimated_ms": json_float(k.estimated_ms), "error": json_float(k.error),
                      "baseline_ms": json_float(k.baseline_ms)} for k in result.kernels],
-        "inserted_kernels": [{"name": k.name, "op": k.op, "measured_ms": json_float(k.measured_ms)}
+        "inserted_kernels": [{"name": k.name, "op": k.op, "measured_ms": json_float(k.measured_ms),
+                              "estimated_ms": json_float(k.estimated_ms)}
                              for k in result.inserted],
         "summary": {k: json_float(v) if isinstance(v, float) else v for k, v in result.summary().items()},
     }
