@@ -9,7 +9,8 @@ writes each factorized variant (as `convcost apply` does) and runs it end to end
 Reported: the share of models whose whole-model estimate is within 10% of the measured median
 (and the same for the time-proportional-to-MACs baseline fitted on the same calibration); the
 share of kernels of 50 us or more within 25%; the share of (model, variant) pairs whose predicted
-speed-up has the right sign. The reference is always the real model in onnxruntime.
+speed-up has the right sign. The reference is always the real model in onnxruntime. The first model
+is measured again after the last one: how far the host itself drifted during the run.
 
     python benchmarks/bench_ort.py --threads 1 2 --seconds 10 --out benchmarks/data/ort_bench.json
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -91,8 +93,12 @@ def main() -> None:
             print(f"{threads}t {z.name:24s} " + (f"FAILED {r['failed']}" if "failed" in r else
                   f"measured {r['measured_ms']:8.3f} estimated {r['estimated_ms']:8.3f} ({r['error']:+.1%}) "
                   f"baseline {r['baseline_ms'] / r['measured_ms'] - 1:+.1%}"), file=sys.stderr, flush=True)
+        # The host's own drift while the models ran: the first model measured again at the end.
+        again = bench(zoo[0].path, profile, args.seconds, False)
+        first = rows[0].get("measured_ms")
+        drift = again["totals"]["measured_ms"] / first - 1 if first and "failed" not in again else None
         results["runs"][str(threads)] = {"profile": str(profile), "calibrate_s": cal_s, "rows": rows,
-                                         "summary": summarize(rows)}
+                                         "summary": {**summarize(rows), "host_drift_first_model": drift}}
         print(json.dumps(results["runs"][str(threads)]["summary"], indent=1), file=sys.stderr)
         if args.out:  # after each thread count: a run stopped later keeps what it measured
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +113,7 @@ def summarize(rows: list[dict]) -> dict:
     return {
         "models": len(ok), "failed": len(rows) - len(ok),
         "within_10pct": sum(abs(r["error"]) <= 0.10 for r in ok),
+        "median_error": statistics.median(r["error"] for r in ok) if ok else None,
         "baseline_within_10pct": sum(abs(r["baseline_ms"] / r["measured_ms"] - 1) <= 0.10 for r in ok),
         "kernels_over_50us": len(kernels),
         "kernels_within_25pct": sum(abs(e / m - 1) <= 0.25 for m, e in kernels),
@@ -134,7 +141,9 @@ def markdown(results: dict) -> str:
         out.append(f"\nWithin ±10%: {s['within_10pct']}/{s['models']} models (MACs baseline: "
                    f"{s['baseline_within_10pct']}/{s['models']}); kernels ≥ 50 µs within ±25%: "
                    f"{s['kernels_within_25pct']}/{s['kernels_over_50us']}; variant speed-up sign right: "
-                   f"{s['signs_right']}/{s['variant_pairs']}")
+                   f"{s['signs_right']}/{s['variant_pairs']}; median error {s['median_error']:+.1%}"
+                   + ("" if s.get("host_drift_first_model") is None else
+                      f"; the first model measured again after the last: {s['host_drift_first_model']:+.1%}"))
     return "\n".join(out)
 
 
