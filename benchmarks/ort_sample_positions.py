@@ -1,0 +1,107 @@
+"""Benchmark: which run of a probe's visit `calibrate --runtime onnxruntime` should sample.
+
+One calibration measures every probe in visits of 8 runs back to back (interleaved with the other
+probes, as calibrate does); the profile is then fitted once per set of run positions (the 1st run
+of each visit, the 2nd, the 2nd and 3rd, ...). Right after, every model of the zoo runs end to end in
+onnxruntime (median over --seconds), and each profile's whole-model estimate is compared with it.
+The reference is the real model; the probes are only what the profiles are fitted on.
+
+    python benchmarks/ort_sample_positions.py --threads 1 --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: Run positions (0 = the first run of a visit) whose samples each profile is fitted on.
+POSITIONS = {"1st": {0}, "1st-2nd": {0, 1}, "2nd": {1}, "2nd-3rd": {1, 2}, "3rd-4th": {2, 3},
+             "5th-8th": {4, 5, 6, 7}}
+BURST = 8
+
+
+def profiles(threads: int) -> dict[str, object]:
+    """One measurement, refitted per position set: {label: DeviceProfile}."""
+    import convcost.latency.ort_calibrate as oc
+    from convcost.latency.ort_run import OrtTiming, make_session, time_sessions
+
+    sweep = oc.ORT_SWEEPS["full"]
+    oc.ORT_SWEEPS["bursts"] = oc.OrtSweep(sweep.convs, sweep.matmul_step, sweep.family_step,
+                                          OrtTiming(warmup=3, repeats=6, span_s=60.0, burst=BURST))
+    made: list = []
+    calls = [0]
+    timed: list = []
+    keep: set[int] = set()
+
+    def cached_session(*a: object, **k: object) -> object:  # the same sessions for every refit
+        i, calls[0] = calls[0], calls[0] + 1
+        if i == len(made):
+            made.append(make_session(*a, **k))  # type: ignore[arg-type]
+        return made[i]
+
+    def measured_once(sessions: list, timing: object, tick: object = None) -> object:
+        if not timed:
+            timed.append(time_sessions(sessions, timing))  # type: ignore[arg-type]
+        return timed[0]
+
+    def medians(session: object, warmup: int) -> dict[str, float]:
+        out = {}
+        for name, durs in session.kernel_ms().items():  # type: ignore[attr-defined]
+            flags = session.sampled  # type: ignore[attr-defined]
+            if len(durs) != len(flags):
+                out[name] = statistics.median(durs[warmup:] or durs)
+                continue
+            sampled = [d for d, f in zip(durs, flags, strict=True) if f]
+            burst = session.burst or BURST  # type: ignore[attr-defined]
+            kept = [d for i, d in enumerate(sampled) if burst == 1 or i % burst in keep]
+            out[name] = statistics.median(kept or sampled)
+        return out
+
+    oc.make_session, oc.time_sessions, oc.node_medians = cached_session, measured_once, medians  # type: ignore
+    out = {}
+    for label, positions in POSITIONS.items():
+        keep.clear()
+        keep.update(positions)
+        calls[0] = 0
+        out[label] = oc.ort_profile(oc.calibrate_ort("bursts", threads), label)
+    return out
+
+
+def estimate_ms(model: Path, profile: Path) -> float:
+    done = subprocess.run([sys.executable, "-m", "convcost", "analyze", str(model), "-d", str(profile), "-V", "none",
+                           "--no-approx", "-f", "json"], capture_output=True, text=True, check=True, cwd=ROOT)
+    return float(next(iter(json.loads(done.stdout)["totals"]["latency_ms"].values())))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--folder", type=Path, default=Path("/tmp/convcost-zoo"))
+    args = ap.parse_args()
+    from benchmarks.ort_models import export_zoo
+    from convcost.analysis.ort_bench import measure_whole
+    from convcost.latency.devices import dump_profile
+
+    zoo = export_zoo(args.folder, None)
+    paths = {}
+    for label, profile in profiles(args.threads).items():
+        paths[label] = args.folder / f"positions-{args.threads}t-{label}.yaml"
+        paths[label].write_text(dump_profile(profile))  # type: ignore[arg-type]
+    measured = {z.name: measure_whole(z.path, {}, args.threads, args.seconds)[0] for z in zoo}
+    print(f"| run(s) sampled | models within ±10% ({args.threads} thread(s)) | median error |\n|---|---:|---:|")
+    for label, path in paths.items():
+        errors = [estimate_ms(z.path, path) / measured[z.name] - 1 for z in zoo]
+        ok = sum(abs(e) <= 0.10 for e in errors)
+        print(f"| {label} | {ok}/{len(errors)} | {statistics.median(errors):+.1%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
