@@ -134,7 +134,7 @@ def kernel_groups(nodes: Sequence[Node], optimized: Sequence[tuple[str, str, Seq
     def upstream(n: Node) -> str | None:
         """A fusable op whose output is gone joins the conv kernel that computes its input (the latest
         such input, as a residual Add joins the conv that finishes last)."""
-        if n.op not in UPSTREAM_FUSABLE:
+        if n.op not in UPSTREAM_FUSABLE or _swish_gate(n, readers):
             return None
         made = [producer[t] for t in n.inputs if t in producer]
         for p in sorted(made, key=lambda p: -order[p.name]):
@@ -164,6 +164,13 @@ def kernel_groups(nodes: Sequence[Node], optimized: Sequence[tuple[str, str, Seq
         if kernel is not None:
             groups.setdefault(kernel, []).append(n.name)
     return groups
+
+
+def _swish_gate(n: Node, readers: Mapping[str, Sequence[Node]]) -> bool:
+    """The Sigmoid of `x * Sigmoid(x)`: it runs with its Mul as one kernel of its own (QuickGelu),
+    not inside the conv that makes x."""
+    return n.op == "Sigmoid" and bool(n.outputs) and any(
+        r.op == "Mul" and n.inputs[0] in r.inputs for r in readers.get(n.outputs[0], []))
 
 
 def _optimized_nodes(path: Path) -> list[tuple[str, str, list[str]]]:
