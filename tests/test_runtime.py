@@ -478,3 +478,23 @@ def test_layout_reorders_are_the_ones_onnxruntime_inserts(tmp_path: Path) -> Non
     without = whole_model(model.nodes, roof, figures, fusions[:-1], "float32", [0.0] * len(model.convs), [])
     by_hand = sum(3e-3 + 2 * math.prod(n.input_shapes[0]) * 4 / (10e9 * 0.5) * 1e3 for n in added)
     assert with_layout.ms - without.ms == pytest.approx(by_hand)
+
+
+def test_a_swish_gate_maps_to_the_quickgelu_kernel_not_the_conv() -> None:
+    """onnxruntime runs conv -> x * Sigmoid(x) as a conv and a QuickGelu kernel: bench compares the
+    Sigmoid's and the Mul's estimate with the QuickGelu kernel, the conv's with the conv kernel (a
+    plain activation after a conv still joins the conv kernel)."""
+    from convcost.analysis.ort_bench import kernel_groups
+
+    shape = (1, 8, 4, 4)
+    conv = Node("c", "Conv", ("in", "w"), ("x",), (shape, None), (shape,), constant=frozenset({1}),
+                counted=("conv", 0))
+    gate = Node("s", "Sigmoid", ("x",), ("g",), (shape,), (shape,))
+    mul = Node("m", "Mul", ("x", "g"), ("y",), (shape, shape), (shape,))
+    conv2 = Node("c2", "Conv", ("y", "w2"), ("z",), (shape, None), (shape,), constant=frozenset({1}),
+                 counted=("conv", 1))
+    relu = Node("r", "Relu", ("z",), ("out",), (shape,), (shape,))
+    optimized = [("x_nchwc", "Conv", ["x_nchwc"]), ("m/QuickGeluFusion/", "QuickGelu", ["y"]),
+                 ("out_nchwc", "Conv", ["out_nchwc"])]
+    assert kernel_groups([conv, gate, mul, conv2, relu], optimized) == {
+        "x_nchwc": ["c"], "m/QuickGeluFusion/": ["s", "m"], "out_nchwc": ["c2", "r"]}
