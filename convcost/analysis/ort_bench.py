@@ -23,6 +23,7 @@ from convcost.analysis.result import relative_error as error
 from convcost.ir.model import Model, Node
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fusions import Graph
+from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.ort_run import INSERTED_OPS, OrtTiming, make_session, node_medians, time_sessions
 
 #: Suffixes onnxruntime's NCHWc transformer gives the nodes and tensors it re-lays out ("_bn": a
@@ -186,7 +187,7 @@ def _optimized_nodes(path: Path) -> list[tuple[str, str, list[str]]]:
 def reorder_members(optimized: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, str]:
     """Inserted reorder kernel -> the name of its estimate (`layouts.reorders`: "<tensor>/<op>")."""
     return {name: f"{outs[0]}/{op}" for name, op, outs in optimized
-            if op in ("ReorderInput", "ReorderOutput") and outs}
+            if op in ADDED_OPS and outs}
 
 
 def measure_whole(model_path: str | Path, shapes: Mapping[str, tuple[int, ...]], threads: int, seconds: float,

@@ -24,11 +24,10 @@ from collections.abc import Mapping, Sequence
 
 from convcost.cost.nodes import node_family
 from convcost.ir.model import Node, Shape
-from convcost.latency.fusions import NCHWC, Fate
+from convcost.latency.fusions import Fate
 
 #: Channels per block (AVX-512: 16 floats in a register).
 BLOCK = 16
-NAME = NCHWC
 
 #: The op types of the copies `reorders` adds.
 ADDED_OPS = frozenset({"ReorderInput", "ReorderOutput"})

@@ -39,6 +39,7 @@ from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, p
 from convcost.latency.fusions import NCHWC
 from convcost.latency.graph import RUN, FamilyFigures
 from convcost.latency.kinds import op_kind
+from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import machine
 from convcost.latency.ort_graphs import (
     Probe,
@@ -193,7 +194,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
             applied.append(f.fusion)
 
     # The blocked layout: onnxruntime reorders a lone conv's input or output where it runs NCHWc.
-    if any(ops in INSERTED_OPS - {"MemcpyToHost", "MemcpyFromHost"} for s in profiled for ops in s.ops.values()):
+    if any(op in ADDED_OPS for s in profiled for op in s.ops.values()):
         applied.append(NCHWC)
 
     op_samples = [Sample(p.op, ms) for p, ms in zip(probes, probe_ms, strict=True) if p.op is not None and ms > 0]

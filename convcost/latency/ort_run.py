@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import LoadMonitor
 from convcost.util.errors import UsageError
 
 _SERIAL = itertools.count()
 #: Kernels onnxruntime inserts to change layout (NCHW <-> NCHWc) or device: no node of the model.
-INSERTED_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost"})
+INSERTED_OPS = ADDED_OPS | {"MemcpyToHost", "MemcpyFromHost"}
 INSTALL_HINT = "pip install 'convcost[ort]'"
 
 
