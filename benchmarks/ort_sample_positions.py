@@ -12,14 +12,20 @@ The reference is the real model; the probes are only what the profiles are fitte
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from convcost.latency.devices import DeviceProfile
 
 #: Run positions (0 = the first run of a visit) whose samples each profile is fitted on.
 POSITIONS = {"1st": {0}, "1st-2nd": {0, 1}, "2nd": {1}, "2nd-3rd": {1, 2}, "3rd-4th": {2, 3},
@@ -27,44 +33,38 @@ POSITIONS = {"1st": {0}, "1st-2nd": {0, 1}, "2nd": {1}, "2nd-3rd": {1, 2}, "3rd-
 BURST = 8
 
 
-def profiles(threads: int) -> dict[str, object]:
-    """One measurement, refitted per position set: {label: DeviceProfile}."""
+def profiles(threads: int) -> dict[str, DeviceProfile]:
+    """One measurement, refitted per position set: {label: profile}."""
     import convcost.latency.ort_calibrate as oc
-    from convcost.latency.ort_run import OrtTiming, make_session, time_sessions
+    from convcost.latency.ort_run import OrtTiming, Session, Timed, make_session, node_medians, time_sessions
 
     sweep = oc.ORT_SWEEPS["full"]
     oc.ORT_SWEEPS["bursts"] = oc.OrtSweep(sweep.convs, sweep.matmul_step, sweep.family_step,
                                           OrtTiming(warmup=3, repeats=6, span_s=60.0, burst=BURST))
-    made: list = []
+    made: list[Session] = []
     calls = [0]
-    timed: list = []
+    timed: list[Timed] = []
     keep: set[int] = set()
 
-    def cached_session(*a: object, **k: object) -> object:  # the same sessions for every refit
+    def cached_session(*args: Any, **kwargs: Any) -> Session:  # the same sessions for every refit
         i, calls[0] = calls[0], calls[0] + 1
         if i == len(made):
-            made.append(make_session(*a, **k))  # type: ignore[arg-type]
+            made.append(make_session(*args, **kwargs))
         return made[i]
 
-    def measured_once(sessions: list, timing: object, tick: object = None) -> object:
+    def measured_once(sessions: list[Session], timing: OrtTiming, tick: Any = None) -> Timed:
         if not timed:
-            timed.append(time_sessions(sessions, timing))  # type: ignore[arg-type]
+            timed.append(time_sessions(sessions, timing))
         return timed[0]
 
-    def medians(session: object, warmup: int) -> dict[str, float]:
-        out = {}
-        for name, durs in session.kernel_ms().items():  # type: ignore[attr-defined]
-            flags = session.sampled  # type: ignore[attr-defined]
-            if len(durs) != len(flags):
-                out[name] = statistics.median(durs[warmup:] or durs)
-                continue
-            sampled = [d for d, f in zip(durs, flags, strict=True) if f]
-            burst = session.burst or BURST  # type: ignore[attr-defined]
-            kept = [d for i, d in enumerate(sampled) if burst == 1 or i % burst in keep]
-            out[name] = statistics.median(kept or sampled)
-        return out
+    def at_positions(session: Session, warmup: int) -> dict[str, float]:
+        """node_medians over the sampled runs at the kept positions of each visit."""
+        burst = session.burst or BURST
+        position = itertools.count()
+        flags = [sampled and (burst == 1 or next(position) % burst in keep) for sampled in session.sampled]
+        return node_medians(replace(session, sampled=flags), warmup)
 
-    oc.make_session, oc.time_sessions, oc.node_medians = cached_session, measured_once, medians  # type: ignore
+    oc.make_session, oc.time_sessions, oc.node_medians = cached_session, measured_once, at_positions
     out = {}
     for label, positions in POSITIONS.items():
         keep.clear()
@@ -94,7 +94,7 @@ def main() -> None:
     paths = {}
     for label, profile in profiles(args.threads).items():
         paths[label] = args.folder / f"positions-{args.threads}t-{label}.yaml"
-        paths[label].write_text(dump_profile(profile))  # type: ignore[arg-type]
+        paths[label].write_text(dump_profile(profile))
     measured = {z.name: measure_whole(z.path, {}, args.threads, args.seconds)[0] for z in zoo}
     print(f"| run(s) sampled | models within ±10% ({args.threads} thread(s)) | median error |\n|---|---:|---:|")
     for label, path in paths.items():
