@@ -498,3 +498,44 @@ def test_a_swish_gate_maps_to_the_quickgelu_kernel_not_the_conv() -> None:
                  ("out_nchwc", "Conv", ["out_nchwc"])]
     assert kernel_groups([conv, gate, mul, conv2, relu], optimized) == {
         "x_nchwc": ["c"], "m/QuickGeluFusion/": ["s", "m"], "out_nchwc": ["c2", "r"]}
+
+
+@pytest.mark.parametrize("channels", [12, 18, 20, 59, 64, 77])
+def test_a_conv_runs_blocked_where_onnxruntime_blocks_it(channels: int) -> None:
+    """A conv reading 16 or more channels runs on onnxruntime's blocked kernels only when the count is a
+    multiple of 4 (kinds.ALIGN); otherwise it runs in NCHW between two reorders. The layout (and the
+    copies) convcost predicts is the one in onnxruntime's optimized graph."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from convcost.latency.fusions import NCHWC, RUNTIMES
+    from convcost.latency.layouts import BLOCK, blocked_layout, reorders
+    from convcost.loaders import load_model
+
+    if _nchwc_block() != BLOCK:
+        pytest.skip(f"this CPU's onnxruntime does not block channels by {BLOCK}")
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), f"w{i}")
+               for i, s in enumerate([(channels, 32, 3, 3), (32, channels, 1, 3), (32, 32, 3, 3)])]
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1], name="c0"),
+         helper.make_node("Conv", ["a", "w1"], ["b"], pads=[0, 1, 0, 1], name="c1"),
+         helper.make_node("Conv", ["b", "w2"], ["y"], pads=[1, 1, 1, 1], name="c2")], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 32, 14, 14])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 32, 14, 14])], weights),
+        opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        onnx.save(model, path)
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(so.optimized_model_filepath).graph.node
+        loaded = load_model(path)
+        real = _optimized_reorders(path)
+    second = [n for n in optimized if n.op_type == "Conv"][1]  # in the order of the chain
+    assert blocked_layout(channels, 32, 1)[0] == (second.domain == "com.microsoft.nchwc")
+    assert blocked_layout(channels, 32, 1)[0] == (channels < BLOCK or channels % 4 == 0)
+    fusions = (*RUNTIMES["onnxruntime"].default_fusions, NCHWC)
+    added = Counter(n.op for n in reorders(loaded.nodes, fuse(loaded.nodes, fusions)))
+    assert added == real

@@ -133,26 +133,34 @@ def analyze(
     conv_cost = sum((layer.cost for layer in layers), Cost())
     other_params = _other_params(model, conv_cost.params + rest.params)
 
-    def totals(pick: Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate]]]) -> Totals:
+    #: A layer as one total prices it: its cost, its estimate per device, and the stages that replace
+    #: its conv (None: the conv itself).
+    Pick = Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate], Sequence[Conv] | None]]
+
+    def totals(pick: Pick) -> Totals:
         """Counts summed over the layers as `pick` prices them; latency is the whole model per device,
-        every node priced, with each conv's estimate (or its variant's stages) in its place."""
+        every node priced, with each conv's estimate (or its variant's stages, and the layout copies
+        they add) in its place."""
         params, macs = rest.params + other_params, rest.macs
         conv_ms: dict[str, list[float]] = {d.name: [] for d in devices}
-        for layer in layers:
-            cost, lat = pick(layer)
+        swapped: dict[int, Sequence[Conv]] = {}
+        for i, layer in enumerate(layers):
+            cost, lat, stages = pick(layer)
             params += cost.params
             macs += cost.macs
+            if stages:
+                swapped[i] = stages
             for dev, est in lat.items():
                 conv_ms[dev].append(est.ms)
-        whole = {d.name: plans[d.name].estimate(conv_ms[d.name], matmul_ms[d.name]) for d in devices}
+        whole = {d.name: plans[d.name].estimate(conv_ms[d.name], matmul_ms[d.name], swapped) for d in devices}
         return Totals(params, macs, {dev: w.ms for dev, w in whole.items()}, whole)
 
-    def with_variant(name: str) -> Callable[[LayerResult], tuple[Cost, Mapping[str, Estimate]]]:
-        def pick(layer: LayerResult) -> tuple[Cost, Mapping[str, Estimate]]:
+    def with_variant(name: str) -> Pick:
+        def pick(layer: LayerResult) -> tuple[Cost, Mapping[str, Estimate], Sequence[Conv] | None]:
             v = layer.variants[name]
             if v.cost is not None:
-                return v.cost, v.latency
-            return layer.cost, layer.latency
+                return v.cost, v.latency, v.planned.plan.layers
+            return layer.cost, layer.latency, None
 
         return pick
 
@@ -161,7 +169,7 @@ def analyze(
         settings=settings,
         devices=[d.name for d in devices],
         layers=layers,
-        totals=totals(lambda layer: (layer.cost, layer.latency)),
+        totals=totals(lambda layer: (layer.cost, layer.latency, None)),
         conv_cost=conv_cost,
         variant_totals={name: totals(with_variant(name)) for name in settings.variants},
     )

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from convcost.analysis.result import Analysis, Device, Settings, Totals
 from convcost.cost import cost_of
 from convcost.ir.model import Conv, Model
+from convcost.latency.graph import WholePlan
+from convcost.latency.kinds import ALIGN
 from convcost.variants import VARIANTS, VariantOptions, plan_variant
 
 #: What a plan aims at: total estimated ms on the device, total MACs, or a per-layer error ceiling.
@@ -59,6 +61,9 @@ class Candidate:
     macs: int
     params: int
     error: float
+    #: The stages (none for keep), and what of `ms` is layout copies they would add on their own.
+    stages: tuple[Conv, ...] = field(default=(), compare=False, repr=False)
+    layout_ms: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -135,7 +140,11 @@ def option_grid(variant: str, conv: Conv, base: VariantOptions,
     top = break_even_rank(variant, conv, probe) // step
     full = _full_rank(variant, conv) // step if variant in ("spatial", "depthwise") else top
     limit = min(top, max(full, 1))
-    sizes = sorted(set(_grid(limit)) | {a // step for a in also() if 1 <= a // step <= limit})
+    grid = set(_grid(limit))
+    # Each size also rounded down to a multiple of ALIGN: a stage reading that many channels runs on
+    # blocked vector kernels, where an odd count may not (onnxruntime's NCHWc convs: kinds.ALIGN).
+    grid |= {n * step // ALIGN * ALIGN // step for n in grid if n * step > ALIGN}
+    sizes = sorted(v for v in grid | {a // step for a in also() if 1 <= a // step <= limit} if v >= 1)
     return [replace(base, **{v.rank_field: n * step}) for n in sizes]
 
 
@@ -155,8 +164,10 @@ def _full_rank(variant: str, conv: Conv) -> int:
 
 def candidates(conv: Conv, variants: Sequence[str], base: VariantOptions, devices: Sequence[Device], dtype: str,
                error_of: Callable[[str, VariantOptions], float | None],
-               also: Callable[[str], Sequence[int]] = lambda variant: ()) -> list[Candidate]:
+               also: Callable[[str], Sequence[int]] = lambda variant: (),
+               swap_ms: Callable[[str, Sequence[Conv]], float] = lambda device, stages: 0.0) -> list[Candidate]:
     """Every variant of `conv` at every size of its grid (plus `also(variant)`), priced on `devices`
+    (the stages, and what `swap_ms` says replacing the conv by them adds on a device: layout copies)
     and scored by `error_of`."""
     from convcost.analysis.replacing import parameter_key
 
@@ -171,10 +182,11 @@ def candidates(conv: Conv, variants: Sequence[str], base: VariantOptions, device
             if error is None:
                 continue
             costs = [cost_of(c, dtype) for c in plan.layers]
-            ms = {d.name: sum(d.estimate(c, dtype).ms for c in plan.layers) for d in devices}
+            layout = {d.name: swap_ms(d.name, plan.layers) for d in devices}
+            ms = {d.name: sum(d.estimate(c, dtype).ms for c in plan.layers) + layout[d.name] for d in devices}
             value = getattr(options, key) or conv.out_channels
             found.append(Candidate(variant, options, key, int(value), ms, sum(c.macs for c in costs),
-                                   sum(c.params for c in costs), error))
+                                   sum(c.params for c in costs), error, plan.layers, layout))
     return found
 
 
@@ -278,6 +290,7 @@ def make_plan(model: Model, analysis: Analysis, devices: Sequence[Device], targe
     cap = target.value if target.kind == "max_error" else tol
     layers: list[LayerChoice] = []
     pool: dict[int, list[Candidate]] = {}
+    wholes = {d.name: d.plan_whole(model.nodes, dtype) for d in devices}
     for i, result in enumerate(analysis.layers):
         conv = result.conv
         keep = Candidate(None, settings.options, None, None, {d: e.ms for d, e in result.latency.items()},
@@ -301,8 +314,11 @@ def make_plan(model: Model, analysis: Analysis, devices: Sequence[Device], targe
                 v = VARIANTS[variant]
                 return [v.smallest_rank(s, cap)] if cap is not None and v.rank_field else []
 
+            def swap_ms(device: str, stages: Sequence[Conv], i: int = i) -> float:
+                return wholes[device].swap_ms(i, stages)
+
             found = [c for c in candidates(conv, settings.variants, settings.options, devices, dtype, error_of,
-                                           within_cap)
+                                           within_cap, swap_ms)
                      if c.ms[device] < keep.ms[device] and (cap is None or c.error <= cap + 1e-12)
                      and (target.kind != "macs" or c.macs < keep.macs)]
             if found:
@@ -318,9 +334,19 @@ def make_plan(model: Model, analysis: Analysis, devices: Sequence[Device], targe
             layers[i].chosen = min(cands, key=lambda c: (c.ms[device], c.error))
         met = True
     elif target.kind == "latency_ms":
+        # Each layer's candidates count the layout copies they would add alone; neighbours replaced
+        # together share or spare some, so the plan's total is worked out whole, and where it falls
+        # short the greedy goes on for the shortfall.
         need = before.latency[device] - target.value
-        got = choose(layers, pool, lambda layer, c: layer.keep.ms[device] - c.ms[device], need)
-        met = got >= need - 1e-12
+        for _ in range(8):
+            for layer in layers:
+                layer.chosen = layer.keep
+            got = choose(layers, pool, lambda layer, c: layer.keep.ms[device] - c.ms[device], need)
+            short = _totals(before, layers, wholes).latency[device] - target.value
+            if short <= 1e-9 * target.value or got < need - 1e-12:
+                break
+            need += short
+        met = short <= 1e-9 * target.value
     else:
         need = before.macs - target.value
         got = choose(layers, pool, lambda layer, c: float(layer.keep.macs - c.macs), need)
@@ -328,19 +354,24 @@ def make_plan(model: Model, analysis: Analysis, devices: Sequence[Device], targe
     for i in pool:
         if not layers[i].replaced:
             layers[i].why_keep = "not needed to reach the target"
-    after = _totals(before, layers)
+    after = _totals(before, layers, wholes)
     return PlanResult(model, device, [d.name for d in devices], target, tol, layers, before, after, met,
                       tuple(settings.variants))
 
 
-def _totals(before: Totals, layers: Sequence[LayerChoice]) -> Totals:
+def _totals(before: Totals, layers: Sequence[LayerChoice], wholes: Mapping[str, WholePlan]) -> Totals:
+    """The model's totals with each layer as chosen: the layout copies of all replaced layers together."""
     params, macs = before.params, before.macs
     latency = dict(before.latency)
+    swapped = {i: layer.chosen.stages for i, layer in enumerate(layers) if layer.replaced}
     for layer in layers:
         if not layer.replaced:
             continue
         params += layer.chosen.params - layer.keep.params
         macs += layer.chosen.macs - layer.keep.macs
         for dev in latency:
-            latency[dev] += layer.chosen.ms[dev] - layer.keep.ms[dev]
+            latency[dev] += layer.chosen.ms[dev] - layer.chosen.layout_ms.get(dev, 0.0) - layer.keep.ms[dev]
+    for dev in latency:
+        if dev in wholes:
+            latency[dev] += wholes[dev].relayout_ms(swapped)
     return Totals(params, macs, latency)

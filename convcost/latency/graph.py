@@ -17,13 +17,14 @@ never a silent zero.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 
 from convcost.cost.nodes import FAMILIES, element_bytes, lineage, node_family, node_work, traffic_bytes
-from convcost.ir.model import Node
+from convcost.ir.model import Conv, Node, Shape
 from convcost.latency.fusions import NCHWC, Fate, fuse
-from convcost.latency.layouts import reorders
+from convcost.latency.layouts import Ends, inner_copies, layout_copy, reorders, stage_ends
 from convcost.latency.roofline import Roofline, peak_for
 
 #: Figures of the whole run rather than of one op family (`ops.run` in a profile).
@@ -102,19 +103,47 @@ class WholePlan:
     run_ms: float
     #: Every node in order; a counted one carries only the traffic of what it absorbed in `ms`.
     nodes: list[NodeEstimate] = field(default_factory=list)
+    #: Where the runtime runs convs on a blocked layout (convcost.latency.layouts): what the layout
+    #: copies take with some convs replaced by chains of stages, less what the model's own take; and
+    #: one copy of a tensor of a shape.
+    relayout: Callable[[Mapping[int, Ends]], float] | None = field(default=None, repr=False)
+    copy_ms: Callable[[Shape | None], float] | None = field(default=None, repr=False)
+    _alone: dict[tuple[int, Ends], float] = field(default_factory=dict, repr=False)
 
-    def estimate(self, conv_ms: Sequence[float], matmul_ms: Sequence[float]) -> WholeEstimate:
+    def swap_ms(self, i: int, stages: Sequence[Conv]) -> float:
+        """The layout copies that `stages` add (or save, if negative) where they alone replace
+        Model.convs[i]: a stage the blocked kernels do not take (a grouped 1x1 whose groups do not
+        fill blocks, a stage reading an odd rank) runs between two copies."""
+        if self.relayout is None or self.copy_ms is None or not stages:
+            return 0.0
+        ends = stage_ends(stages)
+        if (i, ends) not in self._alone:
+            self._alone[i, ends] = self.relayout({i: ends})
+        return sum(map(self.copy_ms, inner_copies(stages))) + self._alone[i, ends]
+
+    def relayout_ms(self, swapped: Mapping[int, Sequence[Conv]]) -> float:
+        """The layout copies that the chains of stages in `swapped` add together, where they replace
+        those convs (neighbouring replacements share or spare copies: not the sum of `swap_ms`)."""
+        if self.relayout is None or self.copy_ms is None or not swapped:
+            return 0.0
+        inner = sum(self.copy_ms(s) for stages in swapped.values() for s in inner_copies(stages))
+        return inner + self.relayout({i: stage_ends(stages) for i, stages in swapped.items() if stages})
+
+    def estimate(self, conv_ms: Sequence[float], matmul_ms: Sequence[float],
+                 swapped: Mapping[int, Sequence[Conv]] | None = None) -> WholeEstimate:
         """The whole model's time: `conv_ms[i]` and `matmul_ms[i]` are the estimates of Model.convs[i]
-        and Model.matmuls[i] (the original op, or a variant's stages in its place)."""
+        and Model.matmuls[i] (the original op, or a variant's stages in its place: those in `swapped`,
+        whose layout copies are added)."""
         if not self.nodes:  # a loader that records no nodes: the counted ops alone
             return WholeEstimate(self.run_ms + sum(conv_ms) + sum(matmul_ms), self.run_ms)
+        relaid = self.relayout_ms(swapped) if swapped else 0.0
         out = []
         for e in self.nodes:
             if e.fate.runs and e.node.counted is not None:
                 kind, i = e.node.counted
                 e = replace(e, ms=e.ms + (conv_ms[i] if kind == "conv" else matmul_ms[i]))
             out.append(e)
-        return WholeEstimate(self.run_ms + sum(e.ms for e in out), self.run_ms, out)
+        return WholeEstimate(self.run_ms + sum(e.ms for e in out) + relaid, self.run_ms, out)
 
 
 def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, FamilyFigures],
@@ -143,11 +172,22 @@ def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, Fami
         else:
             ms, moved = node_ms(roof, figures, node, dtype)
             out.append(NodeEstimate(node, ms, node_family(node), fate, moved))
-    if NCHWC in fusions:
-        for node in reorders(nodes, fates):
-            ms, moved = node_ms(roof, figures, node, dtype)
-            out.append(NodeEstimate(node, ms, node_family(node), Fate(), moved))
-    return WholePlan(run, out)
+    if NCHWC not in fusions:
+        return WholePlan(run, out)
+
+    @cache
+    def copy_ms(shape: Shape | None) -> float:
+        return node_ms(roof, figures, layout_copy(shape), dtype)[0]
+
+    def copies_ms(swapped: Mapping[int, Ends]) -> float:
+        return sum(copy_ms(n.input_shapes[0]) for n in reorders(nodes, fates, swapped))
+
+    own = reorders(nodes, fates)
+    for node in own:
+        ms, moved = node_ms(roof, figures, node, dtype)
+        out.append(NodeEstimate(node, ms, node_family(node), Fate(), moved))
+    base = copies_ms({})
+    return WholePlan(run, out, lambda swapped: copies_ms(swapped) - base, copy_ms)
 
 
 def whole_model(

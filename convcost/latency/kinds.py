@@ -60,6 +60,10 @@ SMALL_OUTPUTS = 4
 #: AVX-512; onnxruntime's NCHWc convs and oneDNN's blocked layouts): other counts are padded or
 #: take a generic path, several times slower per MAC for depthwise and narrow-group convs.
 BLOCK = 16
+#: A blocked conv reads a channel count of at least BLOCK only when it is a multiple of this
+#: (onnxruntime's NCHWc transformer on x86, measured on onnxruntime 1.32: 20, 44, 68 channels run
+#: blocked; 18, 59, 77 do not).
+ALIGN = 4
 
 
 @register_kind("depthwise_unaligned", f"depthwise with a channel count that is not a multiple of {BLOCK} "
@@ -172,6 +176,15 @@ def _matmul(op: Op) -> bool:
 @register_kind("pointwise", "1x1 kernel (and matrix multiplies, where a profile has no matmul figures)")
 def _pointwise(op: Op) -> bool:
     return isinstance(op, MatMul) or op.is_pointwise
+
+
+@register_kind("unaligned", f"2-D conv with one group and a spatial kernel, reading at least {BLOCK} channels "
+                           f"but not a multiple of {ALIGN} (a spatially separable conv's second stage at an odd "
+                           "rank): blocked kernels do not take it, so it runs through im2col + GEMM, about 1.5x "
+                           "slower per MAC in onnxruntime", parent="dense")
+def _unaligned(op: Op) -> bool:
+    return isinstance(op, Conv) and op.op == "Conv" and op.rank == 2 and op.groups == 1 and not op.is_pointwise \
+        and op.in_channels >= BLOCK and op.in_channels % ALIGN != 0
 
 
 @register_kind("rectangular", "a kernel of 1 along some axis and more along another (k x 1, 1 x k: the stages of "

@@ -98,6 +98,10 @@ def full_convs() -> list[Conv]:
     ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7),
                                                        (32, 3, 112), (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
     ops += [_rect(64, 128, 3, 56, 0), _rect(128, 64, 3, 28, 1)]
+    # Input channel counts a blocked kernel does not take (kinds.ALIGN): the second stage of a
+    # spatially separable conv at an odd rank, and odd widths.
+    ops += [_rect(77, 64, 3, 56, 1), _rect(119, 128, 3, 28, 1), _rect(239, 256, 3, 14, 1), _rect(431, 512, 3, 7, 1),
+            _conv(59, 64, 3, 56), _conv(125, 128, 3, 28), _conv(18, 32, 3, 112)]
     ops += tiny_convs()
     return ops
 
