@@ -66,6 +66,13 @@ BLOCK = 16
 ALIGN = 4
 
 
+@register_kind("depthwise_multiplier", "groups = C_in > 1 and C_out = m x C_in with m > 1 (Keras' depth_multiplier, "
+                                       "the depthwise variant's stage at m > 1): blocked depthwise kernels take only "
+                                       "m = 1, so onnxruntime runs it as a grouped conv in NCHW", parent="depthwise")
+def _depthwise_multiplier(op: Op) -> bool:
+    return isinstance(op, Conv) and op.is_depthwise and op.out_channels != op.in_channels
+
+
 @register_kind("depthwise_unaligned", f"depthwise with a channel count that is not a multiple of {BLOCK} "
                                       "(ShuffleNet's 58, 116, 232; MobileNetV3's 72, 120)", parent="depthwise")
 def _depthwise_unaligned(op: Op) -> bool:
