@@ -539,3 +539,4 @@ def test_a_conv_runs_blocked_where_onnxruntime_blocks_it(channels: int) -> None:
     fusions = (*RUNTIMES["onnxruntime"].default_fusions, NCHWC)
     added = Counter(n.op for n in reorders(loaded.nodes, fuse(loaded.nodes, fusions)))
     assert added == real
+

@@ -116,7 +116,8 @@ def _calibrate_ort(plan: str, threads: int | None, name: str, output: str | None
     version = profile.runtime["version"] if profile.runtime else ""
     print(f"calibrated in {time.monotonic() - start:.0f} s: onnxruntime {version}, {cal.threads} thread(s); "
           f"peak {cal.peak_gflops:.4g} GFLOP/s, bandwidth {cal.bandwidth_gbs:.3g} GB/s, "
-          f"{cal.run_overhead_us:.3g} us per run, {cal.node_gap_us:.3g} us per node; other processes used {others} "
+          f"{cal.run_overhead_us:.3g} us per run, {cal.node_gap_us:.3g} us per node, profiler bias "
+          f"{cal.profiler_bias_us:.3g} us per kernel; other processes used {others} "
           "of the CPU", file=sys.stderr)
     for fusion, check in cal.fusions.items():
         verdict = "applied" if fusion in cal.applied else "not applied"

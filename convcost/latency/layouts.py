@@ -7,7 +7,7 @@ channels are split into blocks of `BLOCK`, padding the last block, when
   stem conv); one reading more takes a blocked input (reordered first where it is not) when its
   channel count is a multiple of `ALIGN`, and otherwise runs in NCHW (im2col + GEMM; the odd ranks
   of a spatially separable conv's stages);
-- it is depthwise: always;
+- it is depthwise with a depth multiplier of 1: always (at m > 1 it is a grouped conv in NCHW);
 - it is grouped otherwise: only where each group's input and output channels fill whole blocks
   (ResNeXt's 4 channels per group, ShuffleNet v1's 3-group 1x1 convs on 24 channels do not).
 Pooling over a blocked input whose channels fill whole blocks, and per-element ops, batch norm,
@@ -18,6 +18,9 @@ Each tensor that passes from a blocked node to a reader of NCHW (or out of the m
 ReorderOutput, and each tensor that passes from an NCHW node to a blocked conv one ReorderInput:
 a copy of the tensor, priced as a data-movement op. On this machine (AVX-512) MobileNetV3-small
 spends 9% of its time in them, ShuffleNet v1 13%, EfficientNet-B0 9.5%.
+
+A factorized conv is a chain of stages, each with its own layout: `reorders` takes the replaced
+convs by the layouts at the ends of their chains, and `inner_copies` gives the copies inside one.
 """
 
 from __future__ import annotations
