@@ -372,6 +372,5 @@ def _totals(before: Totals, layers: Sequence[LayerChoice], wholes: Mapping[str, 
         for dev in latency:
             latency[dev] += layer.chosen.ms[dev] - layer.chosen.layout_ms.get(dev, 0.0) - layer.keep.ms[dev]
     for dev in latency:
-        if dev in wholes:
-            latency[dev] += wholes[dev].relayout_ms(swapped)
+        latency[dev] += wholes[dev].relayout_ms(swapped)
     return Totals(params, macs, latency)

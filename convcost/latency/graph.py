@@ -182,11 +182,11 @@ def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, Fami
     def copies_ms(swapped: Mapping[int, Ends]) -> float:
         return sum(copy_ms(n.input_shapes[0]) for n in reorders(nodes, fates, swapped))
 
-    own = reorders(nodes, fates)
-    for node in own:
+    base = 0.0  # the model's own copies, priced as copy_ms prices them
+    for node in reorders(nodes, fates):
         ms, moved = node_ms(roof, figures, node, dtype)
         out.append(NodeEstimate(node, ms, node_family(node), Fate(), moved))
-    base = copies_ms({})
+        base += ms
     return WholePlan(run, out, lambda swapped: copies_ms(swapped) - base, copy_ms)
 
 
