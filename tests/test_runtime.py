@@ -69,7 +69,8 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(("op", "family"), [
     ("Relu", "elementwise"), ("aten::relu_", "elementwise"), ("aten::add.Tensor", "elementwise"),
-    ("Sigmoid", "transcendental"), ("HardSwish", "transcendental"), ("Concat", "data_movement"),
+    ("Sigmoid", "transcendental"), ("HardSwish", "transcendental"), ("com.microsoft::QuickGelu", "swish"),
+    ("aten::silu", "swish"), ("Concat", "data_movement"),
     ("aten::cat", "data_movement"), ("MaxPool", "pooling"), ("pool", "pooling"), ("global_pool", "pooling"),
     ("ReduceMean", "reduction"), ("Softmax", "softmax"), ("LayerNormalization", "normalization"),
     ("Resize", "resize"), ("aten::upsample_bilinear2d", "resize"), ("LSTM", "recurrent"), ("Reshape", "view"),
@@ -129,6 +130,47 @@ def test_a_fusion_needs_the_conv_output_to_have_one_reader() -> None:
     other = Node("o", "Sigmoid", ("y",), ("s",), ((1, 4, 8, 8),), ((1, 4, 8, 8),))
     fates = fuse([conv, relu, other], ("conv_activation",))
     assert fates["r"].runs and fates["o"].runs
+
+
+def _silu_nodes(n: int) -> list[Node]:
+    shape = (1, n, 1, 1)
+    return [Node("s", "Sigmoid", ("x",), ("g",), (shape,), (shape,), "float32"),
+            Node("m", "Mul", ("x", "g"), ("y",), (shape, shape), (shape,), "float32")]
+
+
+def test_silu_is_one_kernel_priced_by_its_own_family() -> None:
+    """x * Sigmoid(x): the Mul runs no kernel and the Sigmoid is priced as the QuickGelu onnxruntime
+    runs, by the `swish` figures where the profile has them, else by `transcendental`'s (by hand:
+    1000 elements read and 1000 written, 4 bytes each, at 10 GB/s x share)."""
+    roof = Roofline({"float32": 100.0}, 10.0, {"dense": 0.5}, {"dense": 1.0})
+    nodes = _silu_nodes(1000)
+    tanh = {"transcendental": FamilyFigures(3.0, 0.5)}
+    swish = tanh | {"swish": FamilyFigures(1.0, 0.8)}
+    fusions = ("sigmoid_mul",)
+    assert whole_model(nodes, roof, tanh, fusions, "float32", [], []).ms == pytest.approx(3e-3 + 8000 / 5e9 * 1e3)
+    fused = whole_model(nodes, roof, swish, fusions, "float32", [], [])
+    assert fused.ms == pytest.approx(1e-3 + 8000 / 8e9 * 1e3)
+    assert [(e.family, e.fate.runs) for e in fused.nodes] == [("swish", True), ("elementwise", False)]
+    apart = whole_model(nodes, roof, swish | {"elementwise": FamilyFigures(2.0, 1.0)}, (), "float32", [], [])
+    assert apart.ms == pytest.approx(3e-3 + 8000 / 5e9 * 1e3 + 2e-3 + 12000 / 10e9 * 1e3)
+
+
+def test_the_swish_probe_times_the_quickgelu_kernel_onnxruntime_runs(tmp_path: Path) -> None:
+    """calibrate's `swish` graphs hold x * Sigmoid(x); onnxruntime's optimized graph runs it as one
+    QuickGelu, and the probe prices that one node: x read and the product written."""
+    import onnx
+
+    from convcost.latency.ort_graphs import family_probes
+
+    probes = [p for p in family_probes() if p.family == "swish"]
+    assert len(probes) >= 5
+    for p in probes[:2]:
+        path = tmp_path / "swish.onnx"
+        onnx.save(p.model, path)
+        assert _optimized_kernels(path) == Counter({"QuickGelu": 1})
+        shape = p.model.graph.input[0].type.tensor_type.shape
+        elements = math.prod(d.dim_value for d in shape.dim)
+        assert (p.target.op, node_work(p.target).bytes) == ("QuickGelu", 2 * elements * 4)  # type: ignore[union-attr]
 
 
 def _optimized_kernels(path: Path) -> Counter[str]:

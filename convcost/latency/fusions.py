@@ -13,7 +13,7 @@ own kernel, is absorbed into a conv, or is folded away. Each rule is registered 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from convcost.ir.model import Node, numel
 from convcost.util.registry import Registry
@@ -64,6 +64,9 @@ class Fate:
     #: The op family of a call the rewrite leaves in its place (a reshape around a Gemm), priced
     #: by that family's per-call overhead; None: nothing.
     leaves: str | None = None
+    #: The op the runtime runs in a running node's place, having absorbed a later node into it (the
+    #: Sigmoid of x * Sigmoid(x) runs as QuickGelu), which prices it; None: its own op.
+    runs_as: str | None = None
 
 
 @dataclass
@@ -231,6 +234,7 @@ def _sigmoid_mul(g: Graph, node: Node) -> bool:
                 and gate.inputs[0] == node.inputs[1 - mine] and g.only_consumer(node.inputs[mine]) \
                 and g.fates.get(gate.name, Fate()).runs:
             g.fates[node.name] = Fate(runs=False, host=gate.name, by="sigmoid_mul")
+            g.fates[gate.name] = replace(g.fates.get(gate.name, Fate()), runs_as="QuickGelu")
             return True
     return False
 

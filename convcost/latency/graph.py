@@ -170,8 +170,9 @@ def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, Fami
             out.append(NodeEstimate(node, added / bandwidth * 1e3, node.counted[0], fate,
                                     traffic_bytes(node, dtype) + added))
         else:
-            ms, moved = node_ms(roof, figures, node, dtype)
-            out.append(NodeEstimate(node, ms, node_family(node), fate, moved))
+            runs = replace(node, op=fate.runs_as) if fate.runs_as else node
+            ms, moved = node_ms(roof, figures, runs, dtype)
+            out.append(NodeEstimate(node, ms, node_family(runs), fate, moved))
     if NCHWC not in fusions:
         return WholePlan(run, out)
 

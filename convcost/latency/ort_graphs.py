@@ -8,7 +8,7 @@ nodes convcost prices it by (`Probe.nodes`), so the fit sees exactly what the es
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -249,6 +249,16 @@ def _recurrent(op: str) -> Any:
     return build
 
 
+def _silu(b: _Builder, c: int, hw: int) -> str:
+    """x * Sigmoid(x) as exporters write SiLU; onnxruntime runs it as one QuickGelu kernel, and that
+    one node (reading x, writing the product) is the probe's IR, as the runtime runs it."""
+    shape = _nchw(c, hw)
+    x = b.input(shape)
+    y = b.op("Mul", [x, b.op("Sigmoid", [x], shape)], shape)
+    b.ir[-2:] = [replace(b.ir[-1], op="QuickGelu", inputs=(x,), input_shapes=(shape,))]
+    return y
+
+
 def _reshape(b: _Builder, c: int, hw: int) -> str:
     """A Reshape between two ops, as in a model (of a graph input or into a graph output it would copy)."""
     shape = b.const(np.array([1, -1], np.int64))
@@ -263,6 +273,7 @@ FAMILY_PROBES: dict[str, list[tuple[str, Any]]] = {
                     ("Clip", _clip)],
     "transcendental": [("Sigmoid", _unary("Sigmoid")), ("HardSwish", _unary("HardSwish")),
                        ("Tanh", _unary("Tanh")), ("Erf", _unary("Erf"))],
+    "swish": [("x*Sigmoid(x)", _silu)],
     "data_movement": [("Concat", _concat), ("Transpose shuffle", _shuffle), ("Slice", _slice)],
     "pooling": [("MaxPool 3x3/2", _maxpool), ("AveragePool 2x2/2", _avgpool), ("GlobalAveragePool", _gap)],
     "pooling_nd": [("MaxPool1d 4/4", _pool1d("MaxPool", 4)), ("AveragePool1d 2/2", _pool1d("AveragePool", 2))],
