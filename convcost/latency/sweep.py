@@ -52,6 +52,8 @@ def full_convs() -> list[Conv]:
             if cin * cout * hw * hw <= 8e8 and min(cin, cout) * hw >= 256:
                 ops.append(_conv(cin, cout, 1, hw))
     ops += [_conv(512, 128, 1, 1), _conv(128, 512, 1, 1), _conv(1024, 1024, 1, 1)]
+    # Stride-2 1x1 convs: ResNet's downsampling shortcuts.
+    ops += [_conv(cin, 2 * cin, 1, hw, stride=2) for cin, hw in ((64, 56), (256, 56), (512, 28), (1024, 14), (128, 28))]
     # Depthwise 3x3 and 5x5, stride 1 and 2.
     for c in (16, 32, 64, 128, 256, 512, 1024):
         for hw in (7, 14, 28, 56, 112):
@@ -114,7 +116,8 @@ def tiny_convs() -> list[Conv]:
     return [_conv(8, 8, 3, 4), _conv(16, 16, 1, 4), _conv(16, 16, 3, 4, groups=16), _conv(16, 16, 3, 4, groups=4),
             _conv(3, 8, 3, 4), _conv(64, 64, 1, 1), _conv(32, 32, 3, 2, groups=32), _conv(32, 32, 3, 2, groups=8),
             _conv(8, 8, 3, 4, rank=3), _conv(8, 8, 5, 4, rank=3),  # a vol2col and a oneDNN 3-D conv
-            _conv(16, 32, 3, 4, groups=16), _conv(18, 16, 3, 4)]  # a depth multiplier, an unaligned count
+            _conv(16, 32, 3, 4, groups=16), _conv(18, 16, 3, 4),  # a depth multiplier, an unaligned count
+            _conv(64, 128, 1, 8, stride=2)]  # a strided 1x1
 
 
 def quick_convs() -> list[Conv]:
