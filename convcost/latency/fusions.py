@@ -48,6 +48,9 @@ FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "HardSigmoid", "Leak
                                  "aten::hardsigmoid", "aten::leaky_relu", "aten::tanh"})
 #: HardSwish after a conv: onnxruntime fuses it into an NCHWc conv that feeds another node.
 HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
+#: The op onnxruntime runs for x * Sigmoid(x) (`sigmoid_mul`): what the Sigmoid it keeps is priced as,
+#: and the node calibrate's SiLU probes time.
+SILU_KERNEL = "QuickGelu"
 #: Ops that run no kernel once the runtime has removed them from the graph.
 IDENTITIES = frozenset({"Identity", "Dropout", "aten::dropout", "aten::alias", "aten::detach"})
 
@@ -234,7 +237,7 @@ def _sigmoid_mul(g: Graph, node: Node) -> bool:
                 and gate.inputs[0] == node.inputs[1 - mine] and g.only_consumer(node.inputs[mine]) \
                 and g.fates.get(gate.name, Fate()).runs:
             g.fates[node.name] = Fate(runs=False, host=gate.name, by="sigmoid_mul")
-            g.fates[gate.name] = replace(g.fates.get(gate.name, Fate()), runs_as="QuickGelu")
+            g.fates[gate.name] = replace(g.fates.get(gate.name, Fate()), runs_as=SILU_KERNEL)
             return True
     return False
 

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from convcost.cost.nodes import node_family
 from convcost.ir.model import Conv, MatMul, Node, Shape
 from convcost.ir.shapes import make_conv
+from convcost.latency.fusions import SILU_KERNEL
 
 OPSET = 17
 FLOAT = TensorProto.FLOAT
@@ -255,7 +256,7 @@ def _silu(b: _Builder, c: int, hw: int) -> str:
     shape = _nchw(c, hw)
     x = b.input(shape)
     y = b.op("Mul", [x, b.op("Sigmoid", [x], shape)], shape)
-    b.ir[-2:] = [replace(b.ir[-1], op="QuickGelu", inputs=(x,), input_shapes=(shape,))]
+    b.ir[-2:] = [replace(b.ir[-1], op=SILU_KERNEL, inputs=(x,), input_shapes=(shape,))]
     return y
 
 
