@@ -19,7 +19,7 @@ from convcost.ir.shapes import make_conv
 from convcost.latency.devices import load_profile
 from convcost.latency.fit import WORK_KINDS, Sample, fit_roofline
 from convcost.latency.kinds import KINDS, gemm_dims, op_kind
-from convcost.latency.roofline import Roofline, Saturation, estimate, terms
+from convcost.latency.roofline import Roofline, Saturation, WeightCache, estimate, terms
 from convcost.util.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -394,6 +394,54 @@ def test_fit_recovers_a_memory_share() -> None:
     roof = fit_roofline(samples, 200.0, 20.0).roofline
     assert roof.memory_share("depthwise") == pytest.approx(0.4, rel=0.05)
     assert max(abs(estimate(roof, s.op, "float32").ms / s.ms - 1) for s in samples) < 0.02
+
+
+def test_weights_beyond_the_cache_by_hand(tmp_path: Path) -> None:
+    """A conv's weight bytes beyond the profile's cache are read at its rate, on top of the roofline's
+    max(compute, memory); weights that fit change nothing, nor does a matrix multiply's. The figures
+    load with their sources, dump and load back, and a malformed entry names its field."""
+    from convcost.latency.devices import dump_profile
+
+    doc = {**TINY, "weight_cache": {"cache_mb": {"value": 2, "source": "fit"},
+                                    "bandwidth_gbs": {"value": 25, "source": "fit"}}}
+    prof = load_profile(write_profile(tmp_path, doc))
+    plain = load_profile(write_profile(tmp_path, TINY, "plain.yaml"))
+    big = conv(512, 512, 3, 7)  # 512 x 512 x 9 weights and 512 biases: 9,439,232 bytes
+    t = terms(prof.roofline, big, "float32")
+    assert t.beyond_cache_s == pytest.approx((4 * (512 * 512 * 9 + 512) - 2e6) / 25e9)
+    assert t.seconds == pytest.approx(terms(plain.roofline, big, "float32").seconds + t.beyond_cache_s)
+    small = conv(128, 128, 3, 28)  # 0.59 MB of weights: inside the cache
+    assert estimate(prof.roofline, small, "float32") == estimate(plain.roofline, small, "float32")
+    fc = MatMul("fc", "Gemm", 1, 1, 4096, 4096, params=4096 * 4096)
+    assert estimate(prof.roofline, fc, "float32") == estimate(plain.roofline, fc, "float32")
+    assert prof.sources["weight_cache.bandwidth_gbs"] == "fit"
+    again = load_profile(write_profile(tmp_path, yaml.safe_load(dump_profile(prof)), "again.yaml"))
+    assert again.roofline == prof.roofline
+    for bad, field in (({"cache_mb": {"value": 2, "source": "x"}}, "weight_cache.bandwidth_gbs: missing"),
+                       ({**doc["weight_cache"], "l3_mb": {"value": 1, "source": "x"}}, "unknown key.*l3_mb"),
+                       ({**doc["weight_cache"], "bandwidth_gbs": {"value": 0, "source": "x"}},
+                        "weight_cache.bandwidth_gbs.value")):
+        with pytest.raises(InputError, match=field):
+            load_profile(write_profile(tmp_path, {**TINY, "weight_cache": bad}, "bad.yaml"))
+
+
+def test_fit_recovers_the_weight_cache() -> None:
+    """Convs with many weights on small maps (ResNet's last stage) run slower than their compute by
+    the weights beyond the cache over its rate; the fit recovers both figures from a sweep that has
+    such convs, and states none from a sweep whose convs all keep their weights in cache."""
+    truth = Roofline({"float32": 200.0}, 20.0, dict.fromkeys(KINDS, 0.6), dict.fromkeys(KINDS, 10.0),
+                     Saturation(pixels=dict.fromkeys(KINDS, 30.0)), weight_cache=WeightCache(2.0, 25.0))
+    small = [conv(c, c, k, hw) for c in (16, 64, 128) for hw in (4, 14, 56) for k in (1, 3)]
+    big = [conv(c, c, k, hw) for c in (256, 512, 1024) for hw in (2, 4, 7, 14) for k in (1, 3)]
+    samples = [Sample(op, estimate(truth, op, "float32").ms) for op in small + big]
+    assert max(terms(truth, op, "float32").beyond_cache_s / terms(truth, op, "float32").seconds for op in big) > 0.2
+    fitted = fit_roofline(samples, 200.0, 20.0, cache_mb=1.0).roofline
+    assert fitted.weight_cache is not None
+    assert fitted.weight_cache.cache_mb == pytest.approx(2.0, rel=0.05)
+    assert fitted.weight_cache.bandwidth_gbs == pytest.approx(25.0, rel=0.05)
+    assert max(abs(estimate(fitted, s.op, "float32").ms / s.ms - 1) for s in samples) < 0.02
+    cached = [Sample(op, estimate(truth, op, "float32").ms) for op in small]
+    assert fit_roofline(cached, 200.0, 20.0, cache_mb=4.0).roofline.weight_cache is None
 
 
 def test_a_real_calibration_prices_a_grouped_1x1_conv_by_its_compute() -> None:

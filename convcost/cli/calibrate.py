@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from convcost.cli import options as o
+
+if TYPE_CHECKING:
+    from convcost.latency.roofline import Roofline
 
 CLOCKS = ("wall", "thread")
 CALIBRATE_RUNTIMES = ("torch", "onnxruntime")
@@ -88,6 +91,7 @@ def calibrate(
     for kind, (count, med, within) in cal.fit.quality.items():
         print(f"  {kind:14s} efficiency {roof.efficiency[kind]:.3g}  overhead {roof.overhead_us[kind]:.3g} us  "
               f"fit: {count} convs, median |error| {med:.0%}, {within:.0%} within 25%", file=sys.stderr)
+    _print_weight_cache(roof)
 
 
 def _calibrate_ort(plan: str, threads: int | None, name: str, output: str | None) -> None:
@@ -128,10 +132,20 @@ def _calibrate_ort(plan: str, threads: int | None, name: str, output: str | None
     for kind, (count, med, within) in cal.fit.quality.items():
         print(f"  {kind:14s} efficiency {roof.efficiency[kind]:.3g}  overhead {roof.overhead_us[kind]:.3g} us  "
               f"fit: {count} ops, median |error| {med:.0%}, {within:.0%} within 25%", file=sys.stderr)
+    _print_weight_cache(roof)
     for family, (count, med) in cal.family_quality.items():
         fig = cal.families[family]
         print(f"  {family:14s} bandwidth share {fig.memory_efficiency:.3g}  overhead {fig.overhead_us:.3g} us  "
               f"fit: {count} graphs, median |error| {med:.0%}", file=sys.stderr)
+
+
+def _print_weight_cache(roof: Roofline) -> None:
+    import sys
+
+    if roof.weight_cache is not None:
+        wc = roof.weight_cache
+        print(f"  weights beyond {wc.cache_mb:.3g} MB of cache per conv arrive at {wc.bandwidth_gbs:.3g} GB/s "
+              f"({wc.convs} swept convs have more)", file=sys.stderr)
 
 
 def _check_clock(clock: str, threads: int | None) -> None:

@@ -19,7 +19,7 @@ from convcost.cost import cost_of
 from convcost.ir.model import Conv
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, physical
-from convcost.latency.load import machine
+from convcost.latency.load import cache_start_mb, machine
 from convcost.latency.measure import LoadMonitor, Timing, measure_many, runner, steady_allocator
 from convcost.latency.sweep import full_convs, quick_convs, smoke_convs
 from convcost.util.progress import Tick
@@ -92,7 +92,7 @@ def calibration_from(ops: list[Conv], ms: list[float], bandwidth: float, sweep: 
     """Fit the roofline to the sweep's median times (ms, in `ops` order) and the copy bandwidth."""
     samples = [Sample(op, t) for op, t in zip(ops, ms, strict=True)]
     peak = max(2 * cost_of(s.op).macs / (s.ms * 1e-3) for s in samples) / 1e9
-    fit = fit_roofline(samples, peak, bandwidth)
+    fit = fit_roofline(samples, peak, bandwidth, cache_mb=cache_start_mb(torch.get_num_threads()))
     roof, peak, bandwidth, _ = physical(fit.roofline, peak, bandwidth)
     fit = FitResult(roof, fit.quality, fit.macs_per_ms)
     return Calibration(fit, samples, peak, bandwidth, torch.get_num_threads(), clock, machine_description(),

@@ -18,6 +18,9 @@ saturation:                        # optional fill constants (calibrated profile
   work: {dense: {value: 4000, source: "..."}, ...}  # per kind: one factor over N x K instead of the two above
 memory_efficiency:                 # optional, per kind: share of the bandwidth an op's traffic moves at
   depthwise: {value: 0.4, source: "..."}            # (default 1; a kind without one takes its parent's)
+weight_cache:                      # optional: a conv's weights beyond the cache, read on top of its compute
+  cache_mb: {value: 2, source: "..."}               # weight bytes a conv keeps in cache (1e6)
+  bandwidth_gbs: {value: 40, source: "..."}         # the rate the rest arrive at (roofline.WeightCache)
 runtime:                           # optional: what the figures describe (convcost.latency.fusions.RUNTIMES)
   {name: onnxruntime, version: "1.32.0", threads: 1, provider: CPUExecutionProvider}
 fusions: [constant_folding, conv_bn, conv_activation]   # optional; default: the runtime's own list
@@ -47,7 +50,7 @@ from convcost.ir.model import Node, Op
 from convcost.latency.fusions import FUSIONS, RUNTIMES
 from convcost.latency.graph import RUN, FamilyFigures, WholeEstimate, WholePlan, family_names, plan_whole
 from convcost.latency.kinds import KINDS, lineage
-from convcost.latency.roofline import DtypeError, Estimate, Roofline, Saturation, estimate
+from convcost.latency.roofline import DtypeError, Estimate, Roofline, Saturation, WeightCache, estimate
 from convcost.util.errors import ConvcostError, InputError
 from convcost.util.infile import load_yaml, read_text
 
@@ -57,8 +60,9 @@ MAX_PROFILE_BYTES = 4 * 1024 * 1024
 REQUIRED_KINDS = ("dense", "pointwise", "depthwise", "grouped", "small_channel")
 OPTIONAL_KINDS = tuple(k for k in KINDS if k not in REQUIRED_KINDS)
 SATURATION_KEYS = ("pixels", "out_channels", "reduction", "work")
-OPTIONAL_KEYS = {"saturation", "memory_efficiency", "threads", "clock", "machine", "calibration", "notes", "runtime",
-                 "fusions", "ops"}
+CACHE_KEYS = ("cache_mb", "bandwidth_gbs")
+OPTIONAL_KEYS = {"saturation", "memory_efficiency", "weight_cache", "threads", "clock", "machine", "calibration",
+                 "notes", "runtime", "fusions", "ops"}
 RUNTIME_KEYS = ("name", "version", "threads", "provider")
 REQUIRED_KEYS = ("name", "description", "peak_gflops", "memory_bandwidth_gbs", "efficiency", "overhead_us")
 
@@ -127,6 +131,10 @@ class DeviceProfile:
             yield "saturation.reduction", roof.saturation.reduction, self.sources.get("saturation.reduction", "")
         for kind, v in roof.memory_efficiency.items():
             yield f"memory_efficiency.{kind}", v, self.sources.get(f"memory_efficiency.{kind}", "")
+        if roof.weight_cache is not None:
+            for key in CACHE_KEYS:
+                where = f"weight_cache.{key}"
+                yield where, getattr(roof.weight_cache, key), self.sources.get(where, "")
         for family, fig in self.ops.items():
             yield f"ops.{family}.overhead_us", fig.overhead_us, self.sources.get(f"ops.{family}.overhead_us", "")
             if family != RUN:
@@ -249,6 +257,15 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
                 else r.figure(node, where, positive=False)
     memory = {} if data.get("memory_efficiency") is None else \
         r.some_kinds(data["memory_efficiency"], "memory_efficiency", positive=True)
+    cache = None
+    if data.get("weight_cache") is not None:
+        node = r.mapping(data["weight_cache"], "weight_cache")
+        unknown = set(node) - set(CACHE_KEYS)
+        if unknown:
+            raise r.fail("weight_cache", f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                                         f"(expected {', '.join(CACHE_KEYS)})")
+        cache = WeightCache(r.figure(node.get("cache_mb"), "weight_cache.cache_mb"),
+                            r.figure(node.get("bandwidth_gbs"), "weight_cache.bandwidth_gbs"))
     threads = data.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise r.fail("threads", f"expected a positive integer, got {threads!r:.60}")
@@ -261,7 +278,7 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
     ops = _ops(r, data.get("ops"))
     return DeviceProfile(
         name=name.strip(), description=description.strip(),
-        roofline=Roofline(peaks, bandwidth, efficiency, overhead, Saturation(**halves), memory),
+        roofline=Roofline(peaks, bandwidth, efficiency, overhead, Saturation(**halves), memory, cache),
         path=path, sources=r.sources, threads=threads, clock=clock,
         machine=str(data["machine"]) if data.get("machine") is not None else None,
         calibration=calibration if isinstance(calibration, dict) else None,
@@ -404,6 +421,8 @@ def profile_document(profile: DeviceProfile) -> dict[str, Any]:
     if roof.memory_efficiency:
         doc["memory_efficiency"] = {k: _figure(v, src[f"memory_efficiency.{k}"])
                                     for k, v in roof.memory_efficiency.items()}
+    if roof.weight_cache is not None:
+        doc["weight_cache"] = {k: _figure(getattr(roof.weight_cache, k), src[f"weight_cache.{k}"]) for k in CACHE_KEYS}
     for key in ("threads", "clock", "machine", "runtime"):
         if getattr(profile, key) is not None:
             doc[key] = getattr(profile, key)

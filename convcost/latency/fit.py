@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from convcost.cost import cost_of
-from convcost.ir.model import MatMul, Op
+from convcost.ir.model import Conv, MatMul, Op
 from convcost.latency.kinds import KINDS, gemm_dims, lineage, op_kind
-from convcost.latency.roofline import Roofline, Saturation, unfold_bytes
+from convcost.latency.roofline import Roofline, Saturation, WeightCache, unfold_bytes
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
         "flops": np.array([2.0 * c.macs for c in costs]),
         "bytes": np.array([float(c.traffic_bytes) for c in costs]),
         "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),
+        # Weight bytes of the convs (roofline.WeightCache); matrix multiplies have none there.
+        "weights": np.array([float(c.weight_bytes) if isinstance(s.op, Conv) else 0.0 for c, s in zip(
+            costs, samples, strict=True)]),
         "kind": np.array([KINDS.index(k) for k in kinds]),
         "work_kind": np.array([k in work_kinds for k in kinds]),
         # Which memory share an op takes (its place in memory_kinds), or -1 for the copy's bandwidth.
@@ -59,8 +62,9 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
 
 #: The fitted refinements of the plain roofline: the fill factors over output pixels, output
 #: channels, reduction depth and work per pixel (N x K), and the share of the copy bandwidth
-#: ("memory") for MEMORY_KINDS. `fit_roofline(fills=())` fits efficiencies and overheads alone.
-FILLS = ("pixels", "out_channels", "reduction", "work", "memory")
+#: ("memory") for MEMORY_KINDS, and the convs' weights beyond the cache ("cache": roofline.WeightCache).
+#: `fit_roofline(fills=())` fits efficiencies and overheads alone.
+FILLS = ("pixels", "out_channels", "reduction", "work", "memory", "cache")
 #: Kinds fitted with the work factor (N x K) instead of separate out_channels and reduction ones
 #: (roofline.Saturation says why). Scored offline on seven sets of model measurements against 21
 #: calibrations (benchmarks/latency_offline.py), dense alone gives the most models within 10%;
@@ -80,12 +84,14 @@ MEMORY_KINDS = ("depthwise", "depthwise_unaligned", "matvec", "matvec_large")
 def _layout(fills: tuple[str, ...], memory_shares: int) -> dict[str, slice]:
     """Where each group of parameters sits in the vector: log efficiency and log overhead per kind,
     log pixel halves per kind, one log channel half per kind (over N x K for a work kind, over N
-    for the others), one log half for reduction, one log memory share per memory kind."""
+    for the others), one log half for reduction, one log memory share per memory kind, and the log
+    cache size and log rate of the weights beyond it."""
     nk, at, out = len(KINDS), 0, {}
     channels = "out_channels" in fills or "work" in fills
     for name, size in (("eff", nk), ("overhead", nk), ("pixels", nk if "pixels" in fills else 0),
                        ("channels", nk if channels else 0), ("reduction", int("reduction" in fills)),
-                       ("memory", memory_shares if "memory" in fills else 0)):
+                       ("memory", memory_shares if "memory" in fills else 0),
+                       ("cache", 2 if "cache" in fills else 0)):
         out[name] = slice(at, at + size)
         at += size
     return out
@@ -114,7 +120,11 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
     if at["memory"].stop > at["memory"].start:
         slot = a["memory_slot"]
         memory = memory / np.where(slot >= 0, np.exp(p[at["memory"]])[np.maximum(slot, 0)], 1.0)
-    return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory))
+    beyond = 0.0
+    if at["cache"].stop > at["cache"].start:
+        cache, rate = np.exp(p[at["cache"]])
+        beyond = np.maximum(a["weights"] - cache, 0.0) / rate
+    return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory) + beyond)
 
 
 def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.ndarray,
@@ -166,11 +176,13 @@ def _inherit(p: np.ndarray, at: dict[str, slice], swept: set[int]) -> None:
 
 def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: float, dtype: str = "float32",
                  extra_peaks: dict[str, float] | None = None, fills: tuple[str, ...] = FILLS,
-                 work_kinds: tuple[str, ...] = WORK_KINDS, memory_kinds: tuple[str, ...] = MEMORY_KINDS) -> FitResult:
+                 work_kinds: tuple[str, ...] = WORK_KINDS, memory_kinds: tuple[str, ...] = MEMORY_KINDS,
+                 cache_mb: float = 1.0) -> FitResult:
     """Fit efficiency and overhead per kind, and the fill constants, to `samples`.
 
     `fills`, `work_kinds` and `memory_kinds` choose the model's refinements
-    (benchmarks/latency_offline.py compares them)."""
+    (benchmarks/latency_offline.py compares them); `cache_mb` is where the fit of the cache a conv
+    keeps its weights in starts (the machine's per-core cache times the threads)."""
     work_kinds = work_kinds if "work" in fills else ()
     memory_kinds = memory_kinds if "memory" in fills else ()
     a = _arrays(samples, dtype, work_kinds, memory_kinds)
@@ -202,6 +214,7 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         # N x K: products of two channel-sized numbers
         start[[at["channels"].start + KINDS.index(k) for k in work_kinds]] = math.log(half0 * 500)
         start[at["memory"]] = 0.0  # the copy's bandwidth
+        start[at["cache"]] = [math.log(cache_mb * 1e6), math.log(bandwidth / 2)][: at["cache"].stop - at["cache"].start]
         residual = residual_from(start)
         p = _levenberg_marquardt(residual, start)
         r = residual(p)
@@ -236,10 +249,21 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         saturation=saturation,
         memory_efficiency={k: share for k, share in zip(memory_kinds, np.exp(best[at["memory"]]).tolist(), strict=True)
                            if k in swept},
+        weight_cache=_weight_cache(best, at, a),
     )
     # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
     macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))
     return FitResult(roof, quality, macs_per_ms)
+
+
+def _weight_cache(p: np.ndarray, at: dict[str, slice], a: dict[str, np.ndarray]) -> WeightCache | None:
+    """The fitted cache figures, where some swept conv has more weights than the cache: otherwise the
+    sweep said nothing about the rate beyond it."""
+    if at["cache"].stop == at["cache"].start:
+        return None
+    cache, rate = np.exp(p[at["cache"]]).tolist()
+    beyond = int(np.sum(a["weights"] > cache))
+    return WeightCache(cache / 1e6, rate / 1e9, beyond) if beyond else None
 
 
 def physical(roof: Roofline, peak: float, bandwidth: float) -> tuple[Roofline, float, float, dict[str, float]]:
@@ -285,4 +309,9 @@ def fit_sources(fit: FitResult, where: str, what: str, overhead_note: str = "") 
         sources[f"overhead_us.{kind}"] = text + overhead_note
         for key in (*(f"saturation.{k}" for k in Saturation.PER_KIND), "memory_efficiency"):
             sources[f"{key}.{kind}"] = text
+    cache = fit.roofline.weight_cache
+    if cache is not None:
+        text = (f"{where}: least-squares fit with the rest, to the {cache.convs} swept convs with more weights "
+                f"than the cache (fit started from the machine's L2 per core x threads)")
+        sources["weight_cache.cache_mb"] = sources["weight_cache.bandwidth_gbs"] = text
     return sources

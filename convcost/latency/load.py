@@ -57,3 +57,28 @@ def machine() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def cache_mb_per_core(level: int = 2) -> float | None:
+    """The size of one core's cache at `level` in units of 1e6 bytes (Linux sysfs; None elsewhere)."""
+    from pathlib import Path
+
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if int((index / "level").read_text()) != level or (index / "type").read_text().strip() == "Instruction":
+                continue
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+        try:
+            return float(size[:-1]) * units[size[-1]] / 1e6 if size[-1] in units else float(size) / 1e6
+        except ValueError:
+            return None
+    return None
+
+
+def cache_start_mb(threads: int) -> float:
+    """Where a calibration's fit of the weight cache starts: each thread's core brings its own L2
+    (1 MB where the machine does not say)."""
+    return (cache_mb_per_core() or 1.0) * max(1, min(threads, os.cpu_count() or 1))

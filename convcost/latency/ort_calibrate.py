@@ -41,7 +41,7 @@ from convcost.latency.fusions import NCHWC
 from convcost.latency.graph import RUN, FamilyFigures
 from convcost.latency.kinds import op_kind
 from convcost.latency.layouts import ADDED_OPS
-from convcost.latency.load import machine
+from convcost.latency.load import cache_start_mb, machine
 from convcost.latency.ort_graphs import (
     Probe,
     chain_probe,
@@ -221,7 +221,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
         if p.family in ("elementwise", "data_movement") and work.bytes:
             rates.append(work.bytes / (ms * 1e-3))
     bandwidth = max(rates) / 1e9
-    fit = fit_roofline(op_samples, peak, bandwidth)
+    fit = fit_roofline(op_samples, peak, bandwidth, cache_mb=cache_start_mb(threads))
     roof, peak, bandwidth, raised = physical(fit.roofline, peak, bandwidth)
     families: dict[str, FamilyFigures] = {}
     quality: dict[str, tuple[int, float]] = {}
