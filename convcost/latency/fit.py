@@ -216,7 +216,8 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         # N x K: products of two channel-sized numbers
         start[[at["channels"].start + KINDS.index(k) for k in work_kinds]] = math.log(half0 * 500)
         start[at["memory"]] = 0.0  # the copy's bandwidth
-        start[at["cache"]] = [math.log(cache_mb * 1e6), math.log(bandwidth / 2)][: at["cache"].stop - at["cache"].start]
+        if "cache" in fills:  # the machine's cache, and half the copy's bandwidth beyond it
+            start[at["cache"]] = (math.log(cache_mb * 1e6), math.log(bandwidth / 2))
         residual = residual_from(start)
         p = _levenberg_marquardt(residual, start)
         r = residual(p)
