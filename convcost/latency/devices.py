@@ -182,6 +182,15 @@ class _Reader:
             raise self.fail(where, f"expected a mapping, got {node!r:.60}")
         return node
 
+    def section(self, node: Any, where: str, keys: Sequence[str]) -> dict[str, Any]:
+        """A mapping whose keys must be among `keys`."""
+        table = self.mapping(node, where)
+        unknown = set(table) - set(keys)
+        if unknown:
+            raise self.fail(where, f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                                   f"(expected {', '.join(keys)})")
+        return table
+
     def _kinds(self, table: dict[str, Any], where: str) -> dict[str, Any]:
         unknown = set(table) - set(KINDS)
         if unknown:
@@ -246,11 +255,7 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
         r.sources.update({f"overhead_us.{k}": source for k in KINDS})
     halves: dict[str, Any] = {}
     if data.get("saturation") is not None:
-        sat = r.mapping(data["saturation"], "saturation")
-        unknown = set(sat) - set(SATURATION_KEYS)
-        if unknown:
-            raise r.fail("saturation", f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                                       f"(expected {', '.join(SATURATION_KEYS)})")
+        sat = r.section(data["saturation"], "saturation", SATURATION_KEYS)
         for key, node in sat.items():
             where = f"saturation.{key}"
             halves[key] = r.some_kinds(node, where, positive=False) if key in Saturation.PER_KIND \
@@ -259,11 +264,7 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
         r.some_kinds(data["memory_efficiency"], "memory_efficiency", positive=True)
     cache = None
     if data.get("weight_cache") is not None:
-        node = r.mapping(data["weight_cache"], "weight_cache")
-        unknown = set(node) - set(CACHE_KEYS)
-        if unknown:
-            raise r.fail("weight_cache", f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                                         f"(expected {', '.join(CACHE_KEYS)})")
+        node = r.section(data["weight_cache"], "weight_cache", CACHE_KEYS)
         cache = WeightCache(r.figure(node.get("cache_mb"), "weight_cache.cache_mb"),
                             r.figure(node.get("bandwidth_gbs"), "weight_cache.bandwidth_gbs"))
     threads = data.get("threads")
