@@ -51,10 +51,8 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
             costs, samples, strict=True)]),
         "kind": np.array([KINDS.index(k) for k in kinds]),
         "work_kind": np.array([k in work_kinds for k in kinds]),
-        # Which memory share an op takes (its place in memory_kinds), or -1 for the copy's bandwidth; a
-        # kind without its own share takes its nearest parent's, as Roofline.memory_share does.
-        "memory_slot": np.array([next((memory_kinds.index(p) for p in lineage(k) if p in memory_kinds), -1)
-                                 for k in kinds]),
+        # Which memory share an op takes (its place in memory_kinds), or -1 for the copy's bandwidth.
+        "memory_slot": np.array([memory_kinds.index(k) if k in memory_kinds else -1 for k in kinds]),
         # The pixel fill is a conv kernel's (roofline.terms leaves it out for a matrix multiply).
         "pixel_fill": np.array([not isinstance(s.op, MatMul) for s in samples]),
         "m": dims[:, 0], "n": dims[:, 1], "k": dims[:, 2],

@@ -66,13 +66,6 @@ BLOCK = 16
 ALIGN = 4
 
 
-@register_kind("depthwise_nd", "depthwise 1-D or 3-D (a separable audio or video net, the depthwise variant's stage "
-                              "of a 1-D or 3-D conv): blocked kernels are 2-D only, so onnxruntime runs one small "
-                              "product per channel, at a tenth of a 2-D depthwise conv's rate", parent="depthwise")
-def _depthwise_nd(op: Op) -> bool:
-    return isinstance(op, Conv) and op.is_depthwise and op.rank != 2
-
-
 @register_kind("depthwise_multiplier", "groups = C_in > 1 and C_out = m x C_in with m > 1 (Keras' depth_multiplier, "
                                        "the depthwise variant's stage at m > 1): blocked depthwise kernels take only "
                                        "m = 1, so onnxruntime runs it as a grouped conv in NCHW", parent="depthwise")

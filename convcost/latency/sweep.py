@@ -66,9 +66,6 @@ def full_convs() -> list[Conv]:
     # Depth multipliers above 1 (Keras' depth_multiplier; the depthwise variant's stage).
     ops += [_conv(c, m * c, 3, hw, groups=c) for c, m, hw in ((32, 2, 112), (64, 4, 56), (128, 2, 28), (256, 8, 14),
                                                              (512, 4, 7))]
-    # Depthwise 1-D and 3-D: no blocked kernel takes them.
-    ops += [_conv(128, 128, 3, 1024, groups=128, rank=1), _conv(512, 512, 9, 128, groups=512, rank=1),
-            _conv(32, 32, 3, 28, groups=32, rank=3, depth=8), _conv(128, 128, 3, 14, groups=128, rank=3, depth=4)]
     # Grouped: few to many channels per group.
     for c, hw, g in ((64, 56, 4), (128, 28, 4), (256, 14, 4), (512, 7, 4), (64, 112, 32), (128, 56, 32),
                      (256, 28, 32), (512, 14, 32), (1024, 7, 32), (96, 56, 8), (192, 28, 8), (384, 14, 16),
@@ -120,7 +117,6 @@ def tiny_convs() -> list[Conv]:
             _conv(3, 8, 3, 4), _conv(64, 64, 1, 1), _conv(32, 32, 3, 2, groups=32), _conv(32, 32, 3, 2, groups=8),
             _conv(8, 8, 3, 4, rank=3), _conv(8, 8, 5, 4, rank=3),  # a vol2col and a oneDNN 3-D conv
             _conv(16, 32, 3, 4, groups=16), _conv(18, 16, 3, 4),  # a depth multiplier, an unaligned count
-            _conv(16, 16, 3, 4, groups=16, rank=3),  # a 3-D depthwise
             _conv(64, 128, 1, 8, stride=2)]  # a strided 1x1
 
 
