@@ -1,11 +1,15 @@
-"""How busy the machine is while convcost measures (Linux /proc): shared by the torch and the
-onnxruntime timers, so it imports neither."""
+"""What the machine is and how busy it is while convcost measures (Linux /proc and sysfs): shared
+by the torch and the onnxruntime calibrations, so it imports neither."""
 
 from __future__ import annotations
 
 import os
 import platform
 import time
+from pathlib import Path
+
+#: The suffixes sysfs writes cache sizes with.
+_SIZE_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
 
 
 class LoadMonitor:
@@ -60,9 +64,7 @@ def machine() -> str:
 
 
 def cache_mb_per_core(level: int = 2) -> float | None:
-    """The size of one core's cache at `level` in units of 1e6 bytes (Linux sysfs; None elsewhere)."""
-    from pathlib import Path
-
+    """The size of one core's data cache at `level` in units of 1e6 bytes (Linux sysfs; None elsewhere)."""
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
             if int((index / "level").read_text()) != level or (index / "type").read_text().strip() == "Instruction":
@@ -70,9 +72,8 @@ def cache_mb_per_core(level: int = 2) -> float | None:
             size = (index / "size").read_text().strip()
         except (OSError, ValueError):
             continue
-        units = {"K": 1024, "M": 1024**2, "G": 1024**3}
         try:
-            return float(size[:-1]) * units[size[-1]] / 1e6 if size[-1] in units else float(size) / 1e6
+            return float(size[:-1]) * _SIZE_UNITS[size[-1]] / 1e6 if size[-1] in _SIZE_UNITS else float(size) / 1e6
         except ValueError:
             return None
     return None

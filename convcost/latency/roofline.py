@@ -95,8 +95,8 @@ class WeightCache:
 
     The roofline's max(compute, memory) assumes it does, which holds while the weights fit in
     cache; a conv with more weights than that on a small map (ResNet's last stage: 9.4 MB of
-    weights, each used by 49 output pixels) runs 10-20% slower than its compute. On the reference
-    machine (2 MB of L2 per core), onnxruntime's 512 -> 2048 1x1 conv on a 7x7 map takes 0.66 ms
+    weights, each used by 49 output pixels) runs 10-20% slower than its compute. On a 2-vCPU Xeon
+    VM with 2 MB of L2 per core, onnxruntime's 512 -> 2048 1x1 conv on a 7x7 map takes 0.66 ms
     where its compute and the other 1x1 convs imply 0.53, and a 512 -> 512 3x3 one 1.59 ms for 1.44.
     `calibrate` fits both figures with the rest of the roofline, starting from the machine's cache.
     """
