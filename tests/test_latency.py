@@ -19,7 +19,9 @@ from convcost.ir.shapes import make_conv
 from convcost.latency.devices import load_profile
 from convcost.latency.fit import WORK_KINDS, Sample, fit_roofline
 from convcost.latency.kinds import KINDS, gemm_dims, op_kind
+from convcost.latency.ort_graphs import sweep_matmuls
 from convcost.latency.roofline import Roofline, Saturation, WeightCache, estimate, terms
+from convcost.latency.sweep import full_convs
 from convcost.util.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -379,6 +381,26 @@ def test_fit_recovers_a_known_roofline() -> None:
     # The baseline rate is the sweep's average throughput.
     total_macs = sum(cost_of(s.op).macs for s in samples)
     assert fit.macs_per_ms == pytest.approx(total_macs / sum(s.ms for s in samples))
+
+
+def test_the_calibration_sweep_pins_every_kinds_overhead() -> None:
+    """calibrate's own sweep (convs and onnxruntime's matmuls), timed on a known device: every kind it
+    sweeps has a probe small enough to show its per-call overhead, so the fit cannot trade overhead for
+    rate (a kind with only large probes was fitted 0.8 ms per call and an efficiency above the peak)."""
+    kinds = sorted(KINDS)
+    truth = Roofline({"float32": 200.0}, 20.0, {k: 0.2 + 0.6 * i / len(kinds) for i, k in enumerate(kinds)},
+                     {k: 2.0 + 3.0 * (i % 5) for i, k in enumerate(kinds)},
+                     memory_efficiency={"matvec": 0.3, "matvec_large": 0.2})
+    ops = [*full_convs(), *sweep_matmuls()]
+    samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]
+    fit = fit_roofline(samples, 200.0, 20.0).roofline
+    for kind in {op_kind(op) for op in ops}:
+        fastest_us = min(s.ms for s in samples if op_kind(s.op) == kind) * 1e3
+        if truth.overhead_us[kind] < 0.01 * fastest_us:  # a GEMV of 67 MB or more: it cannot show, nor matter
+            assert fit.overhead_us[kind] < 0.01 * fastest_us, kind
+        else:
+            assert fit.overhead_us[kind] == pytest.approx(truth.overhead_us[kind], rel=0.25, abs=0.5), kind
+    assert max(fit.efficiency.values()) <= 1.0 + 1e-6
 
 
 def test_fit_recovers_a_memory_share() -> None:

@@ -134,7 +134,7 @@ def sweep_matmuls(scale: int = 1) -> list[MatMul]:
     shapes = [(1, 1, 2048, 1000, True), (1, 1, 1280, 1000, True), (1, 1, 512, 10, True), (1, 197, 384, 384, True),
               (1, 197, 384, 1536, True), (1, 50, 512, 512, True), (1, 64, 256, 1024, True), (6, 197, 64, 197, False),
               (6, 197, 197, 64, False), (8, 32, 32, 32, False), (4, 128, 64, 128, False), (1, 4096, 64, 64, True),
-              (1, 1, 4096, 4096, True), (1, 1, 1024, 1000, True), (1, 1, 576, 1024, True), (1, 1, 8192, 2048, True),
+              (1, 1, 4096, 4096, True), (1, 1, 1024, 1000, True), (1, 1, 576, 1024, True), (1, 1, 9216, 4096, True),
               (1, 1, 960, 1280, True), (1, 3136, 96, 384, True), (1, 3136, 384, 96, True), (1, 784, 192, 768, True),
               (4, 256, 32, 256, False), (4, 256, 256, 32, False)]
     out = [MatMul(f"matmul {b}x{m}x{k}x{n}", "Gemm" if w else "MatMul", b, m, k, n, params=k * n + n if w else 0)
