@@ -98,6 +98,18 @@ def test_vol2col_conv_pays_its_column_matrix_by_hand(tiny) -> None:
     assert terms(tiny.roofline, big, "float32").unfold_s == 0.0
 
 
+def test_transposed_conv_pays_its_col2im_matrix_by_hand(tiny) -> None:
+    """A ConvTranspose's GEMM writes C_out x k x k values per input pixel, which col2im then folds
+    into the output: 32 -> 16 channels, 3x3, stride 2, groups 2, on a 28x28 input."""
+    c = make_conv("up", "ConvTranspose", (1, 32, 28, 28), 16, (3, 3), (2, 2), (1, 1, 1, 1), groups=2,
+                  output_padding=(1, 1))
+    assert c.output_shape == (1, 16, 56, 56)
+    col = 16 * 9 * 28 * 28  # (C_out/g x 9) x 784 per group, 2 groups
+    t = terms(tiny.roofline, c, "float32")
+    assert t.unfold_s == pytest.approx(2 * col * 4 / 10e9)  # written and read: 90.3 us
+    assert t.unfold_s == pytest.approx(90.3e-6, abs=0.1e-6)
+
+
 def test_overhead_bound_tiny_conv(tiny) -> None:
     c = conv(8, 8, 1, 2)  # 256 MACs: well under a microsecond of work
     est = tiny.estimate(c, "float32")

@@ -3,7 +3,7 @@
     time = overhead[kind] + unfold + max(compute, memory) + beyond_cache
     compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(kind, M, N, K))
     memory  = (weight + input + output bytes) / (bandwidth * memory_efficiency[kind])
-    unfold  = 2 * K * M * dtype bytes / bandwidth, for kernels that unfold (UNFOLDS), else 0
+    unfold  = 2 * K * M * dtype bytes / bandwidth, for kernels that unfold (UNFOLDS, ConvTranspose), else 0
     beyond_cache = max(0, weight bytes - cache) / weight bandwidth, for convs (`WeightCache`), else 0
 
 `kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel, ...), decided by
@@ -21,6 +21,7 @@ This module holds the whole formula; devices.py only loads and checks the figure
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -176,8 +177,15 @@ UNFOLDS = frozenset({"volumetric_small"})
 
 
 def unfold_bytes(op: Op, dtype: str) -> int:
-    """Bytes the column matrix of an unfolding kernel moves: K x M elements, written and read."""
-    if not isinstance(op, Conv) or op_kind(op) not in UNFOLDS:
+    """Bytes the column matrix of an unfolding kernel moves, written and read: K x M elements for
+    vol2col; for a ConvTranspose, C_out x prod(kernel) per input pixel, the matrix its GEMM writes
+    and col2im then folds into the output (onnxruntime's and PyTorch's native kernels)."""
+    if not isinstance(op, Conv):
+        return 0
+    if op.op == "ConvTranspose":
+        inputs = op.input_shape[0] * math.prod(op.input_shape[2:])
+        return 2 * op.out_channels * math.prod(op.kernel) * inputs * bytes_per_element(op.dtype or dtype)
+    if op_kind(op) not in UNFOLDS:
         return 0
     m, _, k = gemm_dims(op)
     return 2 * m * k * bytes_per_element(op.dtype or dtype)
