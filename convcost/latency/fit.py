@@ -116,15 +116,16 @@ def _predict(p: np.ndarray, a: dict[str, np.ndarray], peak: float, bandwidth: fl
         nk = np.where(a["work_kind"], work / (work + half), nk)
     fill = fill * nk
     compute = a["flops"] / (peak * eff * fill)
-    memory = a["bytes"] / bandwidth
+    rate = np.full_like(a["m"], bandwidth)  # what the op's own traffic and its unfold pass move at
     if at["memory"].stop > at["memory"].start:
         slot = a["memory_slot"]
-        memory = memory / np.where(slot >= 0, np.exp(p[at["memory"]])[np.maximum(slot, 0)], 1.0)
+        rate = rate * np.where(slot >= 0, np.exp(p[at["memory"]])[np.maximum(slot, 0)], 1.0)
+    memory = a["bytes"] / rate
     beyond = 0.0
     if at["cache"].stop > at["cache"].start:
-        cache, rate = np.exp(p[at["cache"]])
-        beyond = np.maximum(a["weights"] - cache, 0.0) / rate
-    return 1e3 * (overhead + a["unfold"] / bandwidth + np.maximum(compute, memory) + beyond)
+        cache, weight_rate = np.exp(p[at["cache"]])
+        beyond = np.maximum(a["weights"] - cache, 0.0) / weight_rate
+    return 1e3 * (overhead + a["unfold"] / rate + np.maximum(compute, memory) + beyond)
 
 
 def _levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.ndarray,

@@ -3,7 +3,8 @@
     time = overhead[kind] + unfold + max(compute, memory) + beyond_cache
     compute = 2 * MACs / (peak[dtype] * efficiency[kind] * fill(kind, M, N, K))
     memory  = (weight + input + output bytes) / (bandwidth * memory_efficiency[kind])
-    unfold  = 2 * K * M * dtype bytes / bandwidth, for kernels that unfold (UNFOLDS, ConvTranspose), else 0
+    unfold  = 2 * K * M * dtype bytes / (bandwidth * memory_efficiency[kind]), for kernels that unfold
+              (UNFOLDS, ConvTranspose), else 0
     beyond_cache = max(0, weight bytes - cache) / weight bandwidth, for convs (`WeightCache`), else 0
 
 `kind` is one of KINDS (dense, pointwise, depthwise, grouped, small_channel, ...), decided by
@@ -202,10 +203,12 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     fill = roof.saturation.fill(kind, *gemm_dims(op), pixels=not isinstance(op, MatMul))
     rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * fill
     compute = 2 * cost.macs / rate if cost.macs else 0.0
-    bandwidth = roof.bandwidth_gbs * 1e9
+    # The op's own traffic and its unfold pass move at its kind's share of the bandwidth (the share a
+    # raised bandwidth leaves a kind that moved its bytes at the copy's: fit.raise_bandwidth).
+    bandwidth = roof.bandwidth_gbs * 1e9 * roof.memory_share(kind)
     beyond = roof.weight_cache.seconds(cost.weight_bytes) if roof.weight_cache and isinstance(op, Conv) else 0.0
-    return Terms(kind, compute, cost.traffic_bytes / (bandwidth * roof.memory_share(kind)),
-                 roof.overhead_us[kind] * 1e-6, unfold_bytes(op, own) / bandwidth, beyond)
+    return Terms(kind, compute, cost.traffic_bytes / bandwidth, roof.overhead_us[kind] * 1e-6,
+                 unfold_bytes(op, own) / bandwidth, beyond)
 
 
 def estimate(roof: Roofline, op: Op, dtype: str) -> Estimate:
