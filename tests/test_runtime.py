@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from convcost.cost.nodes import family_of, node_work
+from convcost.cost.nodes import family_of, lineage, node_family, node_work
 from convcost.ir.model import Node
 from convcost.latency.fusions import fuse
 from convcost.latency.graph import FamilyFigures, whole_model
@@ -73,11 +73,30 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("aten::silu", "swish"), ("Concat", "data_movement"),
     ("aten::cat", "data_movement"), ("MaxPool", "pooling"), ("pool", "pooling"), ("global_pool", "pooling"),
     ("ReduceMean", "reduction"), ("Softmax", "softmax"), ("LayerNormalization", "normalization"),
-    ("Resize", "resize"), ("aten::upsample_bilinear2d", "resize"), ("LSTM", "recurrent"), ("Reshape", "view"),
+    ("Resize", "resize"), ("aten::upsample_bilinear2d", "resize_linear"), ("LSTM", "recurrent"), ("Reshape", "view"),
     ("Shape", "shape"), ("NonMaxSuppression", None), ("com.microsoft::SomethingNew", None),
 ])
 def test_every_op_type_has_a_family_or_none(op: str, family: str | None) -> None:
     assert family_of(op) == family
+
+
+def test_a_resize_that_interpolates_is_priced_apart_from_a_nearest_copy(tmp_path: Path) -> None:
+    """torch's exports of F.interpolate: nearest (asymmetric, floor) and bilinear (half_pixel). In
+    onnxruntime the bilinear one runs 7-15x slower on the same map, so it has a family of its own;
+    a profile without its figures prices it as `resize`."""
+    from convcost.loaders import load_model
+
+    class Up(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return (nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"),
+                    nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear"))
+
+    path = tmp_path / "up.onnx"
+    torch.onnx.export(Up(), (torch.randn(1, 8, 4, 4),), str(path), dynamo=False)
+    resizes = [n for n in load_model(path).nodes if n.op == "Resize"]
+    assert [node_family(n) for n in resizes] == ["resize", "resize_linear"]
+    assert lineage("resize_linear") == ["resize_linear", "resize"]
+    assert node_work(resizes[1]).bytes == (8 * 16 + 8 * 64 + 4) * 4  # type: ignore[union-attr]  # x, y, scales
 
 
 def test_elementwise_bytes_are_inputs_and_output_once() -> None:

@@ -101,10 +101,13 @@ _family("normalization", "layer, instance and group normalization (mean and vari
         "SimplifiedLayerNormalization", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "LRN",
         "MeanVarianceNormalization", "layer_norm", "native_layer_norm", "group_norm", "native_group_norm",
         "instance_norm", "local_response_norm", "rms_norm", "_fused_rms_norm")
-_family("resize", "upsampling and resizing (nearest, linear, cubic), priced on the output it writes",
-        "Resize", "Upsample", "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
-        "upsample_bilinear2d", "upsample_linear1d", "upsample_trilinear3d", "upsample_bicubic2d",
-        "_upsample_nearest_exact2d", "_upsample_bilinear2d_aa", "grid_sampler_2d", "GridSample", "interpolate")
+_family("resize", "upsampling and resizing, nearest neighbour (a copy of each input element); priced on "
+        "what it reads and writes", "Resize", "Upsample", "upsample_nearest1d", "upsample_nearest2d",
+        "upsample_nearest3d", "_upsample_nearest_exact2d", "interpolate")
+_family("resize_linear", "resizing that interpolates (linear, bilinear, trilinear, cubic; grid sampling): "
+        "weights per output element, several times a nearest copy's time", "upsample_bilinear2d",
+        "upsample_linear1d", "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_bilinear2d_aa",
+        "grid_sampler_2d", "GridSample", parent="resize")
 _family("recurrent", "LSTM, GRU and RNN layers: a matrix product per time step and gate",
         "LSTM", "GRU", "RNN", "lstm", "gru", "rnn_tanh", "rnn_relu")
 
@@ -133,12 +136,19 @@ def family_of(op: str) -> str | None:
     return _BY_OP.get(key) or (_BY_OP.get(key.rstrip("_")) if key.endswith("_") else None)
 
 
+#: The `mode` of an ONNX Resize / Upsample (or an aten interpolate) that interpolates.
+INTERPOLATING = frozenset({"linear", "bilinear", "trilinear", "cubic", "bicubic"})
+
+
 def node_family(node: Node) -> str | None:
-    """The family that prices `node`: its op type's, refined by its shapes (pooling over 1 or 3 axes)."""
+    """The family that prices `node`: its op type's, refined by its shapes (pooling over 1 or 3 axes)
+    and attributes (a Resize that interpolates)."""
     family = family_of(node.op)
     if family == "pooling" and node.input_shapes and node.input_shapes[0] is not None \
             and len(node.input_shapes[0]) != 4:
         return "pooling_nd"
+    if family == "resize" and str(node.attrs.get("mode", "nearest")).lower() in INTERPOLATING:
+        return "resize_linear"
     return family
 
 
@@ -179,7 +189,7 @@ def _traffic(node: Node, bpe: int) -> NodeWork:
 
 
 for _name in ("elementwise", "transcendental", "swish", "data_movement", "layout", "reduction", "softmax",
-              "normalization", "resize"):
+              "normalization", "resize", "resize_linear"):
     _WORK.add(_name, _traffic)
 
 

@@ -43,6 +43,7 @@ from convcost.latency.kinds import op_kind
 from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import cache_start_mb, machine
 from convcost.latency.ort_graphs import (
+    BLOCKED_KERNELS,
     Probe,
     chain_probe,
     conv_probe,
@@ -108,11 +109,13 @@ class OrtCalibration:
 
 def _probe_ms(session: Session, warmup: int, op: str | None = None, bias: float = 0.0) -> float:
     """The op's own kernel time: every node's median but the layout reorders onnxruntime inserts
-    (or, given `op`, only the nodes of that op type), each less the profiler's own `bias` per kernel."""
+    (or, given `op`, only the nodes of that op type, or of its blocked kernel), each less the
+    profiler's own `bias` per kernel."""
     medians = node_medians(session, warmup)
     ops = session.ops
+    wanted = {op, BLOCKED_KERNELS.get(op or "")}
     return sum(max(ms - bias, 0.0) for name, ms in medians.items()
-               if ops.get(name) not in INSERTED_OPS and (op is None or ops.get(name) == op))
+               if ops.get(name) not in INSERTED_OPS and (op is None or ops.get(name) in wanted))
 
 
 def _kernels(session: Session) -> int:
