@@ -114,7 +114,8 @@ def full_convs() -> list[Conv]:
 def tiny_convs() -> list[Conv]:
     """Tiny convs of every kind the sweep has: their time is almost all per-call overhead. Without one, a
     kind's few large probes cannot tell its overhead from its rate, and the fit may trade one for the
-    other (a video stem's 3-D probes were fitted 0.8 ms per call and an efficiency above the peak)."""
+    other (a video stem kind with only large probes can come out at 0.8 ms per call and an efficiency
+    above the peak)."""
     return [_conv(8, 8, 3, 4), _conv(16, 16, 1, 4), _conv(16, 16, 3, 4, groups=16), _conv(16, 16, 3, 4, groups=4),
             _conv(3, 8, 3, 4), _conv(64, 64, 1, 1), _conv(32, 32, 3, 2, groups=32), _conv(32, 32, 3, 2, groups=8),
             _conv(8, 8, 3, 4, rank=3), _conv(8, 8, 5, 4, rank=3),  # a vol2col and a oneDNN 3-D conv
