@@ -441,6 +441,24 @@ def test_a_burst_samples_its_runs_after_the_settling_ones(tmp_path: Path) -> Non
     assert node_medians(s, 2)[name] == statistics.median(kept)
 
 
+def test_the_resize_probe_times_the_kernel_a_decoder_runs() -> None:
+    """The linear resize probe upsamples a conv's output: x86 builds run it on the blocked layout,
+    where the profiler names the kernel Upsample. The probe's time is that kernel's, not the conv's
+    or the reorders'."""
+    from convcost.latency.ort_calibrate import _probe_ms
+    from convcost.latency.ort_graphs import family_probes
+    from convcost.latency.ort_run import make_session, node_medians
+
+    probe = next(p for p in family_probes() if p.family == "resize_linear" and p.name.endswith("64x56x56"))
+    s = make_session(probe.model, 1, profiling=True)
+    for _ in range(4):
+        s.run()
+    medians = node_medians(s, 1)
+    resize = [ms for name, ms in medians.items() if s.ops[name] in ("Resize", "Upsample")]
+    assert len(resize) == 1 and any(op == "Conv" for op in s.ops.values())
+    assert _probe_ms(s, 1, probe.target.op) == pytest.approx(resize[0])
+
+
 def test_an_efficiency_above_1_raises_the_peak_and_keeps_every_estimate() -> None:
     """A fit that puts a kind above the best rate the sweep saw: the peak was not the peak. Raising it
     to the rate the fit implies keeps each share at most 1 and every estimate as it was."""

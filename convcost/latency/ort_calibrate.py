@@ -113,7 +113,7 @@ def _probe_ms(session: Session, warmup: int, op: str | None = None, bias: float 
     profiler's own `bias` per kernel."""
     medians = node_medians(session, warmup)
     ops = session.ops
-    wanted = {op, BLOCKED_KERNELS.get(op or "")}
+    wanted = {op, BLOCKED_KERNELS[op]} if op in BLOCKED_KERNELS else {op}
     return sum(max(ms - bias, 0.0) for name, ms in medians.items()
                if ops.get(name) not in INSERTED_OPS and (op is None or ops.get(name) in wanted))
 
