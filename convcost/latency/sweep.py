@@ -32,6 +32,13 @@ def _rect(cin: int, cout: int, k: int, hw: int, axis: int) -> Conv:
                      input_shape=(1, cin, hw, hw), out_channels=cout, kernel=kernel, stride=(1, 1), padding=pad * 2)
 
 
+def _stem3d(cout: int, depth: int, hw: int) -> Conv:
+    """A video stem: RGB clips of `depth` frames into a 3x7x7 conv of stride 1x2x2."""
+    return make_conv(name=f"Conv3d 3->{cout} k3x7x7 s1x2x2 @{depth}x{hw}x{hw}", op="Conv",
+                     input_shape=(1, 3, depth, hw, hw), out_channels=cout, kernel=(3, 7, 7), stride=(1, 2, 2),
+                     padding=(1, 3, 3) * 2)
+
+
 def full_convs() -> list[Conv]:
     ops: list[Conv] = []
     # Dense 3x3: channels x resolution, as deep nets shrink the map while adding channels.
@@ -94,11 +101,16 @@ def full_convs() -> list[Conv]:
     ops += [_conv(c, c, k, hw, stride=s, groups=c) for c, k, hw, s in (
         (58, 3, 56, 2), (116, 3, 28, 1), (232, 3, 14, 1), (72, 3, 56, 2), (120, 5, 28, 1), (24, 3, 112, 1),
         (200, 3, 14, 1), (88, 3, 28, 1))]
+    # Depthwise channel counts that are not a multiple of 4 (kinds.ALIGN): no blocked kernel takes them.
+    ops += [_conv(c, c, k, hw, stride=s, groups=c) for c, k, hw, s in (
+        (58, 3, 28, 1), (29, 3, 56, 1), (174, 3, 14, 1), (90, 3, 28, 2), (58, 5, 14, 1))]
     ops += [_conv(c, c, 3, hw, stride=s, groups=g) for c, hw, s, g in (
         (128, 56, 1, 32), (256, 56, 2, 32), (256, 28, 1, 32), (512, 28, 2, 32), (1024, 14, 2, 32), (240, 28, 1, 3))]
     # Video stems: RGB clips into the first 3-D conv.
     ops += [_conv(3, 64, 3, 56, rank=3, depth=8), _conv(3, 32, 3, 112, 2, rank=3, depth=16),
             _conv(3, 16, 3, 64, rank=3)]
+    # torchvision's video ResNet stems (r3d, mc3): a 3x7x7 kernel, stride 1x2x2, at a few widths.
+    ops += [_stem3d(cout, d, hw) for cout, d, hw in ((64, 16, 112), (32, 8, 64), (16, 4, 32))]
     # Rectangular kernels (k x 1, 1 x k): the stages of spatially separable convs, Inception's 1x7 / 7x1.
     ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7),
                                                        (32, 3, 112), (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
@@ -123,7 +135,8 @@ def tiny_convs() -> list[Conv]:
             _conv(64, 128, 1, 8, stride=2),  # a strided 1x1
             _conv(16, 16, 3, 8, rank=1), _conv(3, 8, 3, 4, rank=3),  # a 1-D conv, a video stem
             _conv(16, 16, 2, 4, 2, op="ConvTranspose"), _rect(16, 16, 3, 4, 0),  # an upsampling, a k x 1
-            _conv(24, 24, 3, 4, groups=24), _conv(64, 64, 3, 4, groups=4)]  # 24 channels, 16 per group
+            _conv(24, 24, 3, 4, groups=24), _conv(64, 64, 3, 4, groups=4),  # 24 channels, 16 per group
+            _conv(18, 18, 3, 4, groups=18)]  # a depthwise channel count no blocked kernel takes
 
 
 def quick_convs() -> list[Conv]:
