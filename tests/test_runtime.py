@@ -385,6 +385,12 @@ def test_calibrate_onnxruntime_writes_a_physical_profile_with_the_fusions_onnxru
     assert set(p.ops) >= {"run", "elementwise", "pooling", "resize", "recurrent"}
     checks = yaml.safe_load(profile.read_text())["calibration"]["fusion_checks"]
     assert checks["conv_activation"]["kernels_ab"] < checks["conv_activation"]["kernels_a_b"]
+    # the footprint shares, per family and for conv kinds, at the smoke sweep's two footprints
+    assert p.footprint is not None and {"elementwise", "conv"} <= set(p.footprint.points)
+    for key, points in p.footprint.points.items():
+        assert [mb for mb, _ in points] == [8.0, 32.0], key
+        assert all(0.1 < share < 10 for _, share in points), (key, points)
+        assert all(p.sources[f"footprint.{key}.{mb:g}"].startswith("calibrated on") for mb, _ in points)
 
 
 def test_bench_runs_the_model_in_onnxruntime_and_maps_every_kernel(block: Path, profile: Path) -> None:
@@ -619,3 +625,30 @@ def test_a_conv_runs_blocked_where_onnxruntime_blocks_it(channels: int) -> None:
     added = Counter(n.op for n in reorders(loaded.nodes, fuse(loaded.nodes, fusions)))
     assert added == real
 
+
+
+@pytest.mark.parametrize("channels", [56, 58, 60, 62, 116])
+def test_a_depthwise_conv_runs_blocked_unless_its_channels_are_no_multiple_of_4(channels: int) -> None:
+    """onnxruntime's optimized graph: a depthwise conv runs on the blocked (NCHWc) kernels when its
+    channel count is a multiple of 4 and plainly (group by group) otherwise; the kind says which."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from convcost.ir.shapes import make_conv
+    from convcost.latency.kinds import op_kind
+
+    if _nchwc_block() is None:
+        pytest.skip("this CPU's onnxruntime has no blocked layout")
+    weight = numpy_helper.from_array(np.ones((channels, 1, 3, 3), np.float32), "w")
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=channels, pads=[1, 1, 1, 1])], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, channels, 28, 28])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, channels, 28, 28])], [weight]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        (conv,) = [n for n in onnx.load(so.optimized_model_filepath).graph.node if n.op_type == "Conv"]
+    dw = make_conv("dw", "Conv", (1, channels, 28, 28), channels, (3, 3), (1, 1), (1, 1, 1, 1), groups=channels)
+    assert (conv.domain == "com.microsoft.nchwc") == (op_kind(dw) != "depthwise_unblocked")

@@ -27,6 +27,10 @@ class Device(Protocol):
 
     def plan_whole(self, nodes: Sequence[Node], dtype: str) -> WholePlan: ...
 
+    def for_model(self, nodes: Sequence[Node], dtype: str) -> Device:
+        """The device as one model (all of `nodes`) sees it (latency.footprint)."""
+        ...
+
 
 #: Weight-based approximation error of a variant (SVD, see each `Variant.error`): a float, an
 #: `Approx` carrying extra keys, or None.

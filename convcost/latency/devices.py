@@ -24,6 +24,10 @@ weight_cache:                      # optional: a conv's weights beyond the cache
 runtime:                           # optional: what the figures describe (convcost.latency.fusions.RUNTIMES)
   {name: onnxruntime, version: "1.32.0", threads: 1, provider: CPUExecutionProvider}
 fusions: [constant_folding, conv_bn, conv_activation]   # optional; default: the runtime's own list
+footprint:                         # optional, per op family and `conv`: memory traffic's time in a model
+  elementwise:                     # touching this many MB per run, as a share of the calibration
+    16: {value: 0.66, source: "..."}   # sweep's (convcost.latency.footprint)
+    256: {value: 1.2, source: "..."}
 ops:                               # optional, per op family (convcost.cost.nodes.FAMILIES) and `run`
   run: {overhead_us: {value: 20, source: "..."}}        # once per model run
   elementwise: {overhead_us: {...}, memory_efficiency: {...}}
@@ -38,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,7 @@ import yaml
 
 from convcost.cost import DTYPE_BYTES
 from convcost.ir.model import Node, Op
+from convcost.latency.footprint import COLD_KINDS, CONV, Footprint, touched_mb
 from convcost.latency.fusions import FUSIONS, RUNTIMES
 from convcost.latency.graph import RUN, FamilyFigures, WholeEstimate, WholePlan, family_names, plan_whole
 from convcost.latency.kinds import KINDS, lineage
@@ -62,7 +67,7 @@ OPTIONAL_KINDS = tuple(k for k in KINDS if k not in REQUIRED_KINDS)
 SATURATION_KEYS = ("pixels", "out_channels", "reduction", "work")
 CACHE_KEYS = ("cache_mb", "bandwidth_gbs")
 OPTIONAL_KEYS = {"saturation", "memory_efficiency", "weight_cache", "threads", "clock", "machine", "calibration",
-                 "notes", "runtime", "fusions", "ops"}
+                 "notes", "runtime", "fusions", "ops", "footprint"}
 RUNTIME_KEYS = ("name", "version", "threads", "provider")
 REQUIRED_KEYS = ("name", "description", "peak_gflops", "memory_bandwidth_gbs", "efficiency", "overhead_us")
 
@@ -87,6 +92,22 @@ class DeviceProfile:
     fusions: tuple[str, ...] = ()
     #: Per op family (and `run`): the figures of ops that are neither convs nor matmuls.
     ops: dict[str, FamilyFigures] = field(default_factory=dict)
+    #: How memory traffic's time changes with the megabytes a model touches per run (None: it does not).
+    footprint: Footprint | None = None
+
+    def for_model(self, nodes: Sequence[Node], dtype: str = "float32") -> DeviceProfile:
+        """The profile as one model sees it: where the profile has footprint figures, each op family's
+        (and conv kind's) memory traffic moves at its bandwidth divided by its share at the model's
+        footprint (latency.footprint)."""
+        if self.footprint is None or not nodes:
+            return self
+        mb = touched_mb(nodes, dtype)
+        fp, roof = self.footprint, self.roofline
+        conv = fp.share(CONV, mb)
+        memory = {k: roof.memory_share(k) / (1.0 if k in COLD_KINDS else conv) for k in KINDS}
+        ops = {f: fig if f == RUN else replace(fig, memory_efficiency=fig.memory_efficiency / fp.share(f, mb))
+               for f, fig in self.ops.items()}
+        return replace(self, roofline=replace(roof, memory_efficiency=memory), ops=ops)
 
     def plan_whole(self, nodes: Sequence[Node], dtype: str) -> WholePlan:
         """What the whole model's estimate on this device needs besides the convs' and matmuls' own:
@@ -140,6 +161,9 @@ class DeviceProfile:
             if family != RUN:
                 yield (f"ops.{family}.memory_efficiency", fig.memory_efficiency,
                        self.sources.get(f"ops.{family}.memory_efficiency", ""))
+        for key, points in self.footprint.points.items() if self.footprint else ():
+            for mb, share in points:
+                yield f"footprint.{key}.{mb:g}", share, self.sources.get(f"footprint.{key}.{mb:g}", "")
 
 
 class _Reader:
@@ -277,13 +301,14 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
     runtime = _runtime(r, data.get("runtime"))
     fusions = _fusions(r, data.get("fusions"), runtime)
     ops = _ops(r, data.get("ops"))
+    footprint = _footprint(r, data.get("footprint"))
     return DeviceProfile(
         name=name.strip(), description=description.strip(),
         roofline=Roofline(peaks, bandwidth, efficiency, overhead, Saturation(**halves), memory, cache),
         path=path, sources=r.sources, threads=threads, clock=clock,
         machine=str(data["machine"]) if data.get("machine") is not None else None,
         calibration=calibration if isinstance(calibration, dict) else None,
-        runtime=runtime, fusions=fusions, ops=ops,
+        runtime=runtime, fusions=fusions, ops=ops, footprint=footprint,
     )
 
 
@@ -346,6 +371,27 @@ def _ops(r: _Reader, node: Any) -> dict[str, FamilyFigures]:
                                                                      f"{where}.memory_efficiency")
         out[family] = FamilyFigures(overhead, share)
     return out
+
+
+def _footprint(r: _Reader, node: Any) -> Footprint | None:
+    if node is None:
+        return None
+    known = (CONV, *family_names())
+    table = r.section(node, "footprint", known)
+    points: dict[str, tuple[tuple[float, float], ...]] = {}
+    for key, figures in table.items():
+        where = f"footprint.{key}"
+        found = []
+        for mb_key, figure in r.mapping(figures, where).items():
+            try:
+                mb = float(mb_key)
+            except (TypeError, ValueError):
+                mb = math.nan
+            if not math.isfinite(mb) or mb <= 0:
+                raise r.fail(where, f"expected megabytes (a positive number) as keys, got {mb_key!r:.60}")
+            found.append((mb, r.figure(figure, f"{where}.{mb:g}")))
+        points[key] = tuple(sorted(found))
+    return Footprint(points)
 
 
 def load_profile(path: str | Path) -> DeviceProfile:
@@ -434,6 +480,9 @@ def profile_document(profile: DeviceProfile) -> dict[str, Any]:
                           **({} if f == RUN else {"memory_efficiency": _figure(
                               fig.memory_efficiency, src[f"ops.{f}.memory_efficiency"])})}
                       for f, fig in profile.ops.items()}
+    if profile.footprint is not None:
+        doc["footprint"] = {key: {int(mb) if mb == int(mb) else mb: _figure(share, src[f"footprint.{key}.{mb:g}"])
+                                  for mb, share in points} for key, points in profile.footprint.points.items()}
     if profile.calibration:
         doc["calibration"] = profile.calibration
     return doc

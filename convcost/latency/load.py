@@ -83,3 +83,11 @@ def cache_start_mb(threads: int) -> float:
     """Where a calibration's fit of the weight cache starts: each thread's core brings its own L2
     (1 MB where the machine does not say)."""
     return (cache_mb_per_core() or 1.0) * max(1, min(threads, os.cpu_count() or 1))
+
+
+def free_bytes() -> float:
+    """Memory the system has free now, in bytes (POSIX sysconf; unbounded where it does not say)."""
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return float("inf")

@@ -14,7 +14,10 @@ What it measures, in one interleaved sampling (convcost.latency.ort_run):
 - two chains of small Adds: the executor's cost per node, and per `run` call, and what the profiler
   adds to each kernel time it reports (taken off every probe's time before the fit);
 - for each conv fusion convcost models, graphs a, b and a -> b: the fusion counts as applied when
-  T(a) + T(b) - T(a -> b) > 0.5 x min(T(a), T(b)) (nn-Meter's rule), times net of the run overhead.
+  T(a) + T(b) - T(a -> b) > 0.5 x min(T(a), T(b)) (nn-Meter's rule), times net of the run overhead;
+- after the sampling, one op of each family (and a depthwise conv) after a producer, run once after
+  graphs touching 8 MB to 1 GB, over its time alone as the sweep takes it: how much faster or slower
+  memory traffic moves in models that touch that much (convcost.latency.ort_footprint).
 
 Peak is the best conv rate seen and bandwidth the best rate of a memory-bound op; where the fit
 puts a kind above them, they are raised to what the fit implies (efficiencies stay shares of a peak).
@@ -26,7 +29,7 @@ import datetime as dt
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,13 +40,17 @@ from convcost.cost.nodes import node_work
 from convcost.ir.model import Conv, MatMul
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, physical, raise_bandwidth
+from convcost.latency.footprint import COLD_KINDS, Footprint
 from convcost.latency.fusions import NCHWC
 from convcost.latency.graph import RUN, FamilyFigures
 from convcost.latency.kinds import op_kind
 from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import cache_start_mb, machine
+from convcost.latency.ort_footprint import FootprintTimes, measure_footprint
 from convcost.latency.ort_graphs import (
     BLOCKED_KERNELS,
+    FOOTPRINT_MB,
+    FOOTPRINT_SIZE,
     Probe,
     chain_probe,
     conv_probe,
@@ -73,13 +80,14 @@ class OrtSweep:
     matmul_step: int  # every n-th of sweep_matmuls
     family_step: int  # every n-th of the family sizes
     timing: OrtTiming
+    footprint_mb: tuple[float, ...] = FOOTPRINT_MB  # the footprints it times ops at
 
 
 #: full: about 100 s in all (sessions, warm-up, a 60 s span); quick: under 30 s; smoke: for tests.
 ORT_SWEEPS: dict[str, OrtSweep] = {
     "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, burst=2, settle=1)),
-    "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, burst=2, settle=1)),
-    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, burst=2)),
+    "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, burst=2, settle=1), (8.0, 256.0)),
+    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, burst=2), (8.0, 32.0)),
 }
 
 
@@ -105,6 +113,8 @@ class OrtCalibration:
     raised: dict[str, float]  # "peak"/"bandwidth" -> the factor the fit raised it by
     #: What the profiler adds to each kernel time it reports, taken off before the fit.
     profiler_bias_us: float = 0.0
+    #: How memory traffic's time changes with a model's footprint, and the times it comes from.
+    footprint: FootprintTimes = field(default_factory=FootprintTimes)
 
 
 def _probe_ms(session: Session, warmup: int, op: str | None = None, bias: float = 0.0) -> float:
@@ -162,7 +172,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     probes += family_probes(plan.family_step)
     profiled = [make_session(p.model, threads, profiling=True) for p in probes]
     for p, s in zip(probes, profiled, strict=True):
-        if isinstance(p.op, MatMul) and op_kind(p.op) == "matvec_large":
+        if isinstance(p.op, MatMul) and op_kind(p.op) in COLD_KINDS:
             s.burst = 1  # weights beyond the cache are read from memory on every run of a model
     chains = {n: make_session(chain_probe(n), threads) for n in (1, CHAIN)}
     chains_profiled = {n: make_session(chain_probe(n), threads, profiling=True) for n in (1, CHAIN)}
@@ -248,8 +258,10 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     gap_us = gap * 1e3
     roof = replace(roof, overhead_us={k: v + gap_us for k, v in roof.overhead_us.items()})
     fit = FitResult(roof, fit.quality, fit.macs_per_ms)
+    footprint = measure_footprint(threads, plan.timing.repeats, plan.footprint_mb, bias)
     return OrtCalibration(fit, op_samples, families, quality, checks, applied, peak, bandwidth, gap_us, run * 1e3,
-                          threads, machine(), dt.date.today().isoformat(), timed.others, sweep, raised, bias * 1e3)
+                          threads, machine(), dt.date.today().isoformat(), timed.others, sweep, raised, bias * 1e3,
+                          footprint)
 
 
 def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<calibrate>") -> DeviceProfile:
@@ -276,6 +288,13 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
         text = f"{where}: fit to {count} probe graphs (median |error| {med:.0%})"
         sources[f"ops.{family}.overhead_us"] = text + gap
         sources[f"ops.{family}.memory_efficiency"] = text
+    c, hw = FOOTPRINT_SIZE
+    for key, points in cal.footprint.shares.items():
+        us = cal.footprint.us[key]
+        for mb, _ in points:
+            sources[f"footprint.{key}.{mb:g}"] = (
+                f"{where}: {cal.footprint.ops[key]} on a {c}-channel {hw}x{hw} map after a 1x1 conv, once after a "
+                f"graph touching {mb:g} MB ({us[f'{mb:g}']} us), over its time alone in the sweep ({us['sweep']} us)")
     calibration: dict[str, Any] = {
         "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads,
         "other_processes_cpu": None if cal.others is None else round(cal.others, 3),
@@ -283,6 +302,7 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
         "node_overhead_us": round(cal.node_gap_us, 3), "run_overhead_us": round(cal.run_overhead_us, 3),
         "profiler_bias_us": round(cal.profiler_bias_us, 3),
         "fusion_checks": cal.fusions,
+        "footprint_us": cal.footprint.us,
         "points_ms": {s.op.name: float(f"{s.ms:.4g}") for s in cal.samples},
     }
     return DeviceProfile(
@@ -290,7 +310,8 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
                                f"{runtime['version']} CPUExecutionProvider, {cal.threads} intra-op "
                                f"thread{'s' if cal.threads > 1 else ''}",
         roofline=roof, path=path, sources=sources, threads=cal.threads, clock="wall", machine=cal.machine,
-        calibration=calibration, runtime=runtime, fusions=tuple(cal.applied), ops=dict(cal.families))
+        calibration=calibration, runtime=runtime, fusions=tuple(cal.applied), ops=dict(cal.families),
+        footprint=Footprint(cal.footprint.shares) if cal.footprint.shares else None)
 
 
 __all__ = ["ORT_SWEEPS", "OrtCalibration", "calibrate_ort", "ort_profile"]

@@ -57,10 +57,14 @@ class _Builder:
         self.count = 0
         self.constants: set[str] = set()
         self.remember: str | None = None  # a tensor a later op of a fusion probe reads
+        #: Where set, each 4-D input comes out of a 1x1 conv, as an op inside a model finds it.
+        self.produced = False
 
     def input(self, shape: Shape, name: str = "x") -> str:
         self.inputs.append(helper.make_tensor_value_info(name, FLOAT, list(shape)))
         self.shapes[name] = shape
+        if self.produced and len(shape) == 4:
+            return self.op("Conv", [name, self.weight((shape[1], shape[1], 1, 1))], shape)
         return name
 
     def const(self, array: np.ndarray, name: str | None = None) -> str:
@@ -444,3 +448,60 @@ def chain_probe(length: int) -> onnx.ModelProto:
     for _ in range(length):
         x = b.op("Add", [x, b.const(np.ones((1, 8, 1, 1), np.float32), f"c{b.count}")], (1, 8, 8, 8))
     return b.model([x])
+
+
+
+#: Megabytes the rest of a model touches, at which calibrate times each footprint probe.
+FOOTPRINT_MB = (8.0, 64.0, 256.0, 768.0)
+#: The footprint probes' size: (channels, side) of the activation map, 0.8 MB.
+FOOTPRINT_SIZE = (64, 56)
+#: The footprint key of conv kinds' memory traffic (the rest are op families).
+CONV_FOOTPRINT = "conv"
+
+
+@dataclass
+class FootprintProbe:
+    """What `latency.footprint` compares: an op alone, as the sweep times it, and the same op with its
+    input written by a 1x1 conv just before, as in a model."""
+
+    key: str  # the op family, or CONV_FOOTPRINT
+    op: str  # the op type whose kernel is timed
+    alone: onnx.ModelProto
+    produced: onnx.ModelProto
+
+
+def footprint_probes() -> list[FootprintProbe]:
+    """For each family with a probe on an activation map, and for a depthwise conv (the memory-bound
+    conv kind), the op at FOOTPRINT_SIZE alone and after a producer. Every builder of a family is
+    offered: calibrate keeps the first whose op onnxruntime does not fuse into the conv."""
+    c, hw = FOOTPRINT_SIZE
+    out = []
+    for family, builders in FAMILY_PROBES.items():
+        if family in ("view", "recurrent", "resize", "resize_linear", "pooling_nd", "normalization"):
+            continue  # no kernel of their own, a producer already, or no 4-D map to produce
+        for _label, build in builders:
+            graphs = []
+            for produced in (False, True):
+                b = _Builder(family)
+                b.produced = produced
+                graphs.append(b.model([build(b, c, hw)]))
+            if len(graphs[1].graph.node) == len(graphs[0].graph.node):
+                continue  # no 4-D input: nothing to produce
+            op = graphs[0].graph.node[-1].op_type
+            out.append(FootprintProbe(family, op if op != "Mul" or family != "swish" else SILU_KERNEL, *graphs))
+    depthwise = make_conv(name="dw", op="Conv", input_shape=_nchw(c, hw), out_channels=c, kernel=(3, 3),
+                          stride=(1, 1), padding=(1, 1, 1, 1), groups=c)
+    graphs = []
+    for produced in (False, True):
+        b = _Builder("conv")
+        b.produced = produced
+        graphs.append(b.model([_conv_node(b, depthwise, b.input(depthwise.input_shape))]))
+    out.append(FootprintProbe(CONV_FOOTPRINT, "Conv", *graphs))
+    return out
+
+
+def rest_of_model(mb: float) -> onnx.ModelProto:
+    """A Relu reading and writing `mb` megabytes in all: what the rest of a model touches per run."""
+    b = _Builder("rest")
+    shape = (max(int(mb * 1e6 / 8), 1),)
+    return b.model([b.op("Relu", [b.input(shape)], shape)])

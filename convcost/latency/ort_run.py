@@ -130,10 +130,11 @@ def set_threads(so: Any, threads: int) -> None:
 
 
 def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: Mapping[str, tuple[int, ...]] = {},
-                 optimized_path: str | None = None, seed: int = 0) -> Session:
+                 optimized_path: str | None = None, seed: int = 0, fill: float | None = None) -> Session:
     """A CPU session with `threads` intra-op threads, sequential execution and the default (all)
     graph optimizations; `model` is a ModelProto, bytes or a path. Inputs are random at their
-    declared shapes, or at `shapes` where given (a symbolic dim needs it)."""
+    declared shapes, or at `shapes` where given (a symbolic dim needs it); or all `fill` (quick to
+    make for a large input)."""
     ort = import_ort()
     so = ort.SessionOptions()
     set_threads(so, threads)
@@ -153,7 +154,9 @@ def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: M
     for i in sess.get_inputs():
         shape = shapes.get(i.name) or tuple(d if isinstance(d, int) else 1 for d in i.shape)
         dtype = _NUMPY.get(i.type, np.float32)
-        if np.issubdtype(dtype, np.floating):
+        if fill is not None:
+            feeds[i.name] = np.full(shape, fill, dtype)
+        elif np.issubdtype(dtype, np.floating):
             feeds[i.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype == np.bool_:
             feeds[i.name] = np.zeros(shape, np.bool_)

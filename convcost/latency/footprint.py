@@ -1,0 +1,92 @@
+"""How fast an op's memory traffic moves depends on how much memory the whole model touches per run.
+
+`calibrate --runtime onnxruntime` times every probe graph on its second run after hundreds of other
+probes ran: by then the caches hold nothing of the probe's but what its first run left. An op inside
+a model finds its input just written by the op before it, and its buffers touched one model run
+ago; where the model's weights and activations fit in the last-level cache, that is much sooner
+than the sweep's. On a 2-vCPU Xeon VM (2 MB of L2 per core), onnxruntime's Relu on a 1x128x56x56
+tensor takes 163 us in the sweep, 108 us after a producer wrote its input in a model that touches
+16 MB per run, and 236 us in one that touches 600 MB.
+
+The share differs by op: on that machine, at 16 MB, a Concat takes 0.48 of its sweep time after
+a conv wrote its inputs, a Transpose 0.78, a MaxPool 0.93. So a calibrated profile states, per op
+family and for conv kinds, at a few footprints, the time an op's memory traffic takes there as a
+share of the sweep's (`Footprint`), and a model's estimates move its bytes at the family's (kind's)
+bandwidth divided by the share at the model's footprint (`touched_mb`: its constants plus the
+most activation bytes live at once, the arena onnxruntime reuses). Compute is not scaled: a conv
+that is compute-bound is so in either state. Nor are the kinds whose probes the sweep times on a cold
+first run (COLD_KINDS), as their weights stream from memory on every run of any model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from convcost.cost.nodes import element_bytes
+from convcost.ir.model import Node, Shape
+
+#: Kinds whose sweep probes run cold on every visit: a matrix-vector product with more weights than a
+#: cache holds reads them from memory in every model run (kinds.MATVEC_CACHED_BYTES).
+COLD_KINDS = ("matvec_large",)
+
+
+#: The key of conv kinds' memory traffic in a Footprint (the other keys are op families).
+CONV = "conv"
+
+
+def _interpolate(points: tuple[tuple[float, float], ...], mb: float) -> float:
+    if mb <= points[0][0]:
+        return points[0][1]
+    for (a, sa), (b, sb) in zip(points, points[1:], strict=False):
+        if mb <= b:
+            t = math.log(mb / a) / math.log(b / a)
+            return sa + t * (sb - sa)
+    return points[-1][1]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Per op family (and CONV for conv kinds): (megabytes a model run touches, time of the memory
+    traffic there / in the calibration sweep) points, sorted by megabytes. Between two points the
+    share is interpolated in log(megabytes); beyond the ends it is the end's; a family without
+    points keeps the sweep's time (share 1)."""
+
+    points: dict[str, tuple[tuple[float, float], ...]]
+
+    def share(self, key: str, mb: float) -> float:
+        pts = self.points.get(key)
+        return _interpolate(pts, mb) if pts else 1.0
+
+
+def _bytes(shape: Shape | None, dtype: str | None, analysis_dtype: str) -> int:
+    return 0 if shape is None else math.prod(shape) * element_bytes(dtype, analysis_dtype)
+
+
+def touched_mb(nodes: Sequence[Node], dtype: str = "float32") -> float:
+    """Megabytes (1e6) one run of the model touches: every constant input (weights) once, and the
+    most activation bytes live at one time (a tensor lives from the node that writes it to its
+    last reader; the model's inputs from the start)."""
+    weights: dict[str, int] = {}
+    size: dict[str, int] = {}
+    last: dict[str, int] = {}
+    produced: set[str] = set()
+    for i, node in enumerate(nodes):
+        for j, (name, shape) in enumerate(zip(node.inputs, node.input_shapes, strict=False)):
+            if j in node.constant:
+                weights.setdefault(name, _bytes(shape, node.dtype, dtype))
+            elif name:
+                size.setdefault(name, _bytes(shape, node.dtype, dtype))
+                last[name] = i
+        for name, shape in zip(node.outputs, node.output_shapes, strict=False):
+            size[name] = _bytes(shape, node.dtype, dtype)
+            produced.add(name)
+            last.setdefault(name, i)
+    live = sum(size[t] for t in size if t not in produced)  # the model's inputs
+    peak = live
+    for i, node in enumerate(nodes):
+        live += sum(size[t] for t in node.outputs)
+        peak = max(peak, live)
+        live -= sum(size[t] for t in set(node.inputs) | set(node.outputs) if t in last and last[t] == i)
+    return (sum(weights.values()) + peak) / 1e6

@@ -1,0 +1,81 @@
+"""The footprint part of `calibrate --runtime onnxruntime`: how much faster or slower an op's memory
+traffic moves inside a model that touches a given number of megabytes per run than in the sweep
+(convcost.latency.footprint says why it differs).
+
+For each op family, and for a depthwise conv, two graphs (ort_graphs.footprint_probes): the op
+alone, timed as the sweep times it -- on its second run after graphs touching far more than any
+cache holds ran -- and the op with its input written by a 1x1 conv just before, timed on its first
+run after a graph touching FOOTPRINT_MB megabytes, as the rest of a model of that footprint would.
+The share is the second time over the first, at each footprint.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from convcost.latency.load import free_bytes
+from convcost.latency.ort_graphs import FOOTPRINT_MB, FootprintProbe, footprint_probes, rest_of_model
+from convcost.latency.ort_run import INSERTED_OPS, Session, make_session
+
+#: Runs of each session before any is timed (buffers allocated, kernels prepared).
+WARMUP = 2
+
+
+@dataclass
+class FootprintTimes:
+    """Per key (family or conv): (megabytes, share) points, and the times they come from in us."""
+
+    shares: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    us: dict[str, dict[str, float]] = field(default_factory=dict)
+    ops: dict[str, str] = field(default_factory=dict)  # key -> the op type timed
+
+
+def _op_ms(session: Session, op: str, bias: float) -> list[float]:
+    """The kernel times of `op`'s node in every run so far (reorders aside), less the profiler's bias."""
+    events = session.kernel_ms()
+    name = [n for n in events if session.ops.get(n) == op and op not in INSERTED_OPS][-1]  # the last: not a producer
+    return [max(ms - bias, 1e-6) for ms in events[name]]
+
+
+def _runs_op(probe: FootprintProbe, threads: int) -> bool:
+    """Whether onnxruntime runs the probed op as a kernel of its own after the producer (not fused)."""
+    s = make_session(probe.produced, threads, profiling=True)
+    s.run()
+    s.kernel_ms()
+    return probe.op in s.ops.values()
+
+
+def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOOTPRINT_MB,
+                      bias: float = 0.0) -> FootprintTimes:
+    """Time every footprint probe (medians of at least 5 runs); footprints needing more than an eighth
+    of the free memory are left out."""
+    repeats = max(repeats, 5)
+    sizes = tuple(mb for i, mb in enumerate(sizes) if i == 0 or mb * 1e6 * 2 <= free_bytes() / 8)
+    rests = {mb: make_session(rest_of_model(mb), threads, fill=1.0) for mb in sizes}
+    flush = rests[sizes[-1]]
+    out = FootprintTimes()
+    for probe in footprint_probes():
+        if probe.key in out.shares or not _runs_op(probe, threads):
+            continue
+        alone = make_session(probe.alone, threads, profiling=True)
+        produced = make_session(probe.produced, threads, profiling=True)
+        for s in (alone, produced):  # a session's first runs allocate its buffers
+            for _ in range(WARMUP):
+                s.run()
+        for _ in range(repeats):
+            flush.run()
+            alone.run()
+            alone.run()
+        sweep = statistics.median(_op_ms(alone, probe.op, bias)[WARMUP + 1::2])
+        for mb in sizes:
+            for _ in range(repeats):
+                rests[mb].run()
+                produced.run()
+        times = _op_ms(produced, probe.op, bias)[WARMUP:]
+        inside = [statistics.median(times[i * repeats: (i + 1) * repeats]) for i in range(len(sizes))]
+        out.shares[probe.key] = tuple((mb, ms / sweep) for mb, ms in zip(sizes, inside, strict=True))
+        out.us[probe.key] = {"sweep": round(sweep * 1e3, 2),
+                             **{f"{mb:g}": round(ms * 1e3, 2) for mb, ms in zip(sizes, inside, strict=True)}}
+        out.ops[probe.key] = probe.op
+    return out
