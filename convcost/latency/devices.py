@@ -51,7 +51,7 @@ import yaml
 
 from convcost.cost import DTYPE_BYTES
 from convcost.ir.model import Node, Op
-from convcost.latency.footprint import COLD_KINDS, CONV, Footprint, touched_mb
+from convcost.latency.footprint import CONV, UNSCALED_KINDS, Footprint, touched_mb
 from convcost.latency.fusions import FUSIONS, RUNTIMES
 from convcost.latency.graph import RUN, FamilyFigures, WholeEstimate, WholePlan, family_names, plan_whole
 from convcost.latency.kinds import KINDS, lineage
@@ -104,7 +104,7 @@ class DeviceProfile:
         mb = touched_mb(nodes, dtype)
         fp, roof = self.footprint, self.roofline
         conv = fp.share(CONV, mb)
-        memory = {k: roof.memory_share(k) / (1.0 if k in COLD_KINDS else conv) for k in KINDS}
+        memory = {k: roof.memory_share(k) / (1.0 if k in UNSCALED_KINDS else conv) for k in KINDS}
         ops = {f: fig if f == RUN else replace(fig, memory_efficiency=fig.memory_efficiency / fp.share(f, mb))
                for f, fig in self.ops.items()}
         return replace(self, roofline=replace(roof, memory_efficiency=memory), ops=ops)

@@ -4,18 +4,19 @@
 probes ran: by then the caches hold nothing of the probe's but what its first run left. An op inside
 a model finds its input just written by the op before it, and its buffers touched one model run
 ago; where the model's weights and activations fit in the last-level cache, that is much sooner
-than the sweep's. On a 2-vCPU Xeon VM (2 MB of L2 per core), onnxruntime's Relu on a 1x128x56x56
-tensor takes 163 us in the sweep, 108 us after a producer wrote its input in a model that touches
-16 MB per run, and 236 us in one that touches 600 MB.
+than the sweep's, and where they do not, later. On a 2-vCPU Xeon VM (2 MB of L2 per core) at one
+thread, a Relu on a 1x128x56x56 tensor takes 163 us in the sweep, 108 us after a Relu that writes
+its input in a model touching 16 MB per run, and 236 us in one touching 600 MB.
 
-The share differs by op: on that machine, at 16 MB, a Concat takes 0.48 of its sweep time after
-a conv wrote its inputs, a Transpose 0.78, a MaxPool 0.93. So a calibrated profile states, per op
-family and for conv kinds, at a few footprints, the time an op's memory traffic takes there as a
-share of the sweep's (`Footprint`), and a model's estimates move its bytes at the family's (kind's)
-bandwidth divided by the share at the model's footprint (`touched_mb`: its constants plus the
-most activation bytes live at once, the arena onnxruntime reuses). Compute is not scaled: a conv
-that is compute-bound is so in either state. Nor are the kinds whose probes the sweep times on a cold
-first run (COLD_KINDS), as their weights stream from memory on every run of any model.
+The share differs by op. So a calibrated profile states, per op family and for conv kinds (CONV),
+at a few footprints, the time an op's memory traffic takes there as a share of the sweep's
+(`Footprint`; convcost.latency.ort_footprint measures it): on that machine, at 8 MB, a QuickGelu
+0.69, a depthwise conv 0.72, a Concat 0.77, a MaxPool 0.94; at 768 MB a broadcast Mul 2.2. A model's
+estimates move its bytes at the family's (kind's) bandwidth divided by the share at the model's
+footprint (`touched_mb`: its constants plus the most activation bytes live at once, the arena
+onnxruntime reuses). Compute is not scaled: a conv that is compute-bound is so in either state.
+Nor is the weight stream of a matrix-vector product (UNSCALED_KINDS): a model reads it one run
+after the last time, as the sweep's probe does, or from memory on every run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from convcost.ir.model import Node, Shape
 #: Kinds whose sweep probes run cold on every visit: a matrix-vector product with more weights than a
 #: cache holds reads them from memory in every model run (kinds.MATVEC_CACHED_BYTES).
 COLD_KINDS = ("matvec_large",)
+#: Kinds whose traffic the footprint does not scale. A matrix-vector product streams weights that a
+#: model last read one run ago, as its probe finds them in the sweep (a classifier at the end of the
+#: model); scaled by the conv share, ResNet-18's and EfficientNet's classifiers came out 45% and 29%
+#: too fast at one thread. The large one's probes run cold on every visit anyway.
+UNSCALED_KINDS = ("matvec", *COLD_KINDS)
 
 
 #: The key of conv kinds' memory traffic in a Footprint (the other keys are op families).

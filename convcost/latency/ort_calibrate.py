@@ -16,7 +16,7 @@ What it measures, in one interleaved sampling (convcost.latency.ort_run):
 - for each conv fusion convcost models, graphs a, b and a -> b: the fusion counts as applied when
   T(a) + T(b) - T(a -> b) > 0.5 x min(T(a), T(b)) (nn-Meter's rule), times net of the run overhead;
 - after the sampling, one op of each family (and a depthwise conv) after a producer, run once after
-  graphs touching 8 MB to 1 GB, over its time alone as the sweep takes it: how much faster or slower
+  graphs touching 8 to 768 MB, over its time alone as the sweep takes it: how much faster or slower
   memory traffic moves in models that touch that much (convcost.latency.ort_footprint).
 
 Peak is the best conv rate seen and bandwidth the best rate of a memory-bound op; where the fit

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from convcost.latency.load import free_bytes
 from convcost.latency.ort_graphs import FOOTPRINT_MB, FootprintProbe, footprint_probes, rest_of_model
-from convcost.latency.ort_run import INSERTED_OPS, Session, make_session
+from convcost.latency.ort_run import Session, make_session
 
 #: Runs of each session before any is timed (buffers allocated, kernels prepared).
 WARMUP = 2
@@ -32,9 +32,9 @@ class FootprintTimes:
 
 
 def _op_ms(session: Session, op: str, bias: float) -> list[float]:
-    """The kernel times of `op`'s node in every run so far (reorders aside), less the profiler's bias."""
+    """The kernel times of `op`'s node in every run so far, less the profiler's bias."""
     events = session.kernel_ms()
-    name = [n for n in events if session.ops.get(n) == op and op not in INSERTED_OPS][-1]  # the last: not a producer
+    name = [n for n in events if session.ops.get(n) == op][-1]  # the last: a conv probe's producer is a Conv too
     return [max(ms - bias, 1e-6) for ms in events[name]]
 
 
