@@ -164,10 +164,10 @@ def test_a_bad_footprint_is_exit_2(tmp_path: Path, footprint: dict, fragment: st
 def test_every_footprint_probe_times_the_op_after_its_producer() -> None:
     """Each produced graph writes every 4-D input with a 1x1 conv and ends in the probed op, the one
     whose kernel calibrate times (the last of its type: the conv probe's producer is a Conv too)."""
-    from convcost.latency.ort_graphs import CONV_FOOTPRINT, footprint_probes
+    from convcost.latency.ort_graphs import footprint_probes
 
     probes = footprint_probes()
-    assert {p.key for p in probes} >= {"elementwise", "swish", "data_movement", "pooling", "softmax", CONV_FOOTPRINT}
+    assert {p.key for p in probes} >= {"elementwise", "swish", "data_movement", "pooling", "softmax", CONV}
     for p in probes:
         alone, produced = p.alone.graph.node, p.produced.graph.node
         assert len(produced) > len(alone)

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from convcost.cost.nodes import node_family
 from convcost.ir.model import Conv, MatMul, Node, Shape
 from convcost.ir.shapes import make_conv
+from convcost.latency.footprint import CONV
 from convcost.latency.fusions import SILU_KERNEL
 
 OPSET = 17
@@ -455,19 +456,25 @@ def chain_probe(length: int) -> onnx.ModelProto:
 FOOTPRINT_MB = (8.0, 64.0, 256.0, 768.0)
 #: The footprint probes' size: (channels, side) of the activation map, 0.8 MB.
 FOOTPRINT_SIZE = (64, 56)
-#: The footprint key of conv kinds' memory traffic (the rest are op families).
-CONV_FOOTPRINT = "conv"
-
-
 @dataclass
 class FootprintProbe:
     """What `latency.footprint` compares: an op alone, as the sweep times it, and the same op with its
     input written by a 1x1 conv just before, as in a model."""
 
-    key: str  # the op family, or CONV_FOOTPRINT
+    key: str  # the op family, or footprint.CONV
     op: str  # the op type whose kernel is timed
     alone: onnx.ModelProto
     produced: onnx.ModelProto
+
+
+def _alone_and_produced(name: str, build: Any) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """The graph `build(b)` makes, as is and with each 4-D input written by a 1x1 conv."""
+    graphs = []
+    for produced in (False, True):
+        b = _Builder(name)
+        b.produced = produced
+        graphs.append(b.model([build(b)]))
+    return graphs[0], graphs[1]
 
 
 def footprint_probes() -> list[FootprintProbe]:
@@ -480,23 +487,15 @@ def footprint_probes() -> list[FootprintProbe]:
         if family in ("view", "recurrent", "resize", "resize_linear", "pooling_nd", "normalization"):
             continue  # no kernel of their own, a producer already, or no 4-D map to produce
         for _label, build in builders:
-            graphs = []
-            for produced in (False, True):
-                b = _Builder(family)
-                b.produced = produced
-                graphs.append(b.model([build(b, c, hw)]))
-            if len(graphs[1].graph.node) == len(graphs[0].graph.node):
+            alone, produced = _alone_and_produced(family, lambda b, build=build: build(b, c, hw))
+            if len(produced.graph.node) == len(alone.graph.node):
                 continue  # no 4-D input: nothing to produce
-            op = graphs[0].graph.node[-1].op_type
-            out.append(FootprintProbe(family, op if op != "Mul" or family != "swish" else SILU_KERNEL, *graphs))
+            op = SILU_KERNEL if family == "swish" else alone.graph.node[-1].op_type
+            out.append(FootprintProbe(family, op, alone, produced))
     depthwise = make_conv(name="dw", op="Conv", input_shape=_nchw(c, hw), out_channels=c, kernel=(3, 3),
                           stride=(1, 1), padding=(1, 1, 1, 1), groups=c)
-    graphs = []
-    for produced in (False, True):
-        b = _Builder("conv")
-        b.produced = produced
-        graphs.append(b.model([_conv_node(b, depthwise, b.input(depthwise.input_shape))]))
-    out.append(FootprintProbe(CONV_FOOTPRINT, "Conv", *graphs))
+    out.append(FootprintProbe(CONV, "Conv", *_alone_and_produced(
+        "conv", lambda b: _conv_node(b, depthwise, b.input(depthwise.input_shape)))))
     return out
 
 
