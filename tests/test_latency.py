@@ -172,6 +172,10 @@ def test_a_gemv_streams_its_weights_without_a_pixel_penalty(tiny) -> None:
     (make_conv("s1", "Conv", (1, 77, 8, 8), 64, (1, 3), (1, 1), (0, 1, 0, 1)), "unaligned"),
     (MatMul("fc1", "Gemm", batch=1, m=1, k=64, n=10, params=650), "matvec"),
     (conv(3, 16, 3, 8, rank=3), "volumetric_stem"),
+    (make_conv("r3d", "Conv", (1, 3, 8, 56, 56), 64, (3, 7, 7), (1, 2, 2), (1, 3, 3) * 2), "volumetric_stem_strided"),
+    (conv(32, 32, 3, 8, rank=3, stride=2), "volumetric_strided"),  # also where torch runs vol2col
+    (conv(64, 64, 3, 32, rank=3, stride=2), "volumetric_strided"),
+    (conv(64, 64, 3, 8, rank=3, stride=2, groups=64), "depthwise"),
     (conv(64, 128, 1, 8), "pointwise"),
     (conv(256, 512, 1, 16, stride=2), "pointwise_strided"),  # ResNet's downsampling shortcut
     (make_conv("t", "ConvTranspose", (1, 64, 8, 8), 32, (4, 4), (2, 2), (1, 1, 1, 1)), "transposed"),
@@ -223,6 +227,17 @@ def test_volumetric_small_is_where_torch_runs_vol2col(shape) -> None:
     against the kernel torch's profiler sees, on both sides of the line (20 x 32 x 32 = 20,480)."""
     op = make_conv("v", "Conv", shape, shape[1], (3, 3, 3), (1, 1, 1), (1,) * 6)
     assert (op_kind(op) == "volumetric_small") == _runs_vol2col(op)
+
+
+def test_a_strided_conv_where_torch_runs_vol2col_still_unfolds(tiny) -> None:
+    """The unfold pass follows the volumetric_small rule, not the kind: a stride-2 3-D conv is priced
+    as volumetric_strided, and where torch runs it as vol2col it pays the column matrix all the same."""
+    c = conv(16, 32, 3, 8, rank=3, stride=2)  # 1 x 16 x 8 x 8 = 1,024 <= NATIVE_PLANE
+    assert op_kind(c) == "volumetric_strided" and _runs_vol2col(c)
+    m, k = 4 * 4 * 4, 16 * 27  # output voxels, C_in x 3^3
+    assert terms(tiny.roofline, c, "float32").unfold_s == pytest.approx(2 * k * m * 4 / 10e9)
+    big = conv(64, 64, 3, 32, rank=3, stride=2)  # 64 x 32 x 32 > NATIVE_PLANE: oneDNN, no column matrix
+    assert terms(tiny.roofline, big, "float32").unfold_s == 0.0
 
 
 def test_a_kind_without_figures_takes_its_parents(tmp_path: Path) -> None:
@@ -346,12 +361,14 @@ def test_fit_recovers_a_known_roofline() -> None:
                       "transposed": 0.35, "volumetric": 0.5, "volumetric_small": 0.25, "rectangular": 0.55,
                       "matmul": 0.65, "matvec": 0.3, "sequence": 0.45, "volumetric_stem": 0.2, "grouped_narrow": 0.15,
                       "depthwise_unaligned": 0.1, "matvec_large": 0.3, "unaligned": 0.4, "depthwise_multiplier": 0.12,
-                      "pointwise_strided": 0.5, "depthwise_unblocked": 0.05},
+                      "pointwise_strided": 0.5, "depthwise_unblocked": 0.05, "volumetric_strided": 0.35,
+                      "volumetric_stem_strided": 0.15},
                      {"dense": 15.0, "pointwise": 10.0, "depthwise": 60.0, "grouped": 40.0, "small_channel": 10.0,
                       "transposed": 20.0, "volumetric": 25.0, "volumetric_small": 30.0, "rectangular": 12.0,
                       "matmul": 8.0, "matvec": 6.0, "sequence": 9.0, "volumetric_stem": 14.0, "grouped_narrow": 30.0,
                       "depthwise_unaligned": 40.0, "matvec_large": 6.0, "unaligned": 18.0,
-                      "depthwise_multiplier": 35.0, "pointwise_strided": 12.0, "depthwise_unblocked": 50.0},
+                      "depthwise_multiplier": 35.0, "pointwise_strided": 12.0, "depthwise_unblocked": 50.0,
+                      "volumetric_strided": 22.0, "volumetric_stem_strided": 16.0},
                      Saturation(pixels=dict.fromkeys(KINDS, 30.0),
                                 out_channels={k: 8.0 for k in KINDS if k not in WORK_KINDS},
                                 work={k: 2000.0 for k in WORK_KINDS}, reduction=12.0))
@@ -368,7 +385,8 @@ def test_fit_recovers_a_known_roofline() -> None:
                     conv(c + 2, c + 2, 3, hw, groups=c + 2), conv(c + 4, c + 4, 3, hw, groups=c + 4),
                     conv(c, c, 3, hw * 4, rank=1),
                     conv(c, c, 3, hw, groups=c // 4 if c >= 64 else c // 2), conv(3, c, 3, max(hw // 2, 2), rank=3),
-                    conv(c + 1, c, 3, hw), conv(c, 2 * c, 3, hw, groups=c), conv(c, 2 * c, 1, hw, stride=2)]
+                    conv(c + 1, c, 3, hw), conv(c, 2 * c, 3, hw, groups=c), conv(c, 2 * c, 1, hw, stride=2),
+                    conv(c, 2 * c, 3, max(hw // 2, 2), stride=2, rank=3), conv(3, c, 3, hw, stride=2, rank=3)]
         ops += [conv(3, c, 3, 56, stride=2), conv(c, 2, 3, 28)]
     # Tiny ops of every kind pin down the overheads, as calibrate's sweep does.
     ops += [conv(16, 16, 3, 2), conv(16, 32, 1, 2), conv(16, 16, 3, 2, groups=16), conv(16, 16, 3, 2, groups=4),
@@ -378,7 +396,7 @@ def test_fit_recovers_a_known_roofline() -> None:
             make_conv("r", "Conv", (1, 16, 2, 2), 16, (1, 3), (1, 1), (0, 1, 0, 1)),
             MatMul("m", "MatMul", 1, 2, 16, 16), conv(3, 8, 3, 4, rank=3), conv(3, 16, 3, 8, rank=3),
             conv(3, 32, 3, 6, rank=3), conv(17, 16, 3, 2), conv(16, 32, 3, 2, groups=16), conv(64, 64, 1, 4, stride=2),
-            conv(20, 20, 3, 2, groups=20)]
+            conv(20, 20, 3, 2, groups=20), conv(8, 8, 3, 2, stride=2, rank=3), conv(3, 8, 3, 2, stride=2, rank=3)]
     ops += [MatMul("big", "Gemm", 1, 1, k, n, params=k * n) for k, n in ((4096, 4096), (8192, 2048), (2048, 4096))]
     assert {op_kind(op) for op in ops} == set(KINDS)
     samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]

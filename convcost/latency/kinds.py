@@ -102,6 +102,13 @@ def _sequence(op: Op) -> bool:
 STEM_CHANNELS = 4
 
 
+@register_kind("volumetric_stem_strided", "a video stem with a stride above 1 (torchvision's 3x7x7, stride 1x2x2): "
+                                          "its vol2col gathers every other pixel, 1.2-1.4x slower per MAC in "
+                                          "onnxruntime than a stride-1 stem", parent="volumetric_stem")
+def _volumetric_stem_strided(op: Op) -> bool:
+    return _volumetric_stem(op) and max(op.stride) > 1
+
+
 @register_kind("volumetric_stem", f"3-D conv reading fewer than {STEM_CHANNELS} channels (a video stem on RGB clips): "
                                   "a small reduction per output, through the 3-D kernels", parent="small_channel")
 def _volumetric_stem(op: Op) -> bool:
@@ -121,6 +128,13 @@ def _small(op: Op) -> bool:
 @register_kind("transposed", "ConvTranspose (upsampling), unless depthwise or small-channel", parent="dense")
 def _transposed(op: Op) -> bool:
     return isinstance(op, Conv) and op.op == "ConvTranspose"
+
+
+@register_kind("volumetric_strided", "3-D conv with a stride above 1 (a video net's downsampling conv), unless "
+                                     "depthwise or a stem: its vol2col gathers a strided input, about 1.3x slower per "
+                                     "MAC in onnxruntime than at stride 1", parent="volumetric")
+def _volumetric_strided(op: Op) -> bool:
+    return isinstance(op, Conv) and op.rank == 3 and op.op == "Conv" and max(op.stride) > 1
 
 
 #: PyTorch's CPU backend hands a batch-1, ungrouped conv with kernels of at most 3 to oneDNN only when

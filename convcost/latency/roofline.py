@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 
 from convcost.cost import bytes_per_element, cost_of
 from convcost.ir.model import Conv, MatMul, Op
-from convcost.latency.kinds import gemm_dims, lineage, nearest, op_kind
+from convcost.latency.kinds import KIND_RULES, gemm_dims, lineage, nearest, op_kind
 
 Bound = Literal["compute", "memory", "overhead"]
 
@@ -174,6 +174,8 @@ def peak_for(roof: Roofline, dtype: str) -> float:
 #: one GEMM on it: the matrix is written and read once more, a pass of its own before the GEMM.
 #: Its share is about 1/C_out of the compute, so it matters for thin layers: a 16 -> 32 (1,3,3)
 #: conv on 8x28x28 spends 0.4 of its 2.2 ms on it here. (oneDNN's direct kernels do not unfold.)
+#: A kind's rule decides, not the op's kind: a strided 3-D conv is priced as volumetric_strided and
+#: still unfolds where the volumetric_small rule matches it.
 UNFOLDS = frozenset({"volumetric_small"})
 
 
@@ -186,7 +188,7 @@ def unfold_bytes(op: Op, dtype: str) -> int:
     if op.op == "ConvTranspose":
         inputs = op.input_shape[0] * math.prod(op.input_shape[2:])
         return 2 * op.out_channels * math.prod(op.kernel) * inputs * bytes_per_element(op.dtype or dtype)
-    if op_kind(op) not in UNFOLDS:
+    if not any(KIND_RULES[kind].test(op) for kind in UNFOLDS):
         return 0
     m, _, k = gemm_dims(op)
     return 2 * m * k * bytes_per_element(op.dtype or dtype)

@@ -111,6 +111,9 @@ def full_convs() -> list[Conv]:
             _conv(3, 16, 3, 64, rank=3)]
     # torchvision's video ResNet stems (r3d, mc3): a 3x7x7 kernel, stride 1x2x2, at a few widths.
     ops += [_stem3d(cout, d, hw) for cout, d, hw in ((64, 16, 112), (32, 8, 64), (16, 4, 32))]
+    # Strided 3-D convs: a video ResNet's downsampling convs (r3d's 64 -> 128 and 128 -> 256).
+    ops += [_conv(cin, cout, 3, hw, 2, rank=3, depth=d) for cin, cout, hw, d in (
+        (64, 128, 28, 8), (128, 256, 14, 4), (32, 64, 32, 8), (16, 32, 56, 8))]
     # Rectangular kernels (k x 1, 1 x k): the stages of spatially separable convs, Inception's 1x7 / 7x1.
     ops += [_rect(c, c, k, hw, axis) for c, k, hw in ((64, 3, 56), (128, 3, 28), (256, 3, 14), (512, 3, 7),
                                                        (32, 3, 112), (192, 7, 17), (96, 5, 28)) for axis in (0, 1)]
@@ -136,7 +139,8 @@ def tiny_convs() -> list[Conv]:
             _conv(16, 16, 3, 8, rank=1), _conv(3, 8, 3, 4, rank=3),  # a 1-D conv, a video stem
             _conv(16, 16, 2, 4, 2, op="ConvTranspose"), _rect(16, 16, 3, 4, 0),  # an upsampling, a k x 1
             _conv(24, 24, 3, 4, groups=24), _conv(64, 64, 3, 4, groups=4),  # 24 channels, 16 per group
-            _conv(18, 18, 3, 4, groups=18)]  # a depthwise channel count no blocked kernel takes
+            _conv(18, 18, 3, 4, groups=18),  # a depthwise channel count no blocked kernel takes
+            _conv(8, 8, 3, 4, 2, rank=3), _stem3d(8, 2, 8)]  # a strided 3-D conv, a strided video stem
 
 
 def quick_convs() -> list[Conv]:
