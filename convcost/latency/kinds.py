@@ -106,7 +106,7 @@ STEM_CHANNELS = 4
                                           "its vol2col gathers every other pixel, 1.2-1.4x slower per MAC in "
                                           "onnxruntime than a stride-1 stem", parent="volumetric_stem")
 def _volumetric_stem_strided(op: Op) -> bool:
-    return _volumetric_stem(op) and max(op.stride) > 1
+    return isinstance(op, Conv) and _volumetric_stem(op) and max(op.stride) > 1
 
 
 @register_kind("volumetric_stem", f"3-D conv reading fewer than {STEM_CHANNELS} channels (a video stem on RGB clips): "
