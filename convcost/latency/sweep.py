@@ -79,6 +79,10 @@ def full_convs() -> list[Conv]:
                      (32, 112, 2), (240, 28, 3), (768, 14, 2)):
         ops.append(_conv(c, c, 3, hw, groups=g))
     ops += [_conv(256, 256, 1, 28, groups=8), _conv(96, 96, 1, 56, groups=4), _conv(512, 1024, 3, 14, 2, 32)]
+    # Grouped 1x1 convs: ShuffleNet's (g = 3, 8) and the grouped variant of a bottleneck's 1x1 convs (g = 4).
+    ops += [_conv(cin, cout, 1, hw, groups=g) for cin, cout, hw, g in (
+        (240, 60, 28, 3), (60, 240, 28, 3), (480, 120, 14, 3), (120, 480, 14, 3), (384, 96, 28, 8),
+        (256, 64, 56, 4), (64, 256, 56, 4), (1024, 256, 14, 4), (960, 240, 7, 3))]
     # Small channel counts: RGB stems, thin heads, squeeze convs.
     ops += [_conv(3, 32, 3, 224, 2), _conv(3, 64, 7, 224, 2), _conv(3, 16, 3, 112), _conv(3, 96, 11, 224, 4),
             _conv(16, 3, 3, 112), _conv(32, 2, 1, 56), _conv(2, 32, 1, 28), _conv(64, 3, 3, 56),
@@ -140,7 +144,8 @@ def tiny_convs() -> list[Conv]:
             _conv(16, 16, 2, 4, 2, op="ConvTranspose"), _rect(16, 16, 3, 4, 0),  # an upsampling, a k x 1
             _conv(24, 24, 3, 4, groups=24), _conv(64, 64, 3, 4, groups=4),  # 24 channels, 16 per group
             _conv(18, 18, 3, 4, groups=18),  # a depthwise channel count no blocked kernel takes
-            _conv(8, 8, 3, 4, 2, rank=3), _stem3d(8, 2, 8)]  # a strided 3-D conv, a strided video stem
+            _conv(8, 8, 3, 4, 2, rank=3), _stem3d(8, 2, 8),  # a strided 3-D conv, a strided video stem
+            _conv(32, 32, 1, 4, groups=4)]  # a grouped 1x1
 
 
 def quick_convs() -> list[Conv]:
