@@ -510,9 +510,9 @@ def test_a_real_calibration_prices_a_grouped_1x1_conv_by_its_compute() -> None:
     memory traffic at 0.15 of the copy bandwidth and priced the 4-group variant of MobileNet v2's
     144 -> 24 1x1 projection on 56x56 as memory-bound at 0.79-0.86 ms, slower than the original conv,
     where `bench` measured 0.42 ms for it against 0.60 ms for the original (fifth session, AK's host).
-    That sweep predates the grouped_pointwise kind (this conv has 6 output channels per group) and has
-    one conv of it, which now fits that kind on its own (0.28-0.32 ms); the check is that the
-    estimate stays compute-bound and below the original's, at the copy's bandwidth."""
+    This conv is of the grouped_pointwise kind (6 output channels per group), of which that sweep has
+    one conv: the kind fits it at 0.28-0.32 ms. The check is that the estimate stays compute-bound
+    and below the original's, at the copy's bandwidth."""
     from benchmarks.latency_offline import conv_from_json
 
     doc = json.loads((ROOT / "benchmarks/data/latency_offline/session5-a/calibrations.json").read_text())
