@@ -66,6 +66,11 @@ BLOCK = 16
 ALIGN = 4
 
 
+def _unaligned_groups(op: Conv) -> bool:
+    """Whether a group's input or output channel count is not a multiple of BLOCK: no blocked kernel takes it."""
+    return (op.in_channels // op.groups) % BLOCK != 0 or (op.out_channels // op.groups) % BLOCK != 0
+
+
 @register_kind("depthwise_multiplier", "groups = C_in > 1 and C_out = m x C_in with m > 1 (Keras' depth_multiplier, "
                                        "the depthwise variant's stage at m > 1): blocked depthwise kernels take only "
                                        "m = 1, so onnxruntime runs it as a grouped conv in NCHW", parent="depthwise")
@@ -122,7 +127,7 @@ def _volumetric_stem(op: Op) -> bool:
 def _grouped_pointwise(op: Op) -> bool:
     if not (isinstance(op, Conv) and op.op == "Conv" and op.groups > 1 and op.is_pointwise) or op.is_depthwise:
         return False
-    return (op.in_channels // op.groups) % BLOCK != 0 or (op.out_channels // op.groups) % BLOCK != 0
+    return _unaligned_groups(op)
 
 
 @register_kind("small_channel", f"each output sums fewer than {SMALL_REDUCTION} products (C_in/groups x kernel "
@@ -176,7 +181,7 @@ def _volumetric(op: Op) -> bool:
 def _grouped_narrow(op: Op) -> bool:
     if not (isinstance(op, Conv) and op.groups > 1) or op.is_pointwise:
         return False
-    return (op.in_channels // op.groups) % BLOCK != 0 or (op.out_channels // op.groups) % BLOCK != 0
+    return _unaligned_groups(op)
 
 
 @register_kind("grouped", "1 < groups < C_in")
