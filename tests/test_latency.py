@@ -168,6 +168,9 @@ def test_a_gemv_streams_its_weights_without_a_pixel_penalty(tiny) -> None:
     (conv(60, 240, 1, 28, groups=3), "grouped_pointwise"),  # 20 products per output, grouped all the same
     (conv(256, 64, 1, 56, groups=4), "grouped"),  # 64 and 16 per group: blocked kernels take it
     (conv(58, 58, 3, 8, groups=58), "depthwise_unblocked"),  # 58 = 4 x 14 + 2: no blocked kernel
+    (conv(58, 58, 3, 16, stride=2, groups=58), "depthwise_unblocked_strided"),  # ShuffleNet v2's downsampling
+    (conv(3, 3, 3, 32, stride=2, groups=3), "depthwise_unblocked_strided"),  # the depthwise variant of an RGB stem
+    (conv(60, 60, 3, 16, stride=2, groups=60), "depthwise_unaligned"),  # 60 = 4 x 15: blocked at any stride
     (conv(116, 116, 3, 8, groups=116), "depthwise_unaligned"),  # a multiple of 4, not of 16
     (conv(77, 64, 3, 8), "unaligned"),  # 77 input channels: no blocked kernel takes them
     (conv(76, 64, 3, 8), "dense"),
@@ -365,13 +368,14 @@ def test_fit_recovers_a_known_roofline() -> None:
                       "matmul": 0.65, "matvec": 0.3, "sequence": 0.45, "volumetric_stem": 0.2, "grouped_narrow": 0.15,
                       "depthwise_unaligned": 0.1, "matvec_large": 0.3, "unaligned": 0.4, "depthwise_multiplier": 0.12,
                       "pointwise_strided": 0.5, "depthwise_unblocked": 0.05, "volumetric_strided": 0.35,
-                      "volumetric_stem_strided": 0.15, "grouped_pointwise": 0.3},
+                      "volumetric_stem_strided": 0.15, "grouped_pointwise": 0.3, "depthwise_unblocked_strided": 0.02},
                      {"dense": 15.0, "pointwise": 10.0, "depthwise": 60.0, "grouped": 40.0, "small_channel": 10.0,
                       "transposed": 20.0, "volumetric": 25.0, "volumetric_small": 30.0, "rectangular": 12.0,
                       "matmul": 8.0, "matvec": 6.0, "sequence": 9.0, "volumetric_stem": 14.0, "grouped_narrow": 30.0,
                       "depthwise_unaligned": 40.0, "matvec_large": 6.0, "unaligned": 18.0,
                       "depthwise_multiplier": 35.0, "pointwise_strided": 12.0, "depthwise_unblocked": 50.0,
-                      "volumetric_strided": 22.0, "volumetric_stem_strided": 16.0, "grouped_pointwise": 24.0},
+                      "volumetric_strided": 22.0, "volumetric_stem_strided": 16.0, "grouped_pointwise": 24.0,
+                      "depthwise_unblocked_strided": 45.0},
                      Saturation(pixels=dict.fromkeys(KINDS, 30.0),
                                 out_channels={k: 8.0 for k in KINDS if k not in WORK_KINDS},
                                 work={k: 2000.0 for k in WORK_KINDS}, reduction=12.0))
@@ -386,6 +390,7 @@ def test_fit_recovers_a_known_roofline() -> None:
                     MatMul("m", "MatMul", batch=1, m=hw * hw, k=c, n=2 * c),
                     MatMul("v", "Gemm", batch=1, m=1, k=c * hw, n=c, params=c * hw * c),
                     conv(c + 2, c + 2, 3, hw, groups=c + 2), conv(c + 4, c + 4, 3, hw, groups=c + 4),
+                    conv(c + 2, c + 2, 3, 2 * hw, stride=2, groups=c + 2),
                     conv(c, c, 3, hw * 4, rank=1),
                     conv(c, c, 3, hw, groups=c // 4 if c >= 64 else c // 2), conv(3, c, 3, max(hw // 2, 2), rank=3),
                     conv(c + 1, c, 3, hw), conv(c, 2 * c, 3, hw, groups=c), conv(c, 2 * c, 1, hw, stride=2),
@@ -401,7 +406,7 @@ def test_fit_recovers_a_known_roofline() -> None:
             MatMul("m", "MatMul", 1, 2, 16, 16), conv(3, 8, 3, 4, rank=3), conv(3, 16, 3, 8, rank=3),
             conv(3, 32, 3, 6, rank=3), conv(17, 16, 3, 2), conv(16, 32, 3, 2, groups=16), conv(64, 64, 1, 4, stride=2),
             conv(20, 20, 3, 2, groups=20), conv(8, 8, 3, 2, stride=2, rank=3), conv(3, 8, 3, 2, stride=2, rank=3),
-            conv(16, 16, 1, 2, groups=4)]
+            conv(16, 16, 1, 2, groups=4), conv(18, 18, 3, 4, stride=2, groups=18)]
     ops += [MatMul("big", "Gemm", 1, 1, k, n, params=k * n) for k, n in ((4096, 4096), (8192, 2048), (2048, 4096))]
     assert {op_kind(op) for op in ops} == set(KINDS)
     samples = [Sample(op, estimate(truth, op, "float32").ms) for op in ops]

@@ -115,6 +115,10 @@ def full_convs() -> list[Conv]:
     # Depthwise channel counts that are not a multiple of 4 (kinds.ALIGN): no blocked kernel takes them.
     ops += [_conv(c, c, k, hw, stride=s, groups=c) for c, k, hw, s in (
         (58, 3, 28, 1), (29, 3, 56, 1), (174, 3, 14, 1), (90, 3, 28, 2), (58, 5, 14, 1))]
+    # ... and strided: ShuffleNet v2's downsampling branch, the depthwise variant's first stage on an RGB
+    # stem (3 channels, 3x3 and 7x7 at stride 2).
+    ops += [_conv(c, c, k, hw, stride=2, groups=c)
+            for c, k, hw in ((3, 3, 224), (3, 7, 224), (29, 3, 112), (6, 3, 112))]
     ops += [_conv(c, c, 3, hw, stride=s, groups=g) for c, hw, s, g in (
         (128, 56, 1, 32), (256, 56, 2, 32), (256, 28, 1, 32), (512, 28, 2, 32), (1024, 14, 2, 32), (240, 28, 1, 3))]
     # Video stems: RGB clips into the first 3-D conv.
@@ -152,7 +156,8 @@ def tiny_convs() -> list[Conv]:
             _conv(24, 24, 3, 4, groups=24), _conv(64, 64, 3, 4, groups=4),  # 24 channels, 16 per group
             _conv(18, 18, 3, 4, groups=18),  # a depthwise channel count no blocked kernel takes
             _conv(8, 8, 3, 4, 2, rank=3), _stem3d(8, 2, 8),  # a strided 3-D conv, a strided video stem
-            _conv(32, 32, 1, 4, groups=4)]  # a grouped 1x1
+            _conv(32, 32, 1, 4, groups=4),  # a grouped 1x1
+            _conv(18, 18, 3, 8, 2, groups=18)]  # a strided depthwise conv no blocked kernel takes
 
 
 def quick_convs() -> list[Conv]:
