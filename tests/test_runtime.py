@@ -447,6 +447,26 @@ def test_a_burst_samples_its_runs_after_the_settling_ones(tmp_path: Path) -> Non
     assert node_medians(s, 2)[name] == statistics.median(kept)
 
 
+def test_the_layout_probe_times_the_reorder_onnxruntime_inserts() -> None:
+    """calibrate's `layout` graphs are a 1x1 conv read by a ReduceMean: onnxruntime runs the conv
+    blocked and inserts one ReorderOutput for the ReduceMean. The probe prices that copy (the map
+    read and written) and calibrate times that kernel, not the conv."""
+    from convcost.latency.ort_calibrate import _probe_ms
+    from convcost.latency.ort_graphs import family_probes
+    from convcost.latency.ort_run import make_session, node_medians
+
+    if _nchwc_block() is None:
+        pytest.skip("this CPU's onnxruntime has no blocked layout")
+    probe = next(p for p in family_probes() if p.family == "layout" and p.name.endswith("64x56x56"))
+    assert (probe.target.op, node_work(probe.target).bytes) == ("ReorderOutput", 2 * 64 * 56 * 56 * 4)  # type: ignore[union-attr]
+    session = make_session(probe.model, 1, profiling=True)
+    for _ in range(4):
+        session.run()
+    medians = node_medians(session, 1)  # reads the profile, and with it the kernels' op types
+    (copy,) = [name for name, op in session.ops.items() if op == "ReorderOutput"]
+    assert 0 < _probe_ms(session, 1, "ReorderOutput") == pytest.approx(medians[copy])
+
+
 def test_the_resize_probe_times_the_kernel_a_decoder_runs() -> None:
     """The linear resize probe upsamples a conv's output: x86 builds run it on the blocked layout,
     where the profiler names the kernel Upsample. The probe's time is that kernel's, not the conv's

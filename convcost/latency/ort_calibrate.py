@@ -119,13 +119,13 @@ class OrtCalibration:
 
 def _probe_ms(session: Session, warmup: int, op: str | None = None, bias: float = 0.0) -> float:
     """The op's own kernel time: every node's median but the layout reorders onnxruntime inserts
-    (or, given `op`, only the nodes of that op type, or of its blocked kernel), each less the
-    profiler's own `bias` per kernel."""
+    (or, given `op`, only the nodes of that op type, or of its blocked kernel: a reorder for the
+    `layout` family's probe), each less the profiler's own `bias` per kernel."""
     medians = node_medians(session, warmup)
     ops = session.ops
     wanted = {op, BLOCKED_KERNELS[op]} if op in BLOCKED_KERNELS else {op}
     return sum(max(ms - bias, 0.0) for name, ms in medians.items()
-               if ops.get(name) not in INSERTED_OPS and (op is None or ops.get(name) in wanted))
+               if (ops.get(name) not in INSERTED_OPS if op is None else ops.get(name) in wanted))
 
 
 def _kernels(session: Session) -> int:

@@ -284,6 +284,23 @@ def _reshape(b: _Builder, c: int, hw: int) -> str:
     return b.op("Relu", [y], (1, c * hw * hw))
 
 
+def _reorder(b: _Builder, c: int, hw: int) -> str:
+    """A 1x1 conv read by a ReduceMean: on x86 onnxruntime runs the conv blocked (NCHWc) and copies its
+    output back to NCHW for the ReduceMean in a ReorderOutput, the copy it inserts wherever a blocked
+    tensor meets an op that reads NCHW. The copy is the probe's IR node; it writes into the session's
+    arena, as in a model (a copy into a graph output writes a buffer allocated for that run, and is
+    slower). Reorders have a probe of their own, apart from data_movement's: a reorder moves its bytes
+    at another rate than a Concat (1.5x faster at one thread here), and its probe reads a map just
+    written, as in a model, so its figures take no footprint share (convcost.latency.footprint).
+    Priced with Concat's figures and share, a grouped MobileNetV2's 25 reorders come out at 1.8x
+    their time at two threads here."""
+    shape = _nchw(c, hw)
+    y = b.op("Conv", [b.input(shape), b.weight((c, c, 1, 1))], shape)
+    b.ir.append(Node(name="ReorderOutput", op="ReorderOutput", inputs=(y,), outputs=("reordered",),
+                     input_shapes=(shape,), output_shapes=(shape,), dtype="float32"))
+    return b.op("ReduceMean", [y], (1, c, 1, 1), axes=[2, 3], keepdims=1)
+
+
 #: Per family, the graphs that measure it: (label, builder(b, channels, side)).
 FAMILY_PROBES: dict[str, list[tuple[str, Any]]] = {
     "elementwise": [("Relu", _unary("Relu")), ("Add", _binary("Add")), ("Mul bcast", _binary("Mul", True)),
@@ -301,6 +318,7 @@ FAMILY_PROBES: dict[str, list[tuple[str, Any]]] = {
     "resize_linear": [("Resize linear", _resize("linear"))],
     "recurrent": [("LSTM", _recurrent("LSTM")), ("GRU", _recurrent("GRU"))],
     "view": [("Reshape", _reshape)],
+    "layout": [("ReorderOutput", _reorder)],
 }
 
 
@@ -484,7 +502,7 @@ def footprint_probes() -> list[FootprintProbe]:
     c, hw = FOOTPRINT_SIZE
     out = []
     for family, builders in FAMILY_PROBES.items():
-        if family in ("view", "recurrent", "resize", "resize_linear", "pooling_nd", "normalization"):
+        if family in ("view", "recurrent", "resize", "resize_linear", "pooling_nd", "normalization", "layout"):
             continue  # no kernel of their own, a producer already, or no 4-D map to produce
         for _label, build in builders:
             alone, produced = _alone_and_produced(family, lambda b, build=build: build(b, c, hw))
