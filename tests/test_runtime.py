@@ -409,6 +409,9 @@ def test_bench_runs_the_model_in_onnxruntime_and_maps_every_kernel(block: Path, 
     covered = [n for k in doc["kernels"] for n in k["nodes"]]
     convs = [n for n in covered if n.endswith("Conv")]
     assert len(convs) == len(set(convs)) == 3
+    variant = doc["variants"]["depthwise"]  # timed in turns with the original: the speed-up is theirs
+    assert variant["speedup_measured"] == pytest.approx(variant["original_measured_ms"] / variant["measured_ms"],
+                                                        rel=1e-5)
     fused = next(k for k in doc["kernels"] if "/c2/Conv" in k["nodes"])
     assert "/Add" in fused["nodes"] and "/Relu_1" in fused["nodes"]  # the residual add and its ReLU
     assert all(math.isfinite(k["estimated_ms"]) for k in doc["kernels"])
@@ -672,3 +675,19 @@ def test_a_depthwise_conv_runs_blocked_unless_its_channels_are_no_multiple_of_4(
         (conv,) = [n for n in onnx.load(so.optimized_model_filepath).graph.node if n.op_type == "Conv"]
     dw = make_conv("dw", "Conv", (1, channels, 28, 28), channels, (3, 3), (1, 1), (1, 1, 1, 1), groups=channels)
     assert (conv.domain == "com.microsoft.nchwc") == (op_kind(dw) != "depthwise_unblocked")
+
+
+def test_a_variants_speed_up_comes_from_the_runs_taken_in_turns_with_the_original() -> None:
+    """The original measured alone at 10.0 ms, then in turns with its variant at 11.0 ms (the host
+    slowed down) against the variant's 10.5 ms: the variant is 11.0 / 10.5 = 1.048x faster, as the
+    estimate (10.0 -> 9.5 ms, 1.053x) says, though 10.5 ms is more than the 10.0 measured apart."""
+    from convcost.analysis.ort_bench import OrtBenchResult, WholeBench
+
+    whole = WholeBench("m", 10.0, 10.0, None, 100)
+    variant = WholeBench("depthwise", 10.5, 9.5, None, 100, reference_ms=11.0)
+    result = OrtBenchResult(None, None, 1, whole, [], [], {"depthwise": variant})  # type: ignore[arg-type]
+    assert result.speedup_measured(variant) == pytest.approx(11.0 / 10.5)
+    assert result.speedup_estimated(variant) == pytest.approx(10.0 / 9.5)
+    assert result.sign_right(variant) and result.summary()["signs_right"] == 1
+    apart = WholeBench("depthwise", 10.5, 9.5, None, 100)  # no runs in turns: against the original's own
+    assert result.speedup_measured(apart) == pytest.approx(10.0 / 10.5) and not result.sign_right(apart)

@@ -61,6 +61,8 @@ class WholeBench:
     estimated_ms: float
     baseline_ms: float | None
     runs: int
+    #: For a factorized version: the original model's median in the same runs, taken in turns with it.
+    reference_ms: float | None = None
 
     @property
     def error(self) -> float:
@@ -82,11 +84,21 @@ class OrtBenchResult:
     def long_kernels(self) -> list[KernelBench]:
         return [k for k in self.kernels if k.measured_ms >= NODE_FLOOR_MS]
 
+    def speedup_measured(self, variant: WholeBench) -> float:
+        """The original's time over the variant's, from runs taken in turns (`measure_in_turns`)."""
+        return (variant.reference_ms or self.whole.measured_ms) / variant.measured_ms
+
+    def speedup_estimated(self, variant: WholeBench) -> float:
+        return self.whole.estimated_ms / variant.estimated_ms
+
+    def sign_right(self, variant: WholeBench) -> bool:
+        """Whether the estimate says faster (or slower) where the runs do."""
+        return (self.speedup_measured(variant) > 1) == (self.speedup_estimated(variant) > 1)
+
     def summary(self) -> dict[str, float | int | None]:
         long = self.long_kernels()
         errs = [k.error for k in long]
-        signs = [(v.measured_ms < self.whole.measured_ms) == (v.estimated_ms < self.whole.estimated_ms)
-                 for v in self.variants.values()]
+        signs = [self.sign_right(v) for v in self.variants.values()]
         return {
             "kernels": len(self.kernels), "kernels_over_floor": len(long),
             "kernels_within_25pct": sum(abs(e) <= 0.25 for e in errs),
@@ -198,6 +210,25 @@ def measure_whole(model_path: str | Path, shapes: Mapping[str, tuple[int, ...]],
     return timed.medians()[0], timed.rounds, timed.others
 
 
+#: Seconds of back-to-back runs of one model per turn where models are timed in turns.
+TURN_S = 0.2
+
+
+def measure_in_turns(model_paths: Sequence[str | Path], shapes: Mapping[str, tuple[int, ...]], threads: int,
+                     seconds: float, ms: float,
+                     tick: Callable[[int, int], None] | None = None) -> tuple[list[float], int]:
+    """Median wall ms of each model, run in turns of about TURN_S seconds each (`ms`: about one run's
+    time) for `seconds` in all, and the runs per model. The first run of a turn finds the other
+    model's data in cache and is left out. A ratio of two models timed apart, a minute later, moves
+    with the host's speed by several percent: more than a factorization changes a model whose
+    replaced convs are a few percent of its time."""
+    sessions = [make_session(Path(p).read_bytes(), threads, shapes=shapes) for p in model_paths]
+    burst = max(3, round(TURN_S * 1e3 / max(ms, 1e-3)))
+    timing = OrtTiming(warmup=5, repeats=5, span_s=seconds, max_rounds=10**7, burst=burst, settle=1)
+    timed = time_sessions(sessions, timing, tick)
+    return timed.medians(), timed.rounds * (burst - 1)
+
+
 def measure_kernels(model_path: str | Path, shapes: Mapping[str, tuple[int, ...]], threads: int,
                     runs: int) -> tuple[dict[str, float], dict[str, str], list[tuple[str, str, list[str]]]]:
     """Median kernel ms per optimized node over `runs` profiled runs, their op types, and the
@@ -245,9 +276,11 @@ def ort_bench(analysis: Analysis, profile: DeviceProfile, seconds: float, thread
         base = sum(macs.get(m, 0) for m in members) / rate if rate else None
         kernels.append(KernelBench(name, ops.get(name, ""), members, ms, est, base))
     variants = {}
-    for variant, path in (variant_files or {}).items():
-        v_ms, v_runs, _ = measure_whole(path, shapes, threads, seconds, tick)
-        totals = analysis.variant_totals[variant]
-        variants[variant] = WholeBench(variant, v_ms, totals.latency[profile.name],
-                                       totals.macs / rate if rate else None, v_runs)
+    if variant_files:
+        paths: list[str | Path] = [model.source, *variant_files.values()]
+        turns, turn_runs = measure_in_turns(paths, shapes, threads, seconds * len(variant_files), whole_ms, tick)
+        for (variant, _), v_ms in zip(variant_files.items(), turns[1:], strict=True):
+            totals = analysis.variant_totals[variant]
+            variants[variant] = WholeBench(variant, v_ms, totals.latency[profile.name],
+                                           totals.macs / rate if rate else None, turn_runs, turns[0])
     return OrtBenchResult(model, profile, threads, whole, kernels, inserted, variants, others, seconds)
