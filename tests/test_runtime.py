@@ -70,6 +70,7 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(("op", "family"), [
     ("Relu", "elementwise"), ("aten::relu_", "elementwise"), ("aten::add.Tensor", "elementwise"),
     ("Sigmoid", "transcendental"), ("HardSwish", "transcendental"), ("com.microsoft::QuickGelu", "swish"),
+    ("Erf", "transcendental"), ("com.microsoft::Gelu", "gelu"), ("gelu", "gelu"),
     ("aten::silu", "swish"), ("Concat", "data_movement"),
     ("aten::cat", "data_movement"), ("MaxPool", "pooling"), ("pool", "pooling"), ("global_pool", "pooling"),
     ("ReduceMean", "reduction"), ("Softmax", "softmax"), ("LayerNormalization", "normalization"),
@@ -172,6 +173,52 @@ def test_silu_is_one_kernel_priced_by_its_own_family() -> None:
     assert [(e.family, e.fate.runs) for e in fused.nodes] == [("swish", True), ("elementwise", False)]
     apart = whole_model(nodes, roof, swish | {"elementwise": FamilyFigures(2.0, 1.0)}, (), "float32", [], [])
     assert apart.ms == pytest.approx(3e-3 + 8000 / 5e9 * 1e3 + 2e-3 + 12000 / 10e9 * 1e3)
+
+
+def _gelu_nodes(n: int) -> list[Node]:
+    """0.5 * x * (1 + Erf(x / sqrt(2))) as torch exports nn.GELU: constants are initializers."""
+    shape, one = (1, n, 1, 1), ()
+    return [Node("d", "Div", ("x", "r2"), ("s",), (shape, one), (shape,), "float32", frozenset({1})),
+            Node("e", "Erf", ("s",), ("f",), (shape,), (shape,), "float32"),
+            Node("a", "Add", ("f", "one"), ("g",), (shape, one), (shape,), "float32", frozenset({1})),
+            Node("m", "Mul", ("x", "g"), ("h",), (shape, shape), (shape,), "float32"),
+            Node("h", "Mul", ("h", "half"), ("y",), (shape, one), (shape,), "float32", frozenset({1}))]
+
+
+def test_gelu_is_one_kernel_priced_by_its_own_family() -> None:
+    """The erf form of GELU: only the Erf runs, as the Gelu kernel onnxruntime runs, priced by the
+    `gelu` figures where the profile has them, else by `transcendental`'s (by hand: 1000 elements
+    read and 1000 written, 4 bytes each, at 10 GB/s x share); without the fusion, five kernels."""
+    roof = Roofline({"float32": 100.0}, 10.0, {"dense": 0.5}, {"dense": 1.0})
+    nodes = _gelu_nodes(1000)
+    erf = {"transcendental": FamilyFigures(3.0, 0.5), "elementwise": FamilyFigures(2.0, 1.0)}
+    gelu = erf | {"gelu": FamilyFigures(1.0, 0.4)}
+    assert whole_model(nodes, roof, erf, ("gelu",), "float32", [], []).ms == pytest.approx(3e-3 + 8000 / 5e9 * 1e3)
+    fused = whole_model(nodes, roof, gelu, ("gelu",), "float32", [], [])
+    assert fused.ms == pytest.approx(1e-3 + 8000 / 4e9 * 1e3)
+    assert [(e.family, e.fate.runs) for e in fused.nodes] == [
+        ("elementwise", False), ("gelu", True), ("elementwise", False), ("elementwise", False), ("elementwise", False)]
+    apart = whole_model(nodes, roof, gelu, (), "float32", [], [])
+    elementwise = 8004 + 8004 + 12000 + 8004  # Div, Add, Mul, Mul: each scalar constant is 4 bytes
+    assert apart.ms == pytest.approx(4 * 2e-3 + elementwise / 10e9 * 1e3 + 3e-3 + 8000 / 5e9 * 1e3)
+
+
+def test_the_gelu_probe_times_the_gelu_kernel_onnxruntime_runs(tmp_path: Path) -> None:
+    """calibrate's `gelu` graphs hold GELU's erf form as torch exports it; onnxruntime runs it as one
+    Gelu kernel, and the probe prices that one node: x read and the result written."""
+    import onnx
+
+    from convcost.latency.ort_graphs import family_probes
+
+    probes = [p for p in family_probes() if p.family == "gelu"]
+    assert len(probes) >= 5
+    for p in probes[:2]:
+        path = tmp_path / "gelu.onnx"
+        onnx.save(p.model, path)
+        assert _optimized_kernels(path) == Counter({"Gelu": 1})
+        shape = p.model.graph.input[0].type.tensor_type.shape
+        elements = math.prod(d.dim_value for d in shape.dim)
+        assert (p.target.op, node_work(p.target).bytes) == ("Gelu", 2 * elements * 4)  # type: ignore[union-attr]
 
 
 def test_the_swish_probe_times_the_quickgelu_kernel_onnxruntime_runs(tmp_path: Path) -> None:

@@ -65,12 +65,15 @@ _family("elementwise", "cheap arithmetic per element (add, mul, relu, clip, batc
         "logical_and", "logical_or", "logical_not", "bitwise_not", "add_", "mul_", "relu_", "copy")
 _family("transcendental", "per-element ops with an exp, tanh, erf or division inside (sigmoid, gelu, swish...)",
         "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Pow", "Elu",
-        "Selu", "Celu", "Softplus", "Softsign", "Mish", "Gelu", "FastGelu", "BiasGelu", "Sin", "Cos",
+        "Selu", "Celu", "Softplus", "Softsign", "Mish", "Sin", "Cos",
         "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Trilu", "sigmoid", "tanh", "hardsigmoid", "hardswish",
-        "gelu", "erf", "exp", "log", "sqrt", "rsqrt", "reciprocal", "pow", "elu", "selu", "celu",
+        "erf", "exp", "log", "sqrt", "rsqrt", "reciprocal", "pow", "elu", "selu", "celu",
         "softplus", "mish", "sin", "cos", "log_sigmoid_forward", "glu")
 _family("swish", "x * sigmoid(x) in one kernel (SiLU: onnxruntime's QuickGelu, torch's silu): one pass that "
         "reads x and writes the product", "QuickGelu", "silu", "Swish", parent="transcendental")
+_family("gelu", "GELU in one kernel (onnxruntime's Gelu, fused from the erf form exporters write; torch's gelu): "
+        "one pass that reads x and writes x * Phi(x), an erf per element", "Gelu", "FastGelu", "BiasGelu",
+        "gelu", parent="transcendental")
 _family("data_movement", "copies that rearrange elements (concat, transpose, slice, gather, pad, split)",
         "Concat", "Transpose", "Slice", "Split", "Gather", "GatherElements", "GatherND", "Pad", "Tile", "Expand",
         "DepthToSpace", "SpaceToDepth", "ScatterND", "ScatterElements", "ReverseSequence", "Compress", "TopK",
@@ -188,7 +191,7 @@ def _traffic(node: Node, bpe: int) -> NodeWork:
     return NodeWork(bytes=(_elements(known) + _elements(node.known_outputs())) * bpe)
 
 
-for _name in ("elementwise", "transcendental", "swish", "data_movement", "layout", "reduction", "softmax",
+for _name in ("elementwise", "transcendental", "swish", "gelu", "data_movement", "layout", "reduction", "softmax",
               "normalization", "resize", "resize_linear"):
     _WORK.add(_name, _traffic)
 

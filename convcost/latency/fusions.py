@@ -51,6 +51,8 @@ HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
 #: The op onnxruntime runs for x * Sigmoid(x) (`sigmoid_mul`): what the Sigmoid it keeps is priced as,
 #: and the node calibrate's SiLU probes time.
 SILU_KERNEL = "QuickGelu"
+#: The kernel onnxruntime runs for the erf form of GELU (the `gelu` fusion).
+GELU_KERNEL = "Gelu"
 #: Ops that run no kernel once the runtime has removed them from the graph.
 IDENTITIES = frozenset({"Identity", "Dropout", "aten::dropout", "aten::alias", "aten::detach"})
 
@@ -275,7 +277,7 @@ def _gelu(g: Graph, node: Node) -> bool:
         chain = chain[:2]
     g.fates[scale.name] = Fate(runs=False, host=node.name, by="gelu")
     g.pending.update({n.name: ("gelu", node.name) for n in chain})
-    g.fates[node.name] = Fate()
+    g.fates[node.name] = Fate(runs_as=GELU_KERNEL)
     return True
 
 
