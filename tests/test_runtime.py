@@ -203,40 +203,24 @@ def test_gelu_is_one_kernel_priced_by_its_own_family() -> None:
     assert apart.ms == pytest.approx(4 * 2e-3 + elementwise / 10e9 * 1e3 + 3e-3 + 8000 / 5e9 * 1e3)
 
 
-def test_the_gelu_probe_times_the_gelu_kernel_onnxruntime_runs(tmp_path: Path) -> None:
-    """calibrate's `gelu` graphs hold GELU's erf form as torch exports it; onnxruntime runs it as one
-    Gelu kernel, and the probe prices that one node: x read and the result written."""
+@pytest.mark.parametrize(("family", "kernel"), [("swish", "QuickGelu"), ("gelu", "Gelu")])
+def test_a_fused_family_probe_times_the_one_kernel_onnxruntime_runs(tmp_path: Path, family: str, kernel: str) -> None:
+    """calibrate's `swish` graphs hold x * Sigmoid(x) and its `gelu` graphs GELU's erf form as torch
+    exports them; onnxruntime's optimized graph runs each as one kernel (QuickGelu, Gelu), and the
+    probe prices that one node: x read and the result written."""
     import onnx
 
     from convcost.latency.ort_graphs import family_probes
 
-    probes = [p for p in family_probes() if p.family == "gelu"]
+    probes = [p for p in family_probes() if p.family == family]
     assert len(probes) >= 5
     for p in probes[:2]:
-        path = tmp_path / "gelu.onnx"
+        path = tmp_path / f"{family}.onnx"
         onnx.save(p.model, path)
-        assert _optimized_kernels(path) == Counter({"Gelu": 1})
+        assert _optimized_kernels(path) == Counter({kernel: 1})
         shape = p.model.graph.input[0].type.tensor_type.shape
         elements = math.prod(d.dim_value for d in shape.dim)
-        assert (p.target.op, node_work(p.target).bytes) == ("Gelu", 2 * elements * 4)  # type: ignore[union-attr]
-
-
-def test_the_swish_probe_times_the_quickgelu_kernel_onnxruntime_runs(tmp_path: Path) -> None:
-    """calibrate's `swish` graphs hold x * Sigmoid(x); onnxruntime's optimized graph runs it as one
-    QuickGelu, and the probe prices that one node: x read and the product written."""
-    import onnx
-
-    from convcost.latency.ort_graphs import family_probes
-
-    probes = [p for p in family_probes() if p.family == "swish"]
-    assert len(probes) >= 5
-    for p in probes[:2]:
-        path = tmp_path / "swish.onnx"
-        onnx.save(p.model, path)
-        assert _optimized_kernels(path) == Counter({"QuickGelu": 1})
-        shape = p.model.graph.input[0].type.tensor_type.shape
-        elements = math.prod(d.dim_value for d in shape.dim)
-        assert (p.target.op, node_work(p.target).bytes) == ("QuickGelu", 2 * elements * 4)  # type: ignore[union-attr]
+        assert (p.target.op, node_work(p.target).bytes) == (kernel, 2 * elements * 4)  # type: ignore[union-attr]
 
 
 def _optimized_kernels(path: Path) -> Counter[str]:
