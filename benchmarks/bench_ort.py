@@ -144,18 +144,19 @@ def summarize(rows: list[dict]) -> dict:
     ok = [r for r in rows if "failed" not in r]
     kernels = [(m, e) for r in ok for m, e in r["kernels"] if m >= 0.05]
     pairs = [v["sign_right"] for r in ok for v in r["variants"].values()]
+    at_speed = all(r.get("host_speed") for r in ok)  # every model has its host_speed
     return {
         "models": len(ok), "failed": len(rows) - len(ok),
         "within_10pct": sum(abs(r["error"]) <= 0.10 for r in ok),
         "within_10pct_at_host_speed": sum(abs(r["estimated_ms"] * r["host_speed"] / r["measured_ms"] - 1) <= 0.10
-                                          for r in ok) if all(r.get("host_speed") for r in ok) else None,
+                                          for r in ok) if at_speed else None,
         "median_error": statistics.median(r["error"] for r in ok) if ok else None,
         "baseline_within_10pct": sum(abs(r["baseline_ms"] / r["measured_ms"] - 1) <= 0.10 for r in ok),
         "kernels_over_50us": len(kernels),
         "kernels_within_25pct": sum(abs(e / m - 1) <= 0.25 for m, e in kernels),
         "kernels_within_25pct_at_host_speed": sum(abs(e * r["host_speed"] / m - 1) <= 0.25 for r in ok
                                                   for m, e in r["kernels"] if m >= 0.05)
-        if all(r.get("host_speed") for r in ok) else None,
+        if at_speed else None,
         "variant_pairs": len(pairs), "signs_right": sum(pairs),
     }
 

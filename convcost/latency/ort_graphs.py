@@ -94,6 +94,12 @@ class _Builder:
             self.shapes[o] = s
         return outs[0]
 
+    def runs_as(self, count: int, kernel: str, x: str) -> None:
+        """The last `count` IR nodes become one `kernel` node that reads `x` and writes their output,
+        as the runtime fuses them into one kernel (SiLU's QuickGelu, GELU's Gelu)."""
+        self.ir[-count:] = [replace(self.ir[-1], op=kernel, inputs=(x,), input_shapes=(self.shapes[x],),
+                                    constant=frozenset())]
+
     def model(self, outputs: Sequence[str]) -> onnx.ModelProto:
         outs = [helper.make_tensor_value_info(o, FLOAT, list(self.shapes[o])) for o in outputs]
         graph = helper.make_graph(self.nodes, self.name, self.inputs, outs, self.inits)
@@ -273,7 +279,7 @@ def _silu(b: _Builder, c: int, hw: int) -> str:
     shape = _nchw(c, hw)
     x = b.input(shape)
     y = b.op("Mul", [x, b.op("Sigmoid", [x], shape)], shape)
-    b.ir[-2:] = [replace(b.ir[-1], op=SILU_KERNEL, inputs=(x,), input_shapes=(shape,))]
+    b.runs_as(2, SILU_KERNEL, x)
     return y
 
 
@@ -287,7 +293,7 @@ def _gelu(b: _Builder, c: int, hw: int) -> str:
     erf = b.op("Erf", [scaled], shape)
     y = b.op("Mul", [b.op("Mul", [x, b.op("Add", [erf, b.const(np.array(1.0, np.float32))], shape)], shape),
                      b.const(np.array(0.5, np.float32))], shape)
-    b.ir[-5:] = [replace(b.ir[-1], op=GELU_KERNEL, inputs=(x,), input_shapes=(shape,), constant=frozenset())]
+    b.runs_as(5, GELU_KERNEL, x)
     return y
 
 
