@@ -1,10 +1,11 @@
 """Benchmark: which run of a probe's visit `calibrate --runtime onnxruntime` should sample.
 
-One calibration measures every probe in visits of 8 runs back to back (interleaved with the other
-probes, as calibrate does); the profile is then fitted once per set of run positions (the 1st run
-of each visit, the 2nd, the 2nd and 3rd, ...). Right after, every model of the zoo runs end to end in
-onnxruntime (median over --seconds), and each profile's whole-model estimate is compared with it.
-The reference is the real model; the probes are only what the profiles are fitted on.
+One calibration measures every probe in visits of 6 runs back to back (interleaved with the other
+probes, as calibrate does); the profile is then fitted once per run position (the 1st run of each
+visit, the 2nd, ...), each with its footprint figures measured against that same run. Right after,
+every model of the zoo runs end to end in onnxruntime (median over --seconds), and each profile's
+whole-model estimate is compared with it. The reference is the real model; the probes are only
+what the profiles are fitted on.
 
     python benchmarks/ort_sample_positions.py --threads 1 --seconds 3
 """
@@ -28,9 +29,8 @@ if TYPE_CHECKING:
     from convcost.latency.devices import DeviceProfile
 
 #: Run positions (0 = the first run of a visit) whose samples each profile is fitted on.
-POSITIONS = {"1st": {0}, "1st-2nd": {0, 1}, "2nd": {1}, "2nd-3rd": {1, 2}, "3rd-4th": {2, 3},
-             "5th-8th": {4, 5, 6, 7}}
-BURST = 8
+POSITIONS = {"1st": 0, "2nd": 1, "3rd": 2, "4th": 3, "6th": 5}
+BURST = 6
 
 
 def profiles(threads: int) -> dict[str, DeviceProfile]:
@@ -45,6 +45,7 @@ def profiles(threads: int) -> dict[str, DeviceProfile]:
     calls = [0]
     timed: list[Timed] = []
     keep: set[int] = set()
+    measure_footprint = oc.measure_footprint
 
     def cached_session(*args: Any, **kwargs: Any) -> Session:  # the same sessions for every refit
         i, calls[0] = calls[0], calls[0] + 1
@@ -64,11 +65,15 @@ def profiles(threads: int) -> dict[str, DeviceProfile]:
         flags = [sampled and (burst == 1 or next(position) % burst in keep) for sampled in session.sampled]
         return node_medians(replace(session, sampled=flags), warmup)
 
+    def footprint_at_position(*args: Any, **kwargs: Any) -> Any:
+        return measure_footprint(*args, **{**kwargs, "sampled_run": min(keep)})
+
     oc.make_session, oc.time_sessions, oc.node_medians = cached_session, measured_once, at_positions
+    oc.measure_footprint = footprint_at_position
     out = {}
-    for label, positions in POSITIONS.items():
+    for label, position in POSITIONS.items():
         keep.clear()
-        keep.update(positions)
+        keep.add(position)
         calls[0] = 0
         out[label] = oc.ort_profile(oc.calibrate_ort("bursts", threads), label)
     return out

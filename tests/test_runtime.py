@@ -481,6 +481,41 @@ def test_a_burst_samples_its_runs_after_the_settling_ones(tmp_path: Path) -> Non
     assert node_medians(s, 2)[name] == statistics.median(kept)
 
 
+def test_calibrate_and_the_footprint_sample_the_same_run_of_a_visit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The footprint shares are times inside a model over the sweep's: the 'alone' reference must be
+    the run of each visit the sweep samples (ort_run.SAMPLED_RUN), for every sweep size."""
+    from convcost.latency import ort_footprint
+    from convcost.latency.ort_calibrate import ORT_SWEEPS
+    from convcost.latency.ort_run import SAMPLED_RUN
+
+    for sweep in ORT_SWEEPS.values():
+        visit = sweep.timing.burst
+        assert [j >= sweep.timing.settle for j in range(visit)] == [j == SAMPLED_RUN for j in range(visit)]
+
+    class Fake:
+        """A session of any probe's op, which takes 1 ms on each visit's sampled run and 5 ms on the others."""
+
+        def __init__(self, probe_op: str) -> None:
+            self.runs = 0
+            self.ops = {"n": probe_op}
+
+        def run(self) -> None:
+            self.runs += 1
+
+        def kernel_ms(self) -> dict[str, list[float]]:
+            at = [(i - ort_footprint.WARMUP) % (SAMPLED_RUN + 1) for i in range(self.runs)]
+            return {"n": [1.0 if i >= ort_footprint.WARMUP and a == SAMPLED_RUN else 5.0
+                          for i, a in enumerate(at)]}
+
+    probes = ort_footprint.footprint_probes()
+    op_of = {id(g): p.op for p in probes for g in (p.alone, p.produced)}
+    monkeypatch.setattr(ort_footprint, "footprint_probes", lambda: probes)
+    monkeypatch.setattr(ort_footprint, "make_session", lambda model, *a, **k: Fake(op_of.get(id(model), "Relu")))
+    monkeypatch.setattr(ort_footprint, "_runs_op", lambda *a: True)
+    times = ort_footprint.measure_footprint(1, 5, (8.0,))
+    assert times.us and all(us["sweep"] == 1000.0 for us in times.us.values())
+
+
 def test_the_layout_probe_times_the_reorder_onnxruntime_inserts() -> None:
     """calibrate's `layout` graphs are a 1x1 conv read by a ReduceMean: onnxruntime runs the conv
     blocked and inserts one ReorderOutput for the ReduceMean. The probe prices that copy (the map

@@ -1,17 +1,16 @@
 """How fast an op's memory traffic moves depends on how much memory the whole model touches per run.
 
-`calibrate --runtime onnxruntime` times every probe graph on its second run after hundreds of other
-probes ran: by then the caches hold nothing of the probe's but what its first run left. An op inside
-a model finds its input just written by the op before it, and its buffers touched one model run
-ago; where the model's weights and activations fit in the last-level cache, that is much sooner
-than the sweep's, and where they do not, later. On a 2-vCPU Xeon VM (2 MB of L2 per core) at one
-thread, a Relu on a 1x128x56x56 tensor takes 163 us in the sweep, 108 us after a Relu that writes
-its input in a model touching 16 MB per run, and 236 us in one touching 600 MB.
+`calibrate --runtime onnxruntime` times every probe graph on the fourth of four runs back to back,
+after hundreds of other probes ran: by then the caches hold the probe's data. An op inside a model
+finds its input just written by the op before it, and its other buffers and weights as the model's
+last run left them: in cache where the model's weights and activations fit, cold where they do not.
 
 The share differs by op. So a calibrated profile states, per op family and for conv kinds (CONV),
 at a few footprints, the time an op's memory traffic takes there as a share of the sweep's
-(`Footprint`; convcost.latency.ort_footprint measures it): on that machine, at 8 MB, a QuickGelu
-0.69, a depthwise conv 0.72, a Concat 0.77, a MaxPool 0.94; at 768 MB a broadcast Mul 2.2. A model's
+(`Footprint`; convcost.latency.ort_footprint measures it): on a 2-vCPU Xeon VM (2 MB of L2 per
+core) at one thread, a broadcast Mul on a 64x56x56 map takes 29 us in the sweep, 1.5x that in a
+model touching 8 MB per run and 4.2x in one touching 768 MB; a Concat 1.05x and 2.0x; a depthwise
+conv 0.92x and 1.1x; a QuickGelu, bound by its arithmetic, 1.0x and 1.1x. A model's
 estimates move its bytes at the family's (kind's) bandwidth divided by the share at the model's
 footprint (`touched_mb`: its constants plus the most activation bytes live at once, the arena
 onnxruntime reuses). Compute is not scaled: a conv that is compute-bound is so in either state.

@@ -4,11 +4,10 @@ whose figures describe onnxruntime on this machine.
 What it measures, in one interleaved sampling (convcost.latency.ort_run):
 - the conv sweep (convcost.latency.sweep) and a few matmuls, one graph each: each op's own kernel
   time from onnxruntime's profiler (layout reorders it inserts around a lone conv are not the conv's),
-  on the second of two runs back to back per visit. A layer inside a model run in a loop finds its
-  input (just written) and its weights in cache, but follows a different kernel. The first run of a
-  visit finds them cold (a cold depthwise conv takes twice its in-model time); from the third run
-  on, the same kernel repeating runs faster than any layer of a model does (an attention product:
-  0.125 ms on the 2nd run, 0.095 ms from the 5th, 0.102 ms in the model).
+  on the fourth of four runs back to back per visit (ort_run.SAMPLED_RUN): the op as it runs with its
+  data in cache. The first run of a visit finds it cold (a cold depthwise conv takes twice its
+  in-model time), the second partly so. Where a model's data does not stay in cache, the footprint
+  figures (below) slow its memory traffic down from there.
 - each op family (convcost.cost.nodes.FAMILIES) at a few sizes: per-call overhead and the share of
   the bandwidth its traffic moves at;
 - two chains of small Adds: the executor's cost per node, and per `run` call, and what the profiler
@@ -61,6 +60,7 @@ from convcost.latency.ort_graphs import (
 )
 from convcost.latency.ort_run import (
     INSERTED_OPS,
+    SAMPLED_RUN,
     OrtTiming,
     Session,
     make_session,
@@ -83,11 +83,13 @@ class OrtSweep:
     footprint_mb: tuple[float, ...] = FOOTPRINT_MB  # the footprints it times ops at
 
 
+#: Runs per visit, and the ones before the sampled run (ort_run.SAMPLED_RUN).
+_VISIT = {"burst": SAMPLED_RUN + 1, "settle": SAMPLED_RUN}
 #: full: about 100 s in all (sessions, warm-up, a 60 s span); quick: under 30 s; smoke: for tests.
 ORT_SWEEPS: dict[str, OrtSweep] = {
-    "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, burst=2, settle=1)),
-    "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, burst=2, settle=1), (8.0, 256.0)),
-    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, burst=2), (8.0, 32.0)),
+    "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, **_VISIT)),
+    "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, **_VISIT), (8.0, 256.0)),
+    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, **_VISIT), (8.0, 32.0)),
 }
 
 

@@ -3,10 +3,10 @@ traffic moves inside a model that touches a given number of megabytes per run th
 (convcost.latency.footprint says why it differs).
 
 For each op family, and for a depthwise conv, two graphs (ort_graphs.footprint_probes): the op
-alone, timed as the sweep times it -- on its second run after graphs touching far more than any
-cache holds ran -- and the op with its input written by a 1x1 conv just before, timed on its first
-run after a graph touching FOOTPRINT_MB megabytes, as the rest of a model of that footprint would.
-The share is the second time over the first, at each footprint.
+alone, timed as the sweep times it -- on the run of a visit the sweep samples (ort_run.SAMPLED_RUN),
+after a graph touching far more than any cache holds -- and the op with its input written by a 1x1
+conv just before, timed on its first run after a graph touching FOOTPRINT_MB megabytes, as the rest
+of a model of that footprint would. The share is the second time over the first, at each footprint.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from convcost.latency.load import free_bytes
 from convcost.latency.ort_graphs import FOOTPRINT_MB, FootprintProbe, footprint_probes, rest_of_model
-from convcost.latency.ort_run import Session, make_session
+from convcost.latency.ort_run import SAMPLED_RUN, Session, make_session
 
 #: Runs of each session before any is timed (buffers allocated, kernels prepared).
 WARMUP = 2
@@ -47,9 +47,9 @@ def _runs_op(probe: FootprintProbe, threads: int) -> bool:
 
 
 def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOOTPRINT_MB,
-                      bias: float = 0.0) -> FootprintTimes:
+                      bias: float = 0.0, sampled_run: int = SAMPLED_RUN) -> FootprintTimes:
     """Time every footprint probe (medians of at least 5 runs); footprints needing more than an eighth
-    of the free memory are left out."""
+    of the free memory are left out. `sampled_run` is the run of each visit the sweep samples."""
     repeats = max(repeats, 5)
     sizes = tuple(mb for i, mb in enumerate(sizes) if i == 0 or mb * 1e6 * 2 <= free_bytes() / 8)
     rests = {mb: make_session(rest_of_model(mb), threads, fill=1.0) for mb in sizes}
@@ -63,11 +63,12 @@ def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOO
         for s in (alone, produced):  # a session's first runs allocate its buffers
             for _ in range(WARMUP):
                 s.run()
+        visit = sampled_run + 1
         for _ in range(repeats):
             flush.run()
-            alone.run()
-            alone.run()
-        sweep = statistics.median(_op_ms(alone, probe.op, bias)[WARMUP + 1::2])
+            for _ in range(visit):
+                alone.run()
+        sweep = statistics.median(_op_ms(alone, probe.op, bias)[WARMUP + sampled_run::visit])
         for mb in sizes:
             for _ in range(repeats):
                 rests[mb].run()

@@ -165,6 +165,15 @@ def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: M
     return Session(sess, feeds, profiling)
 
 
+#: The run of each visit to a probe graph that calibrate samples (0: the first). The first run after
+#: a hundred other graphs finds the probe's data cold; the second still finds part of it out of
+#: cache (an attention product: 0.20 ms, then 0.11); from the third or fourth on the kernel runs as
+#: it does where its data stayed in cache (0.099 ms, as inside a small model). Models whose data does
+#: not stay in cache move their memory traffic slower than that: the profile's footprint figures
+#: (convcost.latency.footprint) say by how much, against this same run.
+SAMPLED_RUN = 3
+
+
 @dataclass(frozen=True)
 class OrtTiming:
     """Warm-up runs, then at least `repeats` interleaved rounds, and more until `span_s` seconds."""
