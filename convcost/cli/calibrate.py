@@ -41,7 +41,7 @@ def calibrate(
     threads (default: all cores); the profile also prices every other op family (activations,
     pooling, concat, resize, softmax, LSTM...), the executor's cost per node and per run, and
     lists the fusions this onnxruntime build applies (each checked by timing a, b and a -> b).
-    About 80 s; --quick under 30 s.
+    About 90 s; --quick under 30 s.
     \b
     Examples:
       convcost calibrate -o myhost.yaml
