@@ -111,7 +111,7 @@ def analyze(
     """
     model, settings = resolve_dtype(model, settings or Settings())
     dtype = settings.dtype
-    devices = [d.for_model(model.nodes, dtype) for d in devices]
+    devices = [d.for_model(model.nodes, dtype, model.convs, model.matmuls) for d in devices]
     planner = _Planner(settings, devices)
     layers: list[LayerResult] = []
     for i, conv in enumerate(model.convs):

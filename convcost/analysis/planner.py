@@ -287,7 +287,7 @@ def make_plan(model: Model, analysis: Analysis, devices: Sequence[Device], targe
 
     device = devices[0].name
     dtype = analysis.settings.dtype
-    devices = [d.for_model(model.nodes, dtype) for d in devices]
+    devices = [d.for_model(model.nodes, dtype, model.convs, model.matmuls) for d in devices]
     cap = target.value if target.kind == "max_error" else tol
     layers: list[LayerChoice] = []
     pool: dict[int, list[Candidate]] = {}

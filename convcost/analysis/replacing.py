@@ -200,7 +200,7 @@ def predicted_totals(analysis: Analysis, replacements: Sequence[Replacement],
     params, macs = analysis.totals.params, analysis.totals.macs
     latency = dict(analysis.totals.latency)
     dtype = analysis.settings.dtype
-    devices = [d.for_model(analysis.model.nodes, dtype) for d in devices]
+    devices = [d.for_model(analysis.model.nodes, dtype, analysis.model.convs, analysis.model.matmuls) for d in devices]
     for r in replacements:
         layer = by_name[r.conv.name]
         params += r.cost.params - layer.cost.params

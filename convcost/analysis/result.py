@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from convcost.cost import Cost
-from convcost.ir.model import Conv, Model, Node, Op, Uncounted
+from convcost.ir.model import Conv, MatMul, Model, Node, Op, Uncounted
 from convcost.latency.graph import WholeEstimate, WholePlan
 from convcost.latency.roofline import Estimate
 from convcost.variants import VARIANTS, Approx, Plan, VariantOptions
@@ -27,8 +27,10 @@ class Device(Protocol):
 
     def plan_whole(self, nodes: Sequence[Node], dtype: str) -> WholePlan: ...
 
-    def for_model(self, nodes: Sequence[Node], dtype: str) -> Device:
-        """The device as one model (all of `nodes`) sees it (latency.footprint)."""
+    def for_model(self, nodes: Sequence[Node], dtype: str, convs: Sequence[Conv] = (),
+                  matmuls: Sequence[MatMul] = ()) -> Device:
+        """The device as one model (all of `nodes`, with its `convs` and `matmuls`) sees it
+        (latency.footprint)."""
         ...
 
 

@@ -28,6 +28,9 @@ footprint:                         # optional, per op family and `conv`: memory 
   elementwise:                     # touching this many MB per run, as a share of the calibration
     16: {value: 0.66, source: "..."}   # sweep's (convcost.latency.footprint)
     256: {value: 1.2, source: "..."}
+cold_weights:                      # optional: microseconds each MB of a conv's or matmul's weights adds in
+  6: {value: 0, source: "..."}     # a model that runs this many ms (convcost.latency.footprint.ColdWeights)
+  24: {value: 25, source: "..."}
 ops:                               # optional, per op family (convcost.cost.nodes.FAMILIES) and `run`
   run: {overhead_us: {value: 20, source: "..."}}        # once per model run
   elementwise: {overhead_us: {...}, memory_efficiency: {...}}
@@ -50,8 +53,8 @@ from typing import Any
 import yaml
 
 from convcost.cost import DTYPE_BYTES
-from convcost.ir.model import Node, Op
-from convcost.latency.footprint import CONV, UNSCALED_KINDS, Footprint, touched_mb
+from convcost.ir.model import Conv, MatMul, Node, Op
+from convcost.latency.footprint import CONV, UNSCALED_KINDS, ColdWeights, Footprint, touched_mb
 from convcost.latency.fusions import FUSIONS, RUNTIMES
 from convcost.latency.graph import RUN, FamilyFigures, WholeEstimate, WholePlan, family_names, plan_whole
 from convcost.latency.kinds import KINDS, lineage
@@ -67,7 +70,7 @@ OPTIONAL_KINDS = tuple(k for k in KINDS if k not in REQUIRED_KINDS)
 SATURATION_KEYS = ("pixels", "out_channels", "reduction", "work")
 CACHE_KEYS = ("cache_mb", "bandwidth_gbs")
 OPTIONAL_KEYS = {"saturation", "memory_efficiency", "weight_cache", "threads", "clock", "machine", "calibration",
-                 "notes", "runtime", "fusions", "ops", "footprint"}
+                 "notes", "runtime", "fusions", "ops", "footprint", "cold_weights"}
 RUNTIME_KEYS = ("name", "version", "threads", "provider")
 REQUIRED_KEYS = ("name", "description", "peak_gflops", "memory_bandwidth_gbs", "efficiency", "overhead_us")
 
@@ -94,20 +97,31 @@ class DeviceProfile:
     ops: dict[str, FamilyFigures] = field(default_factory=dict)
     #: How memory traffic's time changes with the megabytes a model touches per run (None: it does not).
     footprint: Footprint | None = None
+    #: What weights add with the time a model runs (None: nothing).
+    cold_weights: ColdWeights | None = None
 
-    def for_model(self, nodes: Sequence[Node], dtype: str = "float32") -> DeviceProfile:
-        """The profile as one model sees it: where the profile has footprint figures, each op family's
-        (and conv kind's) memory traffic moves at its bandwidth divided by its share at the model's
-        footprint (latency.footprint)."""
-        if self.footprint is None or not nodes:
-            return self
-        mb = touched_mb(nodes, dtype)
-        fp, roof = self.footprint, self.roofline
-        conv = fp.share(CONV, mb)
-        memory = {k: roof.memory_share(k) / (1.0 if k in UNSCALED_KINDS else conv) for k in KINDS}
-        ops = {f: fig if f == RUN else replace(fig, memory_efficiency=fig.memory_efficiency / fp.share(f, mb))
-               for f, fig in self.ops.items()}
-        return replace(self, roofline=replace(roof, memory_efficiency=memory), ops=ops)
+    def for_model(self, nodes: Sequence[Node], dtype: str = "float32", convs: Sequence[Conv] = (),
+                  matmuls: Sequence[MatMul] = ()) -> DeviceProfile:
+        """The profile as one model sees it (latency.footprint): where the profile has footprint
+        figures, each op family's (and conv kind's) memory traffic moves at its bandwidth divided by
+        its share at the model's footprint; where it has cold-weights figures, the convs' and matmuls'
+        weights add their figure at the time the model runs by that profile (`nodes`, with the model's
+        `convs` and `matmuls` in their order)."""
+        seen = self
+        if self.footprint is not None and nodes:
+            mb = touched_mb(nodes, dtype)
+            fp, roof = self.footprint, self.roofline
+            conv = fp.share(CONV, mb)
+            memory = {k: roof.memory_share(k) / (1.0 if k in UNSCALED_KINDS else conv) for k in KINDS}
+            ops = {f: fig if f == RUN else replace(fig, memory_efficiency=fig.memory_efficiency / fp.share(f, mb))
+                   for f, fig in self.ops.items()}
+            seen = replace(self, roofline=replace(roof, memory_efficiency=memory), ops=ops)
+        if self.cold_weights is None or not (convs or matmuls):
+            return seen
+        run_ms = seen.whole(nodes, dtype, [seen.estimate(c, dtype).ms for c in convs],
+                            [seen.estimate(m, dtype).ms for m in matmuls]).ms
+        us = self.cold_weights.us_per_mb(run_ms)
+        return replace(seen, roofline=replace(seen.roofline, cold_weights_us_per_mb=us))
 
     def plan_whole(self, nodes: Sequence[Node], dtype: str) -> WholePlan:
         """What the whole model's estimate on this device needs besides the convs' and matmuls' own:
@@ -164,6 +178,8 @@ class DeviceProfile:
         for key, points in self.footprint.points.items() if self.footprint else ():
             for mb, share in points:
                 yield f"footprint.{key}.{mb:g}", share, self.sources.get(f"footprint.{key}.{mb:g}", "")
+        for run_ms, us in self.cold_weights.points if self.cold_weights else ():
+            yield f"cold_weights.{run_ms:.3g}", us, self.sources.get(f"cold_weights.{run_ms:.3g}", "")
 
 
 class _Reader:
@@ -302,13 +318,14 @@ def parse_profile(data: Any, path: str) -> DeviceProfile:
     fusions = _fusions(r, data.get("fusions"), runtime)
     ops = _ops(r, data.get("ops"))
     footprint = _footprint(r, data.get("footprint"))
+    cold = _cold_weights(r, data.get("cold_weights"))
     return DeviceProfile(
         name=name.strip(), description=description.strip(),
         roofline=Roofline(peaks, bandwidth, efficiency, overhead, Saturation(**halves), memory, cache),
         path=path, sources=r.sources, threads=threads, clock=clock,
         machine=str(data["machine"]) if data.get("machine") is not None else None,
         calibration=calibration if isinstance(calibration, dict) else None,
-        runtime=runtime, fusions=fusions, ops=ops, footprint=footprint,
+        runtime=runtime, fusions=fusions, ops=ops, footprint=footprint, cold_weights=cold,
     )
 
 
@@ -373,25 +390,33 @@ def _ops(r: _Reader, node: Any) -> dict[str, FamilyFigures]:
     return out
 
 
+def _points(r: _Reader, node: Any, where: str, unit: str, digits: str = "g",
+            positive: bool = True) -> tuple[tuple[float, float], ...]:
+    """A mapping of positive numbers (`unit`) to figures, as (key, value) pairs sorted by key."""
+    found = []
+    for raw, figure in r.mapping(node, where).items():
+        try:
+            key = float(raw)
+        except (TypeError, ValueError):
+            key = math.nan
+        if not math.isfinite(key) or key <= 0:
+            raise r.fail(where, f"expected {unit} (a positive number) as keys, got {raw!r:.60}")
+        found.append((key, r.figure(figure, f"{where}.{key:{digits}}", positive)))
+    return tuple(sorted(found))
+
+
 def _footprint(r: _Reader, node: Any) -> Footprint | None:
     if node is None:
         return None
     known = (CONV, *family_names())
     table = r.section(node, "footprint", known)
-    points: dict[str, tuple[tuple[float, float], ...]] = {}
-    for key, figures in table.items():
-        where = f"footprint.{key}"
-        found = []
-        for mb_key, figure in r.mapping(figures, where).items():
-            try:
-                mb = float(mb_key)
-            except (TypeError, ValueError):
-                mb = math.nan
-            if not math.isfinite(mb) or mb <= 0:
-                raise r.fail(where, f"expected megabytes (a positive number) as keys, got {mb_key!r:.60}")
-            found.append((mb, r.figure(figure, f"{where}.{mb:g}")))
-        points[key] = tuple(sorted(found))
-    return Footprint(points)
+    return Footprint({key: _points(r, figures, f"footprint.{key}", "megabytes") for key, figures in table.items()})
+
+
+def _cold_weights(r: _Reader, node: Any) -> ColdWeights | None:
+    if node is None:
+        return None
+    return ColdWeights(_points(r, node, "cold_weights", "milliseconds", ".3g", positive=False))
 
 
 def load_profile(path: str | Path) -> DeviceProfile:
@@ -483,6 +508,9 @@ def profile_document(profile: DeviceProfile) -> dict[str, Any]:
     if profile.footprint is not None:
         doc["footprint"] = {key: {int(mb) if mb == int(mb) else mb: _figure(share, src[f"footprint.{key}.{mb:g}"])
                                   for mb, share in points} for key, points in profile.footprint.points.items()}
+    if profile.cold_weights is not None:
+        doc["cold_weights"] = {float(f"{ms:.3g}"): _figure(us, src[f"cold_weights.{ms:.3g}"])
+                               for ms, us in profile.cold_weights.points}
     if profile.calibration:
         doc["calibration"] = profile.calibration
     return doc

@@ -16,6 +16,15 @@ footprint (`touched_mb`: its constants plus the most activation bytes live at on
 onnxruntime reuses). Compute is not scaled: a conv that is compute-bound is so in either state.
 Nor is the weight stream of a matrix-vector product (UNSCALED_KINDS): a model reads it one run
 after the last time, as the sweep's probe does, or from memory on every run.
+
+Weights follow time more than bytes (`ColdWeights`). A conv's or matmul's weights were last read
+one model run earlier; in a model that runs a few milliseconds they are still in cache, in one that
+runs 20 ms they are not, whatever either touches: the last-level cache is shared with the rest of
+the machine. On the same VM at one thread, a 512 -> 512 3x3 conv on a 7x7 map (9.4 MB of weights)
+takes 1.50 ms in the sweep, the same inside a chain of such convs that runs 6 ms, 1.05x inside one
+that runs 12 ms and 1.16x inside one that runs 24 ms; inside ResNet-18 (21 ms) 1.15x. A calibrated
+profile states, at a few run times, the microseconds each megabyte of weights adds there; a model's
+convs and matmuls pay it at the model's own estimated run time.
 """
 
 from __future__ import annotations
@@ -26,10 +35,8 @@ from dataclasses import dataclass
 
 from convcost.cost.nodes import element_bytes
 from convcost.ir.model import Node, Shape
+from convcost.latency.kinds import COLD_KINDS
 
-#: Kinds whose sweep probes run cold on every visit: a matrix-vector product with more weights than a
-#: cache holds reads them from memory in every model run (kinds.MATVEC_CACHED_BYTES).
-COLD_KINDS = ("matvec_large",)
 #: Kinds whose traffic the footprint does not scale. A matrix-vector product streams weights that a
 #: model last read one run ago, as its probe finds them in the sweep (a classifier at the end of the
 #: model); scaled by the conv share, ResNet-18's and EfficientNet's classifiers came out 45% and 29%
@@ -63,6 +70,18 @@ class Footprint:
     def share(self, key: str, mb: float) -> float:
         pts = self.points.get(key)
         return _interpolate(pts, mb) if pts else 1.0
+
+
+@dataclass(frozen=True)
+class ColdWeights:
+    """(run time of a model in ms, microseconds each megabyte (1e6 bytes) of a conv's or matmul's
+    weights adds inside a model that runs that long) points, sorted by run time; interpolated in
+    log(run time), the ends' figures beyond them."""
+
+    points: tuple[tuple[float, float], ...]
+
+    def us_per_mb(self, run_ms: float) -> float:
+        return max(0.0, _interpolate(self.points, run_ms)) if self.points else 0.0
 
 
 def _bytes(shape: Shape | None, dtype: str | None, analysis_dtype: str) -> int:

@@ -205,6 +205,9 @@ MATVEC_ROWS = 4
 
 #: Weights of a matrix-vector product beyond this many bytes stream from main memory on every run.
 MATVEC_CACHED_BYTES = 16 * 2**20
+#: Kinds whose sweep probes run cold on every visit: a matrix-vector product with more weights than a
+#: cache holds reads them from memory in every model run (MATVEC_CACHED_BYTES).
+COLD_KINDS = ("matvec_large",)
 
 
 @register_kind("matvec_large", f"a matrix-vector product with more than {MATVEC_CACHED_BYTES // 2**20} MiB of "

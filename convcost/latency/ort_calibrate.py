@@ -39,15 +39,17 @@ from convcost.cost.nodes import node_work
 from convcost.ir.model import Conv, MatMul
 from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, physical, raise_bandwidth
-from convcost.latency.footprint import COLD_KINDS, Footprint
+from convcost.latency.footprint import ColdWeights, Footprint
 from convcost.latency.fusions import NCHWC
 from convcost.latency.graph import RUN, FamilyFigures
-from convcost.latency.kinds import op_kind
+from convcost.latency.kinds import COLD_KINDS, op_kind
 from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import cache_start_mb, machine
-from convcost.latency.ort_footprint import FootprintTimes, measure_footprint
+from convcost.latency.ort_footprint import ColdTimes, FootprintTimes, measure_cold_weights, measure_footprint
 from convcost.latency.ort_graphs import (
     BLOCKED_KERNELS,
+    COLD_CHAINS,
+    COLD_CONV,
     FOOTPRINT_MB,
     FOOTPRINT_SIZE,
     Probe,
@@ -81,6 +83,7 @@ class OrtSweep:
     family_step: int  # every n-th of the family sizes
     timing: OrtTiming
     footprint_mb: tuple[float, ...] = FOOTPRINT_MB  # the footprints it times ops at
+    cold_chains: tuple[int, ...] = COLD_CHAINS  # the lengths of the weight chains it times
 
 
 #: Runs per visit, and the ones before the sampled run (ort_run.SAMPLED_RUN).
@@ -88,8 +91,9 @@ _VISIT = {"burst": SAMPLED_RUN + 1, "settle": SAMPLED_RUN}
 #: full: about 100 s in all (sessions, warm-up, a 60 s span); quick: under 30 s; smoke: for tests.
 ORT_SWEEPS: dict[str, OrtSweep] = {
     "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, **_VISIT)),
-    "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, **_VISIT), (8.0, 256.0)),
-    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, **_VISIT), (8.0, 32.0)),
+    "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, **_VISIT), (8.0, 256.0),
+                      (4, 16)),
+    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, **_VISIT), (8.0, 32.0), (2,)),
 }
 
 
@@ -117,6 +121,8 @@ class OrtCalibration:
     profiler_bias_us: float = 0.0
     #: How memory traffic's time changes with a model's footprint, and the times it comes from.
     footprint: FootprintTimes = field(default_factory=FootprintTimes)
+    #: What a conv's weights add inside models of a given run time, and the times it comes from.
+    cold: ColdTimes = field(default_factory=ColdTimes)
 
 
 def _probe_ms(session: Session, warmup: int, op: str | None = None, bias: float = 0.0) -> float:
@@ -261,9 +267,11 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     roof = replace(roof, overhead_us={k: v + gap_us for k, v in roof.overhead_us.items()})
     fit = FitResult(roof, fit.quality, fit.macs_per_ms)
     footprint = measure_footprint(threads, plan.timing.repeats, plan.footprint_mb, bias)
+    cold = measure_cold_weights(threads, plan.timing.repeats, bias, lengths=plan.cold_chains,
+                                flush_mb=plan.footprint_mb[-1])
     return OrtCalibration(fit, op_samples, families, quality, checks, applied, peak, bandwidth, gap_us, run * 1e3,
                           threads, machine(), dt.date.today().isoformat(), timed.others, sweep, raised, bias * 1e3,
-                          footprint)
+                          footprint, cold)
 
 
 def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<calibrate>") -> DeviceProfile:
@@ -297,6 +305,12 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
             sources[f"footprint.{key}.{mb:g}"] = (
                 f"{where}: {cal.footprint.ops[key]} on a {c}-channel {hw}x{hw} map after a 1x1 conv, once after a "
                 f"graph touching {mb:g} MB ({us[f'{mb:g}']} us), over its time alone in the sweep ({us['sweep']} us)")
+    cold_mb = cal.cold.weight_mb
+    for (run_ms, _), (length, us) in zip(cal.cold.points, cal.cold.us.items(), strict=True):
+        sources[f"cold_weights.{run_ms:.3g}"] = (
+            f"{where}: a {COLD_CONV[0]}->{COLD_CONV[0]} 3x3 conv on a {COLD_CONV[1]}x{COLD_CONV[1]} map "
+            f"({cold_mb:.3g} MB of weights) inside a chain of {length} such convs that runs {us['run']:g} us: "
+            f"{us['inside']} us, against {us['sweep']} us alone in the sweep, per MB of its weights")
     calibration: dict[str, Any] = {
         "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads,
         "other_processes_cpu": None if cal.others is None else round(cal.others, 3),
@@ -305,6 +319,7 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
         "profiler_bias_us": round(cal.profiler_bias_us, 3),
         "fusion_checks": cal.fusions,
         "footprint_us": cal.footprint.us,
+        "cold_weights_us": cal.cold.us,
         "points_ms": {s.op.name: float(f"{s.ms:.4g}") for s in cal.samples},
     }
     return DeviceProfile(
@@ -313,7 +328,8 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
                                f"thread{'s' if cal.threads > 1 else ''}",
         roofline=roof, path=path, sources=sources, threads=cal.threads, clock="wall", machine=cal.machine,
         calibration=calibration, runtime=runtime, fusions=tuple(cal.applied), ops=dict(cal.families),
-        footprint=Footprint(cal.footprint.shares) if cal.footprint.shares else None)
+        footprint=Footprint(cal.footprint.shares) if cal.footprint.shares else None,
+        cold_weights=ColdWeights(cal.cold.points) if cal.cold.points else None)
 
 
 __all__ = ["ORT_SWEEPS", "OrtCalibration", "calibrate_ort", "ort_profile"]

@@ -7,6 +7,10 @@ alone, timed as the sweep times it -- on the run of a visit the sweep samples (o
 after a graph touching far more than any cache holds -- and the op with its input written by a 1x1
 conv just before, timed on its first run after a graph touching FOOTPRINT_MB megabytes, as the rest
 of a model of that footprint would. The share is the second time over the first, at each footprint.
+
+Weights (footprint.ColdWeights): a weight-heavy conv alone, timed as the sweep times it, and the
+same conv inside chains of such convs (ort_graphs.weight_chain), each with weights of its own; per
+chain, its run time and what each megabyte of weights adds there.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ import statistics
 from dataclasses import dataclass, field
 
 from convcost.latency.load import free_bytes
-from convcost.latency.ort_graphs import FOOTPRINT_MB, FootprintProbe, footprint_probes, rest_of_model
+from convcost.latency.ort_graphs import (
+    COLD_CHAINS,
+    COLD_CONV,
+    FOOTPRINT_MB,
+    FootprintProbe,
+    footprint_probes,
+    rest_of_model,
+    weight_chain,
+)
 from convcost.latency.ort_run import SAMPLED_RUN, Session, make_session
 
 #: Runs of each session before any is timed (buffers allocated, kernels prepared).
@@ -29,6 +41,27 @@ class FootprintTimes:
     shares: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
     us: dict[str, dict[str, float]] = field(default_factory=dict)
     ops: dict[str, str] = field(default_factory=dict)  # key -> the op type timed
+
+
+@dataclass
+class ColdTimes:
+    """(chain run ms, us per MB of weights) points, and per chain length the times they come from in us."""
+
+    points: tuple[tuple[float, float], ...] = ()
+    us: dict[str, dict[str, float]] = field(default_factory=dict)
+    weight_mb: float = 0.0  # the probe conv's weights
+
+
+def _sampled(session: Session, flush: Session, repeats: int, sampled_run: int, op: str, bias: float) -> float:
+    """The median time of `op`'s kernel on the sampled run of visits that each follow `flush`."""
+    for _ in range(WARMUP):  # a session's first runs allocate its buffers
+        session.run()
+    visit = sampled_run + 1
+    for _ in range(repeats):
+        flush.run()
+        for _ in range(visit):
+            session.run()
+    return statistics.median(_op_ms(session, op, bias)[WARMUP + sampled_run::visit])
 
 
 def _op_ms(session: Session, op: str, bias: float) -> list[float]:
@@ -60,15 +93,9 @@ def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOO
             continue
         alone = make_session(probe.alone, threads, profiling=True)
         produced = make_session(probe.produced, threads, profiling=True)
-        for s in (alone, produced):  # a session's first runs allocate its buffers
-            for _ in range(WARMUP):
-                s.run()
-        visit = sampled_run + 1
-        for _ in range(repeats):
-            flush.run()
-            for _ in range(visit):
-                alone.run()
-        sweep = statistics.median(_op_ms(alone, probe.op, bias)[WARMUP + sampled_run::visit])
+        for _ in range(WARMUP):
+            produced.run()
+        sweep = _sampled(alone, flush, repeats, sampled_run, probe.op, bias)
         for mb in sizes:
             for _ in range(repeats):
                 rests[mb].run()
@@ -79,4 +106,32 @@ def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOO
         out.us[probe.key] = {"sweep": round(sweep * 1e3, 2),
                              **{f"{mb:g}": round(ms * 1e3, 2) for mb, ms in zip(sizes, inside, strict=True)}}
         out.ops[probe.key] = probe.op
+    return out
+
+
+def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_run: int = SAMPLED_RUN,
+                         lengths: tuple[int, ...] = COLD_CHAINS, conv: tuple[int, int] = COLD_CONV,
+                         flush_mb: float = FOOTPRINT_MB[-1]) -> ColdTimes:
+    """Time the weight-heavy conv alone as the sweep does, then inside each chain (medians of at least
+    5 runs, over the chain's convs); chains needing more than an eighth of the free memory are left out."""
+    repeats = max(repeats, 5)
+    channels, side = conv
+    mb = channels * channels * 9 * 4 / 1e6
+    flush = make_session(rest_of_model(flush_mb), threads, fill=1.0)
+    sweep = _sampled(make_session(weight_chain(1, channels, side), threads, profiling=True), flush, repeats,
+                     sampled_run, "Conv", bias)
+    out = ColdTimes(weight_mb=mb)
+    points = []
+    for n in lengths:
+        if n > lengths[0] and n * mb * 1e6 * 2 > free_bytes() / 8:
+            break
+        chain = make_session(weight_chain(n, channels, side), threads, profiling=True)
+        for _ in range(WARMUP + repeats):
+            chain.run()
+        per_node = [statistics.median(max(ms - bias, 1e-6) for ms in times[WARMUP:])
+                    for name, times in chain.kernel_ms().items() if chain.ops.get(name) == "Conv"]
+        inside, run_ms = statistics.median(per_node), sum(per_node)
+        points.append((run_ms, max(0.0, (inside - sweep) * 1e3 / mb)))
+        out.us[str(n)] = {"sweep": round(sweep * 1e3, 2), "inside": round(inside * 1e3, 2), "run": round(run_ms * 1e3)}
+    out.points = tuple(sorted(points))
     return out

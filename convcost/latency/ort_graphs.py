@@ -542,6 +542,24 @@ def footprint_probes() -> list[FootprintProbe]:
     return out
 
 
+#: The cold-weights probe's conv: (channels, side) of a 3x3 conv like ResNet's last stage (9.4 MB of
+#: weights, each used by 49 output pixels), and the chain lengths calibrate times it in.
+COLD_CONV = (512, 7)
+COLD_CHAINS = (4, 8, 16, 32)
+
+
+def weight_chain(length: int, channels: int = COLD_CONV[0], side: int = COLD_CONV[1]) -> onnx.ModelProto:
+    """`length` 3x3 convs of `channels` each, one after another on a `side` x `side` map, each with
+    weights of its own: in a run of the chain every conv reads weights last read one run ago."""
+    b = _Builder("weights")
+    rng = np.random.default_rng(0)
+    x = b.input((1, channels, side, side))
+    for _ in range(length):
+        w = b.const(rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * 0.01)
+        x = b.op("Conv", [x, w], (1, channels, side, side), kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    return b.model([x])
+
+
 def rest_of_model(mb: float) -> onnx.ModelProto:
     """A Relu reading and writing `mb` megabytes in all: what the rest of a model touches per run."""
     b = _Builder("rest")

@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 
 from convcost.cost import bytes_per_element, cost_of
 from convcost.ir.model import Conv, MatMul, Op
-from convcost.latency.kinds import KIND_RULES, gemm_dims, lineage, nearest, op_kind
+from convcost.latency.kinds import COLD_KINDS, KIND_RULES, gemm_dims, lineage, nearest, op_kind
 
 Bound = Literal["compute", "memory", "overhead"]
 
@@ -128,6 +128,10 @@ class Roofline:
     memory_efficiency: dict[str, float] = field(default_factory=dict)
     #: Convs' weights beyond the cache (None: no such term, as in profiles written without one).
     weight_cache: WeightCache | None = None
+    #: Microseconds each megabyte of a conv's or matmul's weights adds because a model read them one
+    #: run ago, not just before as the sweep did (latency.footprint.ColdWeights at the model's run
+    #: time; 0 outside a model, or where the profile has no such figures).
+    cold_weights_us_per_mb: float = 0.0
 
     def memory_share(self, kind: str) -> float:
         return nearest(self.memory_efficiency, kind, 1.0)
@@ -143,16 +147,18 @@ class Terms:
     overhead_s: float
     unfold_s: float = 0.0  # the column-matrix pass of an unfolding kernel (UNFOLDS), before its GEMM
     beyond_cache_s: float = 0.0  # a conv's weights beyond the cache (WeightCache)
+    cold_weights_s: float = 0.0  # its weights as a model's previous run left them (Roofline.cold_weights_us_per_mb)
 
     @property
     def seconds(self) -> float:
-        return self.overhead_s + self.unfold_s + max(self.compute_s, self.memory_s) + self.beyond_cache_s
+        return (self.overhead_s + self.unfold_s + max(self.compute_s, self.memory_s) + self.beyond_cache_s
+                + self.cold_weights_s)
 
     @property
     def bound(self) -> Bound:
         """The largest term: 'overhead' when the fixed cost outweighs both roofs; the unfold pass
         and the weights beyond the cache are memory traffic, so they count with the memory roof."""
-        memory = self.memory_s + self.unfold_s + self.beyond_cache_s
+        memory = self.memory_s + self.unfold_s + self.beyond_cache_s + self.cold_weights_s
         if self.overhead_s > max(self.compute_s, memory):
             return "overhead"
         return "compute" if self.compute_s >= memory else "memory"
@@ -209,8 +215,10 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     # raised bandwidth leaves a kind that moved its bytes at the copy's: fit.raise_bandwidth).
     bandwidth = roof.bandwidth_gbs * 1e9 * roof.memory_share(kind)
     beyond = roof.weight_cache.seconds(cost.weight_bytes) if roof.weight_cache and isinstance(op, Conv) else 0.0
+    # Kinds whose sweep probes run cold on every visit already read their weights as a model does.
+    cold = cost.weight_bytes / 1e6 * roof.cold_weights_us_per_mb * 1e-6 if kind not in COLD_KINDS else 0.0
     return Terms(kind, compute, cost.traffic_bytes / bandwidth, roof.overhead_us[kind] * 1e-6,
-                 unfold_bytes(op, own) / bandwidth, beyond)
+                 unfold_bytes(op, own) / bandwidth, beyond, cold)
 
 
 def estimate(roof: Roofline, op: Op, dtype: str) -> Estimate:
