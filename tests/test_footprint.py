@@ -18,7 +18,7 @@ import yaml
 from convcost.ir.model import MatMul, Node
 from convcost.ir.shapes import make_conv
 from convcost.latency.devices import DeviceProfile, dump_profile, load_profile
-from convcost.latency.footprint import CONV, Footprint, touched_mb
+from convcost.latency.footprint import CONV, ColdWeights, Footprint, touched_mb
 from convcost.latency.graph import FamilyFigures
 from convcost.latency.kinds import KINDS, op_kind
 from convcost.latency.roofline import Roofline, terms
@@ -175,3 +175,90 @@ def test_every_footprint_probe_times_the_op_after_its_producer() -> None:
         assert produced[-1].op_type == alone[-1].op_type
         expected = {"swish": "QuickGelu", "gelu": "Gelu"}.get(p.key, alone[-1].op_type)
         assert p.op == expected
+
+
+def test_cold_weights_are_interpolated_in_log_run_time() -> None:
+    cold = ColdWeights(((5.0, 0.0), (20.0, 30.0)))
+    assert cold.us_per_mb(10.0) == pytest.approx(30.0 * math.log(2) / math.log(4))
+    assert cold.us_per_mb(1.0) == 0.0  # beyond the ends: the end's
+    assert cold.us_per_mb(200.0) == 30.0
+    assert ColdWeights(()).us_per_mb(10.0) == 0.0
+
+
+def test_cold_weights_add_their_figure_per_megabyte_of_weights() -> None:
+    """At 25 us per MB: a 512 -> 512 3x3 conv (2,359,296 weights + 512 biases, 9,439,232 B) adds
+    0.236 ms; ResNet-18's classifier (513,000 weights) 0.0513 ms; an attention product (no weights)
+    nothing; a classifier whose probes already run cold (matvec_large) nothing."""
+    roof = replace(_profile(None).roofline, cold_weights_us_per_mb=25.0)
+    conv = make_conv("c", "Conv", (1, 512, 7, 7), 512, (3, 3), (1, 1), (1, 1, 1, 1))
+    fc = MatMul("fc", "Gemm", batch=1, m=1, k=512, n=1000, params=513_000)
+    attention = MatMul("qk", "MatMul", batch=4, m=256, k=32, n=256, params=0)
+    big = MatMul("fc6", "Gemm", batch=1, m=1, k=25088, n=4096, params=25088 * 4096)
+    assert op_kind(big) == "matvec_large"
+    plain = _profile(None).roofline
+    assert terms(roof, conv, "float32").cold_weights_s == pytest.approx(9_439_232 / 1e6 * 25e-6)
+    assert terms(roof, conv, "float32").seconds == pytest.approx(terms(plain, conv, "float32").seconds + 2.3598e-4)
+    assert terms(roof, fc, "float32").cold_weights_s == pytest.approx(513_000 * 4 / 1e6 * 25e-6)
+    assert terms(roof, attention, "float32").cold_weights_s == 0.0
+    assert terms(roof, big, "float32").cold_weights_s == 0.0
+
+
+def test_a_model_pays_cold_weights_at_its_own_run_time() -> None:
+    """A chain of one conv: the profile prices it alone at 0.0592 ms (peak 100 GFLOP/s x 0.5:
+    2 x 27,648 MACs / 50e9 = 1.106 us; 1 us overhead; bytes (448 + 768 + 1024) / 10 GB/s = 0.224 us
+    under the compute roof) plus 20 us per run and 2 x 3 us + 5,120 B / 5 GB/s for Relu and Add: 0.0291 ms
+    in all. With figures of 0 up to 0.02 ms and 10 us per MB from 0.04 ms, it runs at 0.0291 ms and pays
+    the figure interpolated there on its 448 weight bytes; the same model without convs passed pays none."""
+    nodes = _chain()
+    conv = make_conv("c", "Conv", (1, 3, 8, 8), 4, (3, 3), (1, 1), (1, 1, 1, 1))
+    cold = ColdWeights(((0.02, 0.0), (0.04, 10.0)))
+    profile = replace(_profile(None), cold_weights=cold)
+    compute_ms = 2 * conv.macs / 50e9 * 1e3
+    run_ms = 0.020 + 1e-3 + compute_ms + 2 * 3e-3 + (2 * 256 * 4 + 3 * 256 * 4) / 5e9 * 1e3
+    assert profile.whole(nodes, "float32", [profile.estimate(conv, "float32").ms], []).ms == pytest.approx(run_ms)
+    us = 10.0 * math.log(run_ms / 0.02) / math.log(2)
+    seen = profile.for_model(nodes, "float32", [conv])
+    assert seen.roofline.cold_weights_us_per_mb == pytest.approx(us)
+    assert seen.estimate(conv, "float32").ms == pytest.approx(profile.estimate(conv, "float32").ms + 448e-6 * us * 1e-3)
+    assert profile.for_model(nodes, "float32").roofline.cold_weights_us_per_mb == 0.0
+
+
+def test_a_profile_keeps_its_cold_weights_through_a_file(tmp_path: Path) -> None:
+    from convcost.latency.devices import shipped_profiles
+
+    cold = ColdWeights(((5.84, 1.96), (13.2, 21.1), (28.9, 37.4)))
+    base = load_profile(shipped_profiles()["xeon-8380"])
+    profile = replace(base, cold_weights=cold, sources={**base.sources, **{
+        f"cold_weights.{ms:.3g}": "measured" for ms, _ in cold.points}})
+    path = tmp_path / "p.yaml"
+    path.write_text(dump_profile(profile))
+    assert load_profile(path).cold_weights == cold
+    assert "cold_weights.13.2" in {f for f, _, _ in load_profile(path).figures()}
+
+
+@pytest.mark.parametrize(("cold", "fragment"), [
+    ({"soon": {"value": 1, "source": "t"}}, "cold_weights: expected milliseconds"),
+    ({0: {"value": 1, "source": "t"}}, "cold_weights: expected milliseconds"),
+    ({8: {"value": -1, "source": "t"}}, "cold_weights.8.value: must not be negative"),
+    ({8: {"value": 1}}, "cold_weights.8.source: missing"),
+    ([1, 2], "cold_weights: expected a mapping"),
+])
+def test_bad_cold_weights_are_exit_2(tmp_path: Path, cold: object, fragment: str) -> None:
+    from convcost.latency.devices import shipped_profiles
+
+    doc = yaml.safe_load(shipped_profiles()["xeon-8380"].read_text())
+    doc["cold_weights"] = cold
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    model = _relus(tmp_path / "r.onnx", 8)
+    assert_one_line_error(invoke("analyze", str(model), "-d", str(path)), fragment, str(path))
+
+
+def test_the_weight_chain_gives_each_conv_weights_of_its_own() -> None:
+    from convcost.latency.ort_graphs import weight_chain
+
+    graph = weight_chain(3, channels=8, side=5).graph
+    assert [n.op_type for n in graph.node] == ["Conv"] * 3
+    assert len({n.input[1] for n in graph.node}) == 3
+    assert [list(i.dims) for i in graph.initializer] == [[8, 8, 3, 3]] * 3
+    assert [n.input[0] for n in graph.node[1:]] == [n.output[0] for n in graph.node[:-1]]

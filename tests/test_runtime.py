@@ -422,6 +422,11 @@ def test_calibrate_onnxruntime_writes_a_physical_profile_with_the_fusions_onnxru
         assert [mb for mb, _ in points] == [8.0, 32.0], key
         assert all(0.1 < share < 10 for _, share in points), (key, points)
         assert all(p.sources[f"footprint.{key}.{mb:g}"].startswith("calibrated on") for mb, _ in points)
+    # what weights add inside a chain of two weight-heavy convs (the smoke sweep's one chain)
+    assert p.cold_weights is not None and len(p.cold_weights.points) == 1
+    (run_ms, us), = p.cold_weights.points
+    assert 0 < run_ms < 1000 and 0 <= us < 1000
+    assert p.sources[f"cold_weights.{run_ms:.3g}"].startswith("calibrated on")
 
 
 def test_bench_runs_the_model_in_onnxruntime_and_maps_every_kernel(block: Path, profile: Path) -> None:
@@ -514,6 +519,22 @@ def test_calibrate_and_the_footprint_sample_the_same_run_of_a_visit(monkeypatch:
     monkeypatch.setattr(ort_footprint, "_runs_op", lambda *a: True)
     times = ort_footprint.measure_footprint(1, 5, (8.0,))
     assert times.us and all(us["sweep"] == 1000.0 for us in times.us.values())
+    monkeypatch.setattr(ort_footprint, "make_session", lambda model, *a, **k: Fake("Conv"))
+    cold = ort_footprint.measure_cold_weights(1, 5, lengths=(2,), conv=(8, 5), flush_mb=8.0)
+    assert cold.us["2"]["sweep"] == 1000.0
+
+
+def test_cold_weights_time_a_conv_inside_chains_of_its_kind() -> None:
+    """Two chains of 32-channel 3x3 convs on 7x7: the longer runs longer; each point says what a MB of
+    weights adds there, never less than nothing."""
+    from convcost.latency.ort_footprint import measure_cold_weights
+
+    cold = measure_cold_weights(1, 5, lengths=(2, 4), conv=(32, 7), flush_mb=8.0)
+    assert cold.weight_mb == pytest.approx(32 * 32 * 9 * 4 / 1e6)
+    assert list(cold.us) == ["2", "4"]
+    assert cold.us["2"]["run"] < cold.us["4"]["run"]
+    assert [ms for ms, _ in cold.points] == sorted(ms for ms, _ in cold.points) and len(cold.points) == 2
+    assert all(us >= 0 for _, us in cold.points)
 
 
 def test_the_layout_probe_times_the_reorder_onnxruntime_inserts() -> None:

@@ -41,7 +41,7 @@ def calibrate(
     threads (default: all cores); the profile also prices every other op family (activations,
     pooling, concat, resize, softmax, LSTM...), the executor's cost per node and per run, and
     lists the fusions this onnxruntime build applies (each checked by timing a, b and a -> b).
-    About 90 s; --quick under 30 s.
+    About 100 s; --quick under 30 s.
     \b
     Examples:
       convcost calibrate -o myhost.yaml
@@ -140,6 +140,10 @@ def _calibrate_ort(plan: str, threads: int | None, name: str, output: str | None
     for key, points in cal.footprint.shares.items():
         shares = ", ".join(f"{share:.2f} at {mb:g} MB" for mb, share in points)
         print(f"  footprint {key:14s} {cal.footprint.ops[key]}: {shares} of its sweep time", file=sys.stderr)
+    if cal.cold.points:
+        added = ", ".join(f"{us:.3g} us at {ms:.3g} ms" for ms, us in cal.cold.points)
+        print(f"  cold weights: each MB of a conv's or matmul's weights adds {added} of a model's run",
+              file=sys.stderr)
 
 
 def _print_weight_cache(roof: Roofline) -> None:
