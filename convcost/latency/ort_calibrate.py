@@ -92,7 +92,7 @@ _VISIT = {"burst": SAMPLED_RUN + 1, "settle": SAMPLED_RUN}
 ORT_SWEEPS: dict[str, OrtSweep] = {
     "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, **_VISIT)),
     "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, **_VISIT), (8.0, 256.0),
-                      (4, 16)),
+                      (4, 12)),
     "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, **_VISIT), (8.0, 32.0), (2,)),
 }
 
