@@ -144,17 +144,23 @@ def test_a_profile_keeps_its_footprint_through_a_file(tmp_path: Path) -> None:
     assert "footprint.conv.768" in {f for f, _, _ in load_profile(path).figures()}
 
 
-@pytest.mark.parametrize(("footprint", "fragment"), [
-    ({"elementwize": {8: {"value": 1, "source": "t"}}}, "footprint: unknown key(s) elementwize"),
-    ({"elementwise": {"lots": {"value": 1, "source": "t"}}}, "footprint.elementwise: expected megabytes"),
-    ({"conv": {8: {"value": -1, "source": "t"}}}, "footprint.conv.8.value: must not be negative"),
-    ({"conv": {8: {"value": 1}}}, "footprint.conv.8.source: missing"),
+@pytest.mark.parametrize(("key", "section", "fragment"), [
+    ("footprint", {"elementwize": {8: {"value": 1, "source": "t"}}}, "footprint: unknown key(s) elementwize"),
+    ("footprint", {"elementwise": {"lots": {"value": 1, "source": "t"}}}, "footprint.elementwise: expected megabytes"),
+    ("footprint", {"conv": {8: {"value": -1, "source": "t"}}}, "footprint.conv.8.value: must not be negative"),
+    ("footprint", {"conv": {8: {"value": 1}}}, "footprint.conv.8.source: missing"),
+    ("cold_weights", {"soon": {"value": 1, "source": "t"}}, "cold_weights: expected milliseconds"),
+    ("cold_weights", {0: {"value": 1, "source": "t"}}, "cold_weights: expected milliseconds"),
+    ("cold_weights", {8: {"value": -1, "source": "t"}}, "cold_weights.8.value: must not be negative"),
+    ("cold_weights", {8: {"value": 1}}, "cold_weights.8.source: missing"),
+    ("cold_weights", [1, 2], "cold_weights: expected a mapping"),
 ])
-def test_a_bad_footprint_is_exit_2(tmp_path: Path, footprint: dict, fragment: str) -> None:
+def test_a_bad_footprint_or_cold_weights_section_is_exit_2(tmp_path: Path, key: str, section: object,
+                                                           fragment: str) -> None:
     from convcost.latency.devices import shipped_profiles
 
     doc = yaml.safe_load(shipped_profiles()["xeon-8380"].read_text())
-    doc["footprint"] = footprint
+    doc[key] = section
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(doc))
     model = _relus(tmp_path / "r.onnx", 8)
@@ -234,24 +240,6 @@ def test_a_profile_keeps_its_cold_weights_through_a_file(tmp_path: Path) -> None
     path.write_text(dump_profile(profile))
     assert load_profile(path).cold_weights == cold
     assert "cold_weights.13.2" in {f for f, _, _ in load_profile(path).figures()}
-
-
-@pytest.mark.parametrize(("cold", "fragment"), [
-    ({"soon": {"value": 1, "source": "t"}}, "cold_weights: expected milliseconds"),
-    ({0: {"value": 1, "source": "t"}}, "cold_weights: expected milliseconds"),
-    ({8: {"value": -1, "source": "t"}}, "cold_weights.8.value: must not be negative"),
-    ({8: {"value": 1}}, "cold_weights.8.source: missing"),
-    ([1, 2], "cold_weights: expected a mapping"),
-])
-def test_bad_cold_weights_are_exit_2(tmp_path: Path, cold: object, fragment: str) -> None:
-    from convcost.latency.devices import shipped_profiles
-
-    doc = yaml.safe_load(shipped_profiles()["xeon-8380"].read_text())
-    doc["cold_weights"] = cold
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    model = _relus(tmp_path / "r.onnx", 8)
-    assert_one_line_error(invoke("analyze", str(model), "-d", str(path)), fragment, str(path))
 
 
 def test_the_weight_chain_gives_each_conv_weights_of_its_own() -> None:
