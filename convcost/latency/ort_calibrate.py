@@ -306,10 +306,11 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
                 f"{where}: {cal.footprint.ops[key]} on a {c}-channel {hw}x{hw} map after a 1x1 conv, once after a "
                 f"graph touching {mb:g} MB ({us[f'{mb:g}']} us), over its time alone in the sweep ({us['sweep']} us)")
     cold_mb = cal.cold.weight_mb
-    for (run_ms, _), (length, us) in zip(cal.cold.points, cal.cold.us.items(), strict=True):
+    for length, (run_ms, _) in cal.cold.chains.items():
+        us = cal.cold.us[length]
         sources[f"cold_weights.{run_ms:.3g}"] = (
             f"{where}: a {COLD_CONV[0]}->{COLD_CONV[0]} 3x3 conv on a {COLD_CONV[1]}x{COLD_CONV[1]} map "
-            f"({cold_mb:.3g} MB of weights) inside a chain of {length} such convs that runs {us['run'] / 1e3:.3g} ms: "
+            f"({cold_mb:.3g} MB of weights) inside a chain of {length} such convs that runs {run_ms:.3g} ms: "
             f"{us['inside']} us, against {us['sweep']} us alone in the sweep, per MB of its weights")
     calibration: dict[str, Any] = {
         "machine": cal.machine, "date": cal.date, "sweep": cal.sweep, "threads": cal.threads,

@@ -45,11 +45,16 @@ class FootprintTimes:
 
 @dataclass
 class ColdTimes:
-    """(chain run ms, us per MB of weights) points, and per chain length the times they come from in us."""
+    """Per chain length: (chain run ms, us per MB of weights), and the times they come from in us."""
 
-    points: tuple[tuple[float, float], ...] = ()
+    chains: dict[str, tuple[float, float]] = field(default_factory=dict)
     us: dict[str, dict[str, float]] = field(default_factory=dict)
     weight_mb: float = 0.0  # the probe conv's weights
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        """(run ms, us per MB) points, sorted by run time (footprint.ColdWeights)."""
+        return tuple(sorted(self.chains.values()))
 
 
 def _sampled(session: Session, flush: Session, repeats: int, sampled_run: int, op: str, bias: float) -> float:
@@ -121,7 +126,6 @@ def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_
     sweep = _sampled(make_session(weight_chain(1, channels, side), threads, profiling=True), flush, repeats,
                      sampled_run, "Conv", bias)
     out = ColdTimes(weight_mb=mb)
-    points = []
     for n in lengths:
         if n > lengths[0] and n * mb * 1e6 * 2 > free_bytes() / 8:
             break
@@ -131,7 +135,6 @@ def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_
         per_node = [statistics.median(max(ms - bias, 1e-6) for ms in times[WARMUP:])
                     for name, times in chain.kernel_ms().items() if chain.ops.get(name) == "Conv"]
         inside, run_ms = statistics.median(per_node), sum(per_node)
-        points.append((run_ms, max(0.0, (inside - sweep) * 1e3 / mb)))
+        out.chains[str(n)] = (run_ms, max(0.0, (inside - sweep) * 1e3 / mb))
         out.us[str(n)] = {"sweep": round(sweep * 1e3, 2), "inside": round(inside * 1e3, 2), "run": round(run_ms * 1e3)}
-    out.points = tuple(sorted(points))
     return out
