@@ -520,7 +520,7 @@ def test_calibrate_and_the_footprint_sample_the_same_run_of_a_visit(monkeypatch:
     times = ort_footprint.measure_footprint(1, 5, (8.0,))
     assert times.us and all(us["sweep"] == 1000.0 for us in times.us.values())
     monkeypatch.setattr(ort_footprint, "make_session", lambda model, *a, **k: Fake("Conv"))
-    cold = ort_footprint.measure_cold_weights(1, 5, lengths=(2,), conv=(8, 5), flush_mb=8.0)
+    cold = ort_footprint.measure_cold_weights(1, 5, lengths=(2,), conv=(8, 5), sizes=(8.0,))
     assert cold.us["2"]["sweep"] == 1000.0
 
 
@@ -529,7 +529,7 @@ def test_cold_weights_time_a_conv_inside_chains_of_its_kind() -> None:
     weights adds there, never less than nothing."""
     from convcost.latency.ort_footprint import measure_cold_weights
 
-    cold = measure_cold_weights(1, 5, lengths=(2, 4), conv=(32, 7), flush_mb=8.0)
+    cold = measure_cold_weights(1, 5, lengths=(2, 4), conv=(32, 7), sizes=(8.0,))
     assert cold.weight_mb == pytest.approx(32 * 32 * 9 * 4 / 1e6)
     assert list(cold.us) == ["2", "4"]
     assert cold.us["2"]["run"] < cold.us["4"]["run"]

@@ -268,7 +268,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     fit = FitResult(roof, fit.quality, fit.macs_per_ms)
     footprint = measure_footprint(threads, plan.timing.repeats, plan.footprint_mb, bias)
     cold = measure_cold_weights(threads, plan.timing.repeats, bias, lengths=plan.cold_chains,
-                                flush_mb=plan.footprint_mb[-1])
+                                sizes=plan.footprint_mb)
     return OrtCalibration(fit, op_samples, families, quality, checks, applied, peak, bandwidth, gap_us, run * 1e3,
                           threads, machine(), dt.date.today().isoformat(), timed.others, sweep, raised, bias * 1e3,
                           footprint, cold)

@@ -69,6 +69,11 @@ def _sampled(session: Session, flush: Session, repeats: int, sampled_run: int, o
     return statistics.median(_op_ms(session, op, bias)[WARMUP + sampled_run::visit])
 
 
+def _fitting(sizes: tuple[float, ...]) -> tuple[float, ...]:
+    """The footprints whose graph (input and output) needs at most an eighth of the free memory; the first always."""
+    return tuple(mb for i, mb in enumerate(sizes) if i == 0 or mb * 1e6 * 2 <= free_bytes() / 8)
+
+
 def _op_ms(session: Session, op: str, bias: float) -> list[float]:
     """The kernel times of `op`'s node in every run so far, less the profiler's bias."""
     events = session.kernel_ms()
@@ -89,7 +94,7 @@ def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOO
     """Time every footprint probe (medians of at least 5 runs); footprints needing more than an eighth
     of the free memory are left out. `sampled_run` is the run of each visit the sweep samples."""
     repeats = max(repeats, 5)
-    sizes = tuple(mb for i, mb in enumerate(sizes) if i == 0 or mb * 1e6 * 2 <= free_bytes() / 8)
+    sizes = _fitting(sizes)
     rests = {mb: make_session(rest_of_model(mb), threads, fill=1.0) for mb in sizes}
     flush = rests[sizes[-1]]
     out = FootprintTimes()
@@ -116,13 +121,14 @@ def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOO
 
 def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_run: int = SAMPLED_RUN,
                          lengths: tuple[int, ...] = COLD_CHAINS, conv: tuple[int, int] = COLD_CONV,
-                         flush_mb: float = FOOTPRINT_MB[-1]) -> ColdTimes:
-    """Time the weight-heavy conv alone as the sweep does, then inside each chain (medians of at least
+                         sizes: tuple[float, ...] = FOOTPRINT_MB) -> ColdTimes:
+    """Time the weight-heavy conv alone as the sweep does (each visit after a graph touching the
+    largest of `sizes` that fits, as measure_footprint's), then inside each chain (medians of at least
     5 runs, over the chain's convs); chains needing more than an eighth of the free memory are left out."""
     repeats = max(repeats, 5)
     channels, side = conv
     mb = channels * channels * 9 * 4 / 1e6
-    flush = make_session(rest_of_model(flush_mb), threads, fill=1.0)
+    flush = make_session(rest_of_model(_fitting(sizes)[-1]), threads, fill=1.0)
     sweep = _sampled(make_session(weight_chain(1, channels, side), threads, profiling=True), flush, repeats,
                      sampled_run, "Conv", bias)
     out = ColdTimes(weight_mb=mb)

@@ -156,8 +156,9 @@ class Terms:
 
     @property
     def bound(self) -> Bound:
-        """The largest term: 'overhead' when the fixed cost outweighs both roofs; the unfold pass
-        and the weights beyond the cache are memory traffic, so they count with the memory roof."""
+        """The largest term: 'overhead' when the fixed cost outweighs both roofs; the unfold pass,
+        the weights beyond the cache and cold weights are memory traffic, so they count with the
+        memory roof."""
         memory = self.memory_s + self.unfold_s + self.beyond_cache_s + self.cold_weights_s
         if self.overhead_s > max(self.compute_s, memory):
             return "overhead"
