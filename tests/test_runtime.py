@@ -20,6 +20,7 @@ from convcost.cost.nodes import family_of, lineage, node_family, node_work
 from convcost.ir.model import Node
 from convcost.latency.fusions import fuse
 from convcost.latency.graph import FamilyFigures, whole_model
+from convcost.latency.kinds import KINDS
 from convcost.latency.roofline import Roofline
 from tests.conftest import assert_one_line_error, invoke, run_cli
 from tests.factorize_models import torch_export
@@ -150,6 +151,33 @@ def test_a_fusion_needs_the_conv_output_to_have_one_reader() -> None:
     other = Node("o", "Sigmoid", ("y",), ("s",), ((1, 4, 8, 8),), ((1, 4, 8, 8),))
     fates = fuse([conv, relu, other], ("conv_activation",))
     assert fates["r"].runs and fates["o"].runs
+
+
+@pytest.mark.parametrize(("act", "fusion", "runtime", "with_figures", "passes"), [
+    ("HardSwish", "conv_hardswish", "onnxruntime", True, True),
+    ("HardSigmoid", "conv_activation", "onnxruntime", True, True),
+    ("Relu", "conv_activation", "onnxruntime", True, False),  # applied as the kernel stores each output
+    ("HardSwish", "conv_hardswish", "onnxruntime", False, False),  # a profile without the figures
+    ("HardSwish", "conv_hardswish", "tensorrt", True, False),  # TensorRT's epilogues apply all of them
+])
+def test_an_activation_the_conv_kernel_does_not_store_with_is_a_pass_over_its_output(
+        act: str, fusion: str, runtime: str, with_figures: bool, passes: bool) -> None:
+    """onnxruntime applies a fused Relu as its conv kernels store each output and any other fused
+    activation in a pass over the output after the kernel wrote it: by hand, 256 elements read and
+    written, 4 bytes each, at 10 GB/s x the profile's activation_pass share 0.4, and no call overhead."""
+    from convcost.latency.devices import DeviceProfile
+
+    roof = Roofline({"float32": 100.0}, 10.0, dict.fromkeys(KINDS, 0.5), dict.fromkeys(KINDS, 1.0))
+    conv = Node("c", "Conv", ("x", "w"), ("y",), ((1, 4, 8, 8), (4, 4, 3, 3)), ((1, 4, 8, 8),), "float32",
+                frozenset({1}), counted=("conv", 0))
+    nodes = [conv, Node("a", act, ("y",), ("z",), ((1, 4, 8, 8),), ((1, 4, 8, 8),), "float32")]
+    ops = {"run": FamilyFigures(20.0), "elementwise": FamilyFigures(3.0, 0.5)}
+    if with_figures:
+        ops["activation_pass"] = FamilyFigures(0.0, 0.4)
+    p = DeviceProfile("p", "test", roof, "<test>", runtime={"name": runtime}, ops=ops, fusions=(fusion,))
+    whole = p.whole(nodes, "float32", [0.25], [])
+    assert [e.fate.by for e in whole.nodes] == [None, fusion]
+    assert whole.ms == pytest.approx(0.020 + 0.25 + (2 * 256 * 4 / (10e9 * 0.4) * 1e3 if passes else 0.0))
 
 
 def _silu_nodes(n: int) -> list[Node]:
@@ -403,6 +431,11 @@ def test_runtime_onnxruntime_without_onnxruntime_says_how_to_install(monkeypatch
 # --- calibrate and bench in onnxruntime -------------------------------------------------------
 
 
+def checks_of(profile: Path) -> dict:
+    """The fusion checks calibrate recorded in a profile."""
+    return yaml.safe_load(profile.read_text())["calibration"]["fusion_checks"]
+
+
 def test_calibrate_onnxruntime_writes_a_physical_profile_with_the_fusions_onnxruntime_applies(profile: Path) -> None:
     from convcost.latency.devices import load_profile
 
@@ -413,8 +446,16 @@ def test_calibrate_onnxruntime_writes_a_physical_profile_with_the_fusions_onnxru
     assert {"conv_bn", "conv_activation", "conv_add_activation"} <= set(p.fusions)
     assert all(0 < e <= 1 for e in p.roofline.efficiency.values())
     assert all(0 < f.memory_efficiency <= 1 for f in p.ops.values())
+    # a fused HardSwish's pass over its conv's output: its kernel less the plain conv's, no overhead
+    pass_ms = checks_of(profile)["conv_hardswish"]["pass_ms"]
+    if "activation_pass" in p.ops:
+        assert p.ops["activation_pass"].overhead_us == 0
+        share = 2 * 64 * 56 * 56 * 4 / (p.roofline.bandwidth_gbs * 1e9 * pass_ms * 1e-3)
+        assert p.ops["activation_pass"].memory_efficiency == pytest.approx(share, rel=5e-3)
+    else:  # noise left the pass no time, or less than the bandwidth allows
+        assert pass_ms <= 2 * 64 * 56 * 56 * 4 / (p.roofline.bandwidth_gbs * 1e9) * 1e3 * 1.001
     assert set(p.ops) >= {"run", "elementwise", "pooling", "resize", "recurrent"}
-    checks = yaml.safe_load(profile.read_text())["calibration"]["fusion_checks"]
+    checks = checks_of(profile)
     assert checks["conv_activation"]["kernels_ab"] < checks["conv_activation"]["kernels_a_b"]
     # the footprint shares, per family and for conv kinds, at the smoke sweep's two footprints
     assert p.footprint is not None and {"elementwise", "conv"} <= set(p.footprint.points)

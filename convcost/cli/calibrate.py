@@ -105,6 +105,7 @@ def _calibrate_ort(plan: str, threads: int | None, name: str, output: str | None
     import_ort()  # a missing extra is said before anything is built
     from convcost.latency import ort_calibrate as cal_mod
     from convcost.latency.devices import dump_profile
+    from convcost.latency.graph import ACTIVATION_PASS
     from convcost.util.progress import progress
 
     if plan not in cal_mod.ORT_SWEEPS:
@@ -128,6 +129,11 @@ def _calibrate_ort(plan: str, threads: int | None, name: str, output: str | None
         print(f"  fusion {fusion:20s} {verdict}: kernels {check['kernels_a_b']:g} -> {check['kernels_ab']:g}; "
               f"a {check['a_ms']:.3g} ms, b {check['b_ms']:.3g} ms, a->b {check['ab_ms']:.3g} ms "
               f"(saves {check['saved_share_of_min']:.0%} of the smaller)", file=sys.stderr)
+    pass_ms = cal.fusions["conv_hardswish"]["pass_ms"]
+    passing = cal.families.get(ACTIVATION_PASS)
+    print(f"  activation pass: a fused HardSwish adds {pass_ms:.3g} ms to its conv's kernel: "
+          + (f"bandwidth share {passing.memory_efficiency:.3g}" if passing else "too little to price, no pass priced"),
+          file=sys.stderr)
     roof = cal.fit.roofline
     for kind, (count, med, within) in cal.fit.quality.items():
         print(f"  {kind:14s} efficiency {roof.efficiency[kind]:.3g}  overhead {roof.overhead_us[kind]:.3g} us  "

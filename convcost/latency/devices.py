@@ -126,8 +126,9 @@ class DeviceProfile:
     def plan_whole(self, nodes: Sequence[Node], dtype: str) -> WholePlan:
         """What the whole model's estimate on this device needs besides the convs' and matmuls' own:
         the runtime's fusions and every other node's time."""
+        passes = RUNTIMES[self.runtime["name"]].pass_activations if self.runtime else frozenset()
         try:
-            return plan_whole(nodes, self.roofline, self.ops, self.fusions, dtype)
+            return plan_whole(nodes, self.roofline, self.ops, self.fusions, dtype, passes)
         except DtypeError as exc:
             raise InputError(f"device {self.name}: {exc}", self.path) from None
 

@@ -27,13 +27,27 @@ class Runtime:
     description: str
     #: The rewrites a profile of this runtime applies when it lists none.
     default_fusions: tuple[str, ...] = ()
+    #: Activations that, fused into a conv, still run as a pass over the conv's output after its
+    #: kernel wrote it, rather than as the kernel stores each output (convcost.latency.graph).
+    pass_activations: frozenset[str] = frozenset()
 
+
+#: Activations onnxruntime's FusedConv (and the NCHWc conv) applies to a conv's output in place.
+FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu", "Tanh",
+                                 "aten::relu", "aten::relu_", "aten::clamp", "aten::hardtanh", "aten::sigmoid",
+                                 "aten::hardsigmoid", "aten::leaky_relu", "aten::tanh"})
+#: HardSwish after a conv: onnxruntime fuses it into an NCHWc conv that feeds another node.
+HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
+#: Activations onnxruntime's conv kernels apply as they store each output (MLAS's Relu flag); MLAS
+#: applies any other fused activation (MlasActivation) to each output block once the kernel wrote it.
+KERNEL_ACTIVATIONS = frozenset({"Relu", "aten::relu", "aten::relu_"})
 
 RUNTIMES: Registry[str, Runtime] = Registry("runtime")
 RUNTIMES.add("onnxruntime", Runtime(
     "onnxruntime", "onnxruntime's CPU execution provider, default graph optimizations (ORT_ENABLE_ALL)",
     ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation", "conv_hardswish", "conv_add_activation",
-     "bn_activation", "sigmoid_mul", "gelu", "matmul_add", "matmul_scale")))
+     "bn_activation", "sigmoid_mul", "gelu", "matmul_add", "matmul_scale"),
+    (FUSABLE_ACTIVATIONS | HARDSWISH) - KERNEL_ACTIVATIONS))
 RUNTIMES.add("torch", Runtime("torch", "PyTorch eager mode: every op is a kernel call, nothing is fused"))
 RUNTIMES.add("tflite", Runtime("tflite", "TensorFlow Lite interpreter and its delegates (conv + BN and "
                                          "conv + ReLU/ReLU6 fused by the converter)",
@@ -42,12 +56,8 @@ RUNTIMES.add("tensorrt", Runtime("tensorrt", "NVIDIA TensorRT engines (conv + BN
                                  ("constant_folding", "eliminate_identity", "conv_bn", "conv_activation",
                                   "conv_hardswish", "conv_add_activation")))
 
-#: Activations onnxruntime's FusedConv (and the NCHWc conv) applies to a conv's output in place.
-FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu", "Tanh",
-                                 "aten::relu", "aten::relu_", "aten::clamp", "aten::hardtanh", "aten::sigmoid",
-                                 "aten::hardsigmoid", "aten::leaky_relu", "aten::tanh"})
-#: HardSwish after a conv: onnxruntime fuses it into an NCHWc conv that feeds another node.
-HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
+#: The fusions that put an activation into a conv kernel.
+ACTIVATION_FUSIONS = frozenset({"conv_activation", "conv_hardswish"})
 #: The op onnxruntime runs for x * Sigmoid(x) (`sigmoid_mul`): what the Sigmoid it keeps is priced as,
 #: and the node calibrate's SiLU probes time.
 SILU_KERNEL = "QuickGelu"

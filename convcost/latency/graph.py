@@ -10,7 +10,11 @@
 `bytes` and MACs are its work (`node_work`); `steps` is 1, or the time steps x directions of a
 recurrent op, each of which is a kernel call of its own. A node absorbed by a fusion or folded
 away (convcost.latency.fusions) costs no call, or the overhead of the one call the rewrite leaves
-in its place (`Fate.leaves`: the reshape after a Gemm that took a MatMul of a 3-D input). A node
+in its place (`Fate.leaves`: the reshape after a Gemm that took a MatMul of a 3-D input). An
+activation fused into a conv that the runtime's kernels do not apply as they store each output
+(`Runtime.pass_activations`: in onnxruntime, all but Relu) reads and writes the conv's output once
+more, at the share of the bandwidth a profile's `activation_pass` figures give (calibrate measures
+it on a conv with HardSwish fused; a profile without them prices no pass), with no call of its own. A node
 whose op has no family is listed as unpriced with its name: the estimate says what it leaves out,
 never a silent zero.
 """
@@ -23,12 +27,14 @@ from functools import cache
 
 from convcost.cost.nodes import FAMILIES, element_bytes, lineage, node_family, node_work, traffic_bytes
 from convcost.ir.model import Conv, Node, Shape
-from convcost.latency.fusions import NCHWC, Fate, fuse
+from convcost.latency.fusions import ACTIVATION_FUSIONS, NCHWC, Fate, fuse
 from convcost.latency.layouts import Ends, inner_copies, layout_copy, reorders, stage_ends
 from convcost.latency.roofline import Roofline, peak_for
 
 #: Figures of the whole run rather than of one op family (`ops.run` in a profile).
 RUN = "run"
+#: Figures of the pass a fused activation makes over its conv's output (`ops.activation_pass`).
+ACTIVATION_PASS = "activation_pass"
 
 
 @dataclass(frozen=True)
@@ -147,8 +153,9 @@ class WholePlan:
 
 
 def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, FamilyFigures],
-               fusions: Sequence[str], dtype: str) -> WholePlan:
-    """Fuse the nodes and price every one that is neither a conv nor a matmul (see the module docstring)."""
+               fusions: Sequence[str], dtype: str, pass_activations: frozenset[str] = frozenset()) -> WholePlan:
+    """Fuse the nodes and price every one that is neither a conv nor a matmul (see the module docstring);
+    `pass_activations`: the runtime's (convcost.latency.fusions.Runtime)."""
     run = figures[RUN].overhead_us * 1e-3 if RUN in figures else 0.0
     if not nodes:
         return WholePlan(run)
@@ -164,6 +171,8 @@ def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, Fami
         fate = fates[node.name]
         if not fate.runs:
             left = _figures(roof, figures, fate.leaves).overhead_us * 1e-3 if fate.leaves else 0.0
+            if fate.by in ACTIVATION_FUSIONS and node.op in pass_activations and ACTIVATION_PASS in figures:
+                left += _activation_pass_ms(roof, figures[ACTIVATION_PASS], node, dtype)
             out.append(NodeEstimate(node, left, node_family(node), fate))
         elif node.counted is not None:
             added = extra.get(node.name, 0)
@@ -191,14 +200,21 @@ def plan_whole(nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, Fami
     return WholePlan(run, out, lambda swapped: copies_ms(swapped) - base, copy_ms)
 
 
+def _activation_pass_ms(roof: Roofline, figures: FamilyFigures, node: Node, dtype: str) -> float:
+    """A fused activation's pass over its conv's output: its bytes in and out at the pass's share of
+    the bandwidth; the conv's call already paid any overhead."""
+    work = node_work(node, dtype)
+    return 0.0 if work is None else work.bytes / (roof.bandwidth_gbs * 1e9 * figures.memory_efficiency) * 1e3
+
+
 def whole_model(
     nodes: Sequence[Node], roof: Roofline, figures: Mapping[str, FamilyFigures], fusions: Sequence[str],
-    dtype: str, conv_ms: Sequence[float], matmul_ms: Sequence[float],
+    dtype: str, conv_ms: Sequence[float], matmul_ms: Sequence[float], pass_activations: frozenset[str] = frozenset(),
 ) -> WholeEstimate:
     """The whole model's time in one call (`plan_whole`, then `WholePlan.estimate`)."""
-    return plan_whole(nodes, roof, figures, fusions, dtype).estimate(conv_ms, matmul_ms)
+    return plan_whole(nodes, roof, figures, fusions, dtype, pass_activations).estimate(conv_ms, matmul_ms)
 
 
 def family_names() -> list[str]:
-    """Every op family a profile's `ops` may give figures for, and `run`."""
-    return [RUN, *FAMILIES]
+    """Every op family a profile's `ops` may give figures for, `run` and `activation_pass`."""
+    return [RUN, ACTIVATION_PASS, *FAMILIES]

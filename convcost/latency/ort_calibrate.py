@@ -41,7 +41,7 @@ from convcost.latency.devices import DeviceProfile
 from convcost.latency.fit import FitResult, Sample, fit_roofline, fit_sources, physical, raise_bandwidth
 from convcost.latency.footprint import ColdWeights, Footprint
 from convcost.latency.fusions import NCHWC
-from convcost.latency.graph import RUN, FamilyFigures
+from convcost.latency.graph import ACTIVATION_PASS, RUN, FamilyFigures
 from convcost.latency.kinds import COLD_KINDS, op_kind
 from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import cache_start_mb, machine
@@ -58,6 +58,7 @@ from convcost.latency.ort_graphs import (
     family_probes,
     fusion_probes,
     matmul_probe,
+    pair_conv,
     sweep_matmuls,
 )
 from convcost.latency.ort_run import (
@@ -166,6 +167,16 @@ def _fit_family(points: Sequence[tuple[int, int, float, float]], bandwidth: floa
     return o * 1e6, e, med
 
 
+def _pass_share(ms: float, bandwidth_gbs: float) -> float | None:
+    """The bandwidth share of a fused HardSwish's pass over the pair conv's output that took `ms`
+    (its bytes in and out, as graph.py prices the pass); None where noise left it no time, or less
+    than the bandwidth allows (the profile then prices no pass)."""
+    if ms <= 0:
+        return None
+    share = 2 * math.prod(pair_conv().output_shape) * 4 / (bandwidth_gbs * 1e9 * ms * 1e-3)
+    return share if share <= 1 else None
+
+
 def calibrate_ort(sweep: str = "full", threads: int | None = None,
                   tick: Callable[[int, int], None] | None = None) -> OrtCalibration:
     """Time the sweep in onnxruntime with `threads` intra-op threads (default: all cores) and fit."""
@@ -189,7 +200,11 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     fusion_counts = [make_session(m, threads, profiling=True) for f in fusion for m in (f.a, f.b, f.ab)]
     for s in fusion_counts:
         s.run()
-    sessions = [*profiled, *chains.values(), *chains_profiled.values(), *fusion_sessions]
+    # A fused activation's pass over its conv's output (ACTIVATION_PASS): conv -> conv, and conv ->
+    # HardSwish -> conv, profiled; kernel medians are steadier than the walls' difference at 2 threads.
+    hardswish = next(f for f in fusion if f.fusion == "conv_hardswish")
+    passes = [make_session(m, threads, profiling=True) for m in (hardswish.a, hardswish.ab)]
+    sessions = [*profiled, *chains.values(), *chains_profiled.values(), *fusion_sessions, *passes]
     timed = time_sessions(sessions, plan.timing, tick)
     walls = timed.medians()
     warm = plan.timing.warmup
@@ -212,7 +227,7 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
 
     # Fusions: a -> b runs fewer kernels than a and b apart (the profiler's count), and the times
     # (net of the run overhead) show what it saves.
-    fusion_walls = walls[n_probes + 4:]
+    fusion_walls = walls[n_probes + 4: n_probes + 4 + len(fusion_sessions)]
     checks: dict[str, dict[str, float]] = {}
     applied = ["constant_folding", "eliminate_identity"]  # applied at every optimization level above none
     for i, f in enumerate(fusion):
@@ -263,6 +278,11 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
         families[family] = FamilyFigures(overhead + gap * 1e3, share / top_share)
         quality[family] = (len(family_points[family]), med)
     families[RUN] = FamilyFigures(run * 1e3)
+    plain, fused = (_probe_ms(s, warm, bias=bias) for s in passes)
+    checks["conv_hardswish"]["pass_ms"] = round(fused - plain, 5)
+    pass_share = _pass_share(fused - plain, bandwidth)
+    if pass_share is not None:
+        families[ACTIVATION_PASS] = FamilyFigures(0.0, pass_share)
     gap_us = gap * 1e3
     roof = replace(roof, overhead_us={k: v + gap_us for k, v in roof.overhead_us.items()})
     fit = FitResult(roof, fit.quality, fit.macs_per_ms)
@@ -293,6 +313,13 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
         if family == RUN:
             sources[f"ops.{RUN}.overhead_us"] = (f"{where}: a 1-node graph's run time minus its kernel and executor "
                                                  f"time (chains of 1 and {CHAIN} Adds)")
+            continue
+        if family == ACTIVATION_PASS:
+            c, hw = pair_conv().output_shape[1:3]
+            sources[f"ops.{family}.overhead_us"] = f"{where}: none (the pass runs inside the conv's call)"
+            sources[f"ops.{family}.memory_efficiency"] = (
+                f"{where}: a 1x1 conv's kernel with HardSwish fused, less without it ({c} channels, {hw}x{hw}; "
+                f"{cal.fusions['conv_hardswish']['pass_ms']} ms)")
             continue
         count, med = cal.family_quality[family]
         text = f"{where}: fit to {count} probe graphs (median |error| {med:.0%})"

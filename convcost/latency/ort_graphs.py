@@ -371,7 +371,8 @@ class FusionProbe:
     ab: onnx.ModelProto
 
 
-def _pair_conv(c: int = 64, hw: int = 56) -> Conv:
+def pair_conv(c: int = 64, hw: int = 56) -> Conv:
+    """The conv of the fusion checks: a 1x1 conv, 64 channels on a 56x56 map."""
     return make_conv(name="pair", op="Conv", input_shape=(1, c, hw, hw), out_channels=c, kernel=(1, 1),
                      stride=(1, 1), padding=(0, 0, 0, 0))
 
@@ -379,7 +380,7 @@ def _pair_conv(c: int = 64, hw: int = 56) -> Conv:
 def fusion_probes() -> list[FusionProbe]:
     """One probe per conv fusion convcost models: conv -> BatchNormalization, conv -> Relu, and
     conv -> Add (a residual of the same shape) -> Relu."""
-    conv = _pair_conv()
+    conv = pair_conv()
     shape = conv.output_shape
     c = shape[1]
 
