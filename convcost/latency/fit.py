@@ -16,7 +16,7 @@ import numpy as np
 
 from convcost.cost import cost_of
 from convcost.ir.model import Conv, MatMul, Op
-from convcost.latency.kinds import KINDS, gemm_dims, lineage, op_kind
+from convcost.latency.kinds import KINDS, computed_share, gemm_dims, lineage, op_kind
 from convcost.latency.roofline import Roofline, Saturation, WeightCache, unfold_bytes
 
 
@@ -43,7 +43,9 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
     dims = np.array([gemm_dims(s.op) for s in samples], dtype=float)
     kinds = [op_kind(s.op) for s in samples]
     return {
-        "flops": np.array([2.0 * c.macs for c in costs]),
+        # The MACs a kernel computes (a direct kernel skips rows of padding), and as counted.
+        "flops": np.array([2.0 * c.macs * computed_share(s.op) for c, s in zip(costs, samples, strict=True)]),
+        "macs": np.array([float(c.macs) for c in costs]),
         "bytes": np.array([float(c.traffic_bytes) for c in costs]),
         "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),
         # Weight bytes of the convs (roofline.WeightCache); matrix multiplies have none there.
@@ -254,7 +256,7 @@ def fit_roofline(samples: Sequence[Sample], peak_gflops: float, bandwidth_gbs: f
         weight_cache=_weight_cache(best, at, a),
     )
     # The baseline's one rate: total MACs over total time of the sweep (its average throughput).
-    macs_per_ms = float(np.sum(a["flops"] / 2) / np.sum(a["ms"]))
+    macs_per_ms = float(np.sum(a["macs"]) / np.sum(a["ms"]))
     return FitResult(roof, quality, macs_per_ms)
 
 

@@ -291,3 +291,23 @@ def gemm_dims(op: Op) -> tuple[int, int, int]:
     if op.is_depthwise:
         return pixels, op.out_channels, k
     return pixels, op.out_channels // op.groups, op.in_channels // op.groups * k
+
+
+#: Kinds onnxruntime runs with its blocked (NCHWc) direct kernels on x86: they skip the kernel rows
+#: that fall in a 2-D conv's top and bottom padding (`computed_share`).
+DIRECT_KINDS = frozenset({"dense", "rectangular", "depthwise", "depthwise_unaligned", "grouped", "small_channel"})
+
+
+def computed_share(op: Op) -> float:
+    """The share of a 2-D conv's MACs (as counted: every kernel tap of every output) that a direct
+    kernel computes: for each output row, the kernel rows that land inside the input, not in the
+    padding above or below it. 1 for other ops and kinds (an im2col + GEMM multiplies the zeros)."""
+    if not isinstance(op, Conv) or op.op != "Conv" or op.rank != 2 or op_kind(op) not in DIRECT_KINDS:
+        return 1.0
+    kh, sh, dh, top, h = op.kernel[0], op.stride[0], op.dilation[0], op.padding[0], op.input_shape[2]
+    rows = op.output_shape[2]
+    if kh == 1 or rows == 0:
+        return 1.0
+    inside = sum(1 for y in range(rows) for i in range(kh) if 0 <= y * sh - top + i * dh < h)
+    return inside / (rows * kh)
+
