@@ -38,8 +38,9 @@ FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "HardSigmoid", "Leak
                                  "aten::hardsigmoid", "aten::leaky_relu", "aten::tanh"})
 #: HardSwish after a conv: onnxruntime fuses it into an NCHWc conv that feeds another node.
 HARDSWISH = frozenset({"HardSwish", "aten::hardswish", "aten::hardswish_"})
-#: Activations onnxruntime's conv kernels apply as they store each output (MLAS's Relu flag); MLAS
-#: applies any other fused activation (MlasActivation) to each output block once the kernel wrote it.
+#: Activations onnxruntime's conv kernels apply as they store each output (mlas/lib/sconv.h:
+#: MLAS_CONV_KERNEL_FLAG_RELU_ACTIVATION); under MLAS_CONV_KERNEL_FLAG_OTHER_ACTIVATION, MLAS applies
+#: any other fused activation (MlasActivation) to each output block once the kernel wrote it.
 KERNEL_ACTIVATIONS = frozenset({"Relu", "aten::relu", "aten::relu_"})
 
 RUNTIMES: Registry[str, Runtime] = Registry("runtime")
