@@ -44,7 +44,8 @@ def _arrays(samples: Sequence[Sample], dtype: str, work_kinds: tuple[str, ...],
     kinds = [op_kind(s.op) for s in samples]
     return {
         # The MACs a kernel computes (a direct kernel skips rows of padding), and as counted.
-        "flops": np.array([2.0 * c.macs * computed_share(s.op) for c, s in zip(costs, samples, strict=True)]),
+        "flops": np.array([2.0 * c.macs * computed_share(s.op, k) for c, s, k in zip(costs, samples, kinds,
+                                                                                       strict=True)]),
         "macs": np.array([float(c.macs) for c in costs]),
         "bytes": np.array([float(c.traffic_bytes) for c in costs]),
         "unfold": np.array([float(unfold_bytes(s.op, dtype)) for s in samples]),

@@ -298,16 +298,20 @@ def gemm_dims(op: Op) -> tuple[int, int, int]:
 DIRECT_KINDS = frozenset({"dense", "rectangular", "depthwise", "depthwise_unaligned", "grouped", "small_channel"})
 
 
-def computed_share(op: Op) -> float:
+def computed_share(op: Op, kind: str | None = None) -> float:
     """The share of a 2-D conv's MACs (as counted: every kernel tap of every output) that a direct
     kernel computes: for each output row, the kernel rows that land inside the input, not in the
-    padding above or below it. 1 for other ops and kinds (an im2col + GEMM multiplies the zeros)."""
-    if not isinstance(op, Conv) or op.op != "Conv" or op.rank != 2 or op_kind(op) not in DIRECT_KINDS:
+    padding above or below it. 1 for other ops and kinds (an im2col + GEMM multiplies the zeros).
+    `kind`: the op's kind where the caller has it already."""
+    if not isinstance(op, Conv) or op.op != "Conv" or op.rank != 2 or (kind or op_kind(op)) not in DIRECT_KINDS:
         return 1.0
     kh, sh, dh, top, h = op.kernel[0], op.stride[0], op.dilation[0], op.padding[0], op.input_shape[2]
     rows = op.output_shape[2]
     if kh == 1 or rows == 0:
         return 1.0
-    inside = sum(1 for y in range(rows) for i in range(kh) if 0 <= y * sh - top + i * dh < h)
+    inside = 0
+    for i in range(kh):  # kernel row i reads input row y * sh + offset: count the output rows y where it is inside
+        offset = i * dh - top
+        first, last = max(0, -(offset // sh)), min(rows - 1, (h - 1 - offset) // sh)
+        inside += max(0, last - first + 1)
     return inside / (rows * kh)
-

@@ -211,7 +211,7 @@ def terms(roof: Roofline, op: Op, dtype: str) -> Terms:
     # then set by the memory term: it streams the weights.
     fill = roof.saturation.fill(kind, *gemm_dims(op), pixels=not isinstance(op, MatMul))
     rate = peak_for(roof, own) * 1e9 * roof.efficiency[kind] * fill
-    compute = 2 * cost.macs * computed_share(op) / rate if cost.macs else 0.0
+    compute = 2 * cost.macs * computed_share(op, kind) / rate if cost.macs else 0.0
     # The op's own traffic and its unfold pass move at its kind's share of the bandwidth (the share a
     # raised bandwidth leaves a kind that moved its bytes at the copy's: fit.raise_bandwidth).
     bandwidth = roof.bandwidth_gbs * 1e9 * roof.memory_share(kind)
