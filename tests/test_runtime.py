@@ -108,6 +108,21 @@ def test_elementwise_bytes_are_inputs_and_output_once() -> None:
     assert node_work(Node("r", "Reshape", ("x", "s"), ("y",), ((1, 8), (2,)), ((8,),))).bytes == 0  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(("kernel", "stride", "pads", "side", "reads"), [
+    (3, 2, 1, 112, 64 * 112 * 112),  # ResNet's stem pool: overlapping windows read the input once
+    (2, 2, 0, 112, 64 * 112 * 112),  # VGG's: windows tile the input
+    (2, 3, 0, 9, 64 * 3 * 3 * 4),    # windows that skip elements read only theirs
+])
+def test_a_pool_reads_its_input_once_and_writes_its_output(kernel: int, stride: int, pads: int, side: int,
+                                                           reads: int) -> None:
+    """By hand: a 3x3 / 2 max pool with padding 1 on 64x112x112 reads 64 x 112 x 112 elements (not
+    the 56 x 56 x 9 of its windows) and writes 64 x 56 x 56."""
+    out = (side + 2 * pads - kernel) // stride + 1
+    pool = Node("p", "MaxPool", ("x",), ("y",), ((1, 64, side, side),), ((1, 64, out, out),), "float32",
+                attrs={"kernel_shape": [kernel, kernel], "strides": [stride, stride], "pads": [pads] * 4})
+    assert node_work(pool).bytes == (reads + 64 * out * out) * 4  # type: ignore[union-attr]
+
+
 def test_lstm_macs_by_hand_from_a_real_export(tmp_path: Path) -> None:
     """nn.LSTM(8, 16), 5 steps, batch 1, bidirectional: per step and direction x @ W (8 x 64) and
     h @ R (16 x 64): 5 x 2 x 64 x (8 + 16) MACs, as 10 kernel calls."""

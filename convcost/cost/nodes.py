@@ -210,14 +210,18 @@ def _window(node: Node) -> int:
 
 @_WORK.register("pooling", "pooling_nd")
 def _pooling(node: Node, bpe: int) -> NodeWork:
-    """A windowed pool reads each of its windows (out x window elements: 2.25 x the input for a
-    3x3 / 2 max pool) and writes its output; a global pool reads the input once."""
+    """A pool reads its input from memory once and writes its output: overlapping windows (a 3x3 / 2
+    max pool's) read the rows they share from cache. In onnxruntime at one thread here a blocked
+    3x3 / 2 max pool takes the same time as a 2x2 / 2 one on the same map (64x112x112: 141 us both;
+    96x109x109: 200 and 197 us). Windows that skip elements (kernel < stride) read only theirs."""
     base = _traffic(node, bpe)
     window = _window(node)
     outputs = _elements(node.known_outputs())
     if window <= 1 or not outputs:
         return base
-    return NodeWork(bytes=(outputs * window + outputs) * bpe)
+    known = [s for s in node.input_shapes if s is not None]
+    reads = min(outputs * window, _elements(known)) if known else outputs * window
+    return NodeWork(bytes=(reads + outputs) * bpe)
 
 
 @_WORK.register("view", "shape")
