@@ -244,10 +244,16 @@ def test_a_profile_keeps_its_cold_weights_through_a_file(tmp_path: Path) -> None
 
 
 def test_the_weight_chain_gives_each_conv_weights_of_its_own() -> None:
+    import onnx
+
     from convcost.latency.ort_graphs import weight_chain
 
-    graph = weight_chain(3, channels=8, side=5).graph
+    model, weights = weight_chain(3, channels=8, side=5)
+    graph = model.graph
     assert [n.op_type for n in graph.node] == ["Conv"] * 3
     assert len({n.input[1] for n in graph.node}) == 3
     assert [list(i.dims) for i in graph.initializer] == [[8, 8, 3, 3]] * 3
+    # the data stays outside the protobuf: the session is given the arrays
+    assert all(i.data_location == onnx.TensorProto.EXTERNAL and not i.raw_data for i in graph.initializer)
+    assert {n.input[1]: weights[n.input[1]].shape for n in graph.node} == {f"w{i}": (8, 8, 3, 3) for i in range(3)}
     assert [n.input[0] for n in graph.node[1:]] == [n.output[0] for n in graph.node[:-1]]

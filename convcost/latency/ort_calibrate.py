@@ -45,7 +45,13 @@ from convcost.latency.graph import ACTIVATION_PASS, RUN, FamilyFigures
 from convcost.latency.kinds import COLD_KINDS, op_kind
 from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import cache_start_mb, machine
-from convcost.latency.ort_footprint import ColdTimes, FootprintTimes, measure_cold_weights, measure_footprint
+from convcost.latency.ort_footprint import (
+    ColdTimes,
+    FootprintTimes,
+    measure_cold_weights,
+    measure_footprint,
+    rest_sessions,
+)
 from convcost.latency.ort_graphs import (
     BLOCKED_KERNELS,
     COLD_CHAINS,
@@ -286,9 +292,13 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     gap_us = gap * 1e3
     roof = replace(roof, overhead_us={k: v + gap_us for k, v in roof.overhead_us.items()})
     fit = FitResult(roof, fit.quality, fit.macs_per_ms)
-    footprint = measure_footprint(threads, plan.timing.repeats, plan.footprint_mb, bias)
+    # The sweep's sessions go first: the footprint graphs and weight chains reuse their memory (on a
+    # virtual machine, memory a process touches for the first time can cost seconds per GB).
+    del profiled, chains, chains_profiled, fusion_sessions, fusion_counts, passes, sessions, s
+    rests = rest_sessions(threads, plan.footprint_mb)
+    footprint = measure_footprint(threads, plan.timing.repeats, plan.footprint_mb, bias, rests=rests)
     cold = measure_cold_weights(threads, plan.timing.repeats, bias, lengths=plan.cold_chains,
-                                sizes=plan.footprint_mb)
+                                sizes=plan.footprint_mb, flush=rests[max(rests)])
     return OrtCalibration(fit, op_samples, families, quality, checks, applied, peak, bandwidth, gap_us, run * 1e3,
                           threads, machine(), dt.date.today().isoformat(), timed.others, sweep, raised, bias * 1e3,
                           footprint, cold)

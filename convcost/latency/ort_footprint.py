@@ -18,12 +18,15 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from convcost.latency.load import free_bytes
 from convcost.latency.ort_graphs import (
     COLD_CHAINS,
     COLD_CONV,
     FOOTPRINT_MB,
     FootprintProbe,
+    chain_weights,
     footprint_probes,
     rest_of_model,
     weight_chain,
@@ -81,6 +84,11 @@ def _op_ms(session: Session, op: str, bias: float) -> list[float]:
     return [max(ms - bias, 1e-6) for ms in events[name]]
 
 
+def _chain_session(length: int, channels: int, side: int, threads: int, weights: dict[str, np.ndarray]) -> Session:
+    model, used = weight_chain(length, channels, side, weights)
+    return make_session(model, threads, profiling=True, weights=used)
+
+
 def _runs_op(probe: FootprintProbe, threads: int) -> bool:
     """Whether onnxruntime runs the probed op as a kernel of its own after the producer (not fused)."""
     s = make_session(probe.produced, threads, profiling=True)
@@ -89,13 +97,22 @@ def _runs_op(probe: FootprintProbe, threads: int) -> bool:
     return probe.op in s.ops.values()
 
 
+def rest_sessions(threads: int, sizes: tuple[float, ...] = FOOTPRINT_MB) -> dict[float, Session]:
+    """The graphs standing for the rest of a model at each footprint of `sizes` that fits in an eighth of
+    the free memory, made once for measure_footprint and measure_cold_weights (the largest is the
+    flush both time the sweep's conditions after)."""
+    return {mb: make_session(rest_of_model(mb), threads, fill=1.0) for mb in _fitting(sizes)}
+
+
 def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOOTPRINT_MB,
-                      bias: float = 0.0, sampled_run: int = SAMPLED_RUN) -> FootprintTimes:
+                      bias: float = 0.0, sampled_run: int = SAMPLED_RUN,
+                      rests: dict[float, Session] | None = None) -> FootprintTimes:
     """Time every footprint probe (medians of at least 5 runs); footprints needing more than an eighth
-    of the free memory are left out. `sampled_run` is the run of each visit the sweep samples."""
+    of the free memory are left out. `sampled_run` is the run of each visit the sweep samples;
+    `rests` are rest_sessions(threads, sizes) where the caller has them."""
     repeats = max(repeats, 5)
-    sizes = _fitting(sizes)
-    rests = {mb: make_session(rest_of_model(mb), threads, fill=1.0) for mb in sizes}
+    rests = rests or rest_sessions(threads, sizes)
+    sizes = tuple(rests)
     flush = rests[sizes[-1]]
     out = FootprintTimes()
     for probe in footprint_probes():
@@ -121,21 +138,22 @@ def measure_footprint(threads: int, repeats: int, sizes: tuple[float, ...] = FOO
 
 def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_run: int = SAMPLED_RUN,
                          lengths: tuple[int, ...] = COLD_CHAINS, conv: tuple[int, int] = COLD_CONV,
-                         sizes: tuple[float, ...] = FOOTPRINT_MB) -> ColdTimes:
+                         sizes: tuple[float, ...] = FOOTPRINT_MB, flush: Session | None = None) -> ColdTimes:
     """Time the weight-heavy conv alone as the sweep does (each visit after a graph touching the
-    largest of `sizes` that fits, as measure_footprint's), then inside each chain (medians of at least
-    5 runs, over the chain's convs); chains needing more than an eighth of the free memory are left out."""
+    largest of `sizes` that fits, as measure_footprint's; `flush` where the caller has it), then inside
+    each chain (medians of at least 5 runs, over the chain's convs); chains needing more than an eighth
+    of the free memory are left out."""
     repeats = max(repeats, 5)
     channels, side = conv
     mb = channels * channels * 9 * 4 / 1e6
-    flush = make_session(rest_of_model(_fitting(sizes)[-1]), threads, fill=1.0)
-    sweep = _sampled(make_session(weight_chain(1, channels, side), threads, profiling=True), flush, repeats,
-                     sampled_run, "Conv", bias)
+    flush = flush or make_session(rest_of_model(_fitting(sizes)[-1]), threads, fill=1.0)
+    fits = [n for i, n in enumerate(lengths) if i == 0 or n * mb * 1e6 * 2 <= free_bytes() / 8]
+    weights = chain_weights(max(fits), channels)  # each chain reads the first of them
+    sweep = _sampled(_chain_session(1, channels, side, threads, weights), flush, repeats, sampled_run, "Conv",
+                     bias)
     out = ColdTimes(weight_mb=mb)
-    for n in lengths:
-        if n > lengths[0] and n * mb * 1e6 * 2 > free_bytes() / 8:
-            break
-        chain = make_session(weight_chain(n, channels, side), threads, profiling=True)
+    for n in fits:
+        chain = _chain_session(n, channels, side, threads, weights)
         for _ in range(WARMUP + repeats):
             chain.run()
         per_node = [statistics.median(max(ms - bias, 1e-6) for ms in times[WARMUP:])
@@ -143,4 +161,5 @@ def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_
         inside, run_ms = statistics.median(per_node), sum(per_node)
         out.chains[str(n)] = (run_ms, max(0.0, (inside - sweep) * 1e3 / mb))
         out.us[str(n)] = {"sweep": round(sweep * 1e3, 2), "inside": round(inside * 1e3, 2), "run": round(run_ms * 1e3)}
+        del chain  # its packed weights go before the next chain's are made
     return out

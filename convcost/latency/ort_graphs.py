@@ -549,16 +549,40 @@ COLD_CONV = (512, 7)
 COLD_CHAINS = (4, 8, 16, 32)
 
 
-def weight_chain(length: int, channels: int = COLD_CONV[0], side: int = COLD_CONV[1]) -> onnx.ModelProto:
-    """`length` 3x3 convs of `channels` each, one after another on a `side` x `side` map, each with
-    weights of its own: in a run of the chain every conv reads weights last read one run ago."""
-    b = _Builder("weights")
+def chain_weights(length: int, channels: int = COLD_CONV[0]) -> dict[str, np.ndarray]:
+    """Weights for a weight_chain of up to `length` convs (a shorter chain reads the first ones)."""
     rng = np.random.default_rng(0)
+    return {f"w{i}": rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * np.float32(0.01)
+            for i in range(length)}
+
+
+def weight_chain(length: int, channels: int = COLD_CONV[0], side: int = COLD_CONV[1],
+                 weights: dict[str, np.ndarray] | None = None) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """`length` 3x3 convs of `channels` each, one after another on a `side` x `side` map, each with
+    weights of its own: in a run of the chain every conv reads weights last read one run ago.
+
+    Returns the graph and the weights it reads (the first `length` of `weights`, or new ones): the
+    graph's initializers name external data that the session takes from the arrays
+    (ort_run.make_session's `weights`), so a chain of 300 MB of weights is not copied into the
+    protobuf, serialized and parsed again."""
+    b = _Builder("weights")
+    weights = weights if weights is not None else chain_weights(length, channels)
+    used = {w: weights[w] for w in list(weights)[:length]}
     x = b.input((1, channels, side, side))
-    for _ in range(length):
-        w = b.const(rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * 0.01)
+    for w, array in used.items():
+        b.inits.append(_external(w, array))
+        b.constants.add(w)
         x = b.op("Conv", [x, w], (1, channels, side, side), kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    return b.model([x])
+    return b.model([x]), used
+
+
+def _external(name: str, array: np.ndarray) -> TensorProto:
+    """An initializer whose data lives outside the model (the session is given the array itself)."""
+    t = TensorProto(name=name, data_type=FLOAT, dims=array.shape, data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", f"{name}.bin"), ("offset", "0"), ("length", str(array.nbytes))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+    return t
 
 
 def rest_of_model(mb: float) -> onnx.ModelProto:

@@ -77,6 +77,8 @@ class Session:
     #: Per run so far (warm-up included), whether it is a sample: `node_medians` keeps those runs'
     #: profiler events.
     sampled: list[bool] = field(default_factory=list)
+    #: Arrays the session reads in place (external initializers' data): alive as long as it is.
+    keep: tuple[np.ndarray, ...] = ()
 
     def run(self, sample: bool = False) -> object:
         self.sampled.append(sample)
@@ -130,11 +132,12 @@ def set_threads(so: Any, threads: int) -> None:
 
 
 def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: Mapping[str, tuple[int, ...]] = {},
-                 optimized_path: str | None = None, seed: int = 0, fill: float | None = None) -> Session:
+                 optimized_path: str | None = None, seed: int = 0, fill: float | None = None,
+                 weights: Mapping[str, np.ndarray] = {}) -> Session:
     """A CPU session with `threads` intra-op threads, sequential execution and the default (all)
     graph optimizations; `model` is a ModelProto, bytes or a path. Inputs are random at their
     declared shapes, or at `shapes` where given (a symbolic dim needs it); or all `fill` (quick to
-    make for a large input)."""
+    make for a large input). `weights` hold the data of initializers the model keeps outside it."""
     ort = import_ort()
     so = ort.SessionOptions()
     set_threads(so, threads)
@@ -146,6 +149,9 @@ def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: M
         so.profile_file_prefix = os.path.join(tempfile.gettempdir(), f"convcost-ort-{os.getpid()}-{next(_SERIAL)}")
     if optimized_path:
         so.optimized_model_filepath = optimized_path
+    if weights:
+        values = [ort.OrtValue.ortvalue_from_numpy(a) for a in weights.values()]
+        so.add_external_initializers(list(weights), values)
     data = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     sess = ort.InferenceSession(data if isinstance(data, bytes) else str(data), so,
                                 providers=["CPUExecutionProvider"])
@@ -162,7 +168,7 @@ def make_session(model: Any, threads: int, *, profiling: bool = False, shapes: M
             feeds[i.name] = np.zeros(shape, np.bool_)
         else:
             feeds[i.name] = np.zeros(shape, dtype)
-    return Session(sess, feeds, profiling)
+    return Session(sess, feeds, profiling, keep=tuple(weights.values()))
 
 
 #: The run of each visit to a probe graph that calibrate samples (0: the first). The first run after
