@@ -478,11 +478,13 @@ def test_calibrate_onnxruntime_writes_a_physical_profile_with_the_fusions_onnxru
         assert [mb for mb, _ in points] == [8.0, 32.0], key
         assert all(0.1 < share < 10 for _, share in points), (key, points)
         assert all(p.sources[f"footprint.{key}.{mb:g}"].startswith("calibrated on") for mb, _ in points)
-    # what weights add inside a chain of two weight-heavy convs (the smoke sweep's one chain)
-    assert p.cold_weights is not None and len(p.cold_weights.points) == 1
-    (run_ms, us), = p.cold_weights.points
-    assert 0 < run_ms < 1000 and 0 <= us < 1000
-    assert p.sources[f"cold_weights.{run_ms:.3g}"].startswith("calibrated on")
+    # what weights add inside a chain of two weight-heavy convs (the smoke sweep's one chain), after
+    # the conv alone, where they add nothing
+    assert p.cold_weights is not None and len(p.cold_weights.points) == 2
+    (alone_ms, nothing), (run_ms, us) = p.cold_weights.points
+    assert nothing == 0 and 0 < alone_ms < run_ms < 1000 and 0 <= us < 1000
+    assert all(p.sources[f"cold_weights.{ms:.3g}"].startswith("calibrated on") for ms in (alone_ms, run_ms))
+    assert "alone" in p.sources[f"cold_weights.{alone_ms:.3g}"]
 
 
 def test_bench_runs_the_model_in_onnxruntime_and_maps_every_kernel(block: Path, profile: Path) -> None:
@@ -587,9 +589,11 @@ def test_cold_weights_time_a_conv_inside_chains_of_its_kind() -> None:
 
     cold = measure_cold_weights(1, 5, lengths=(2, 4), conv=(32, 7), sizes=(8.0,))
     assert cold.weight_mb == pytest.approx(32 * 32 * 9 * 4 / 1e6)
-    assert list(cold.us) == ["2", "4"]
-    assert cold.us["2"]["run"] < cold.us["4"]["run"]
-    assert [ms for ms, _ in cold.points] == sorted(ms for ms, _ in cold.points) and len(cold.points) == 2
+    assert list(cold.us) == ["1", "2", "4"]
+    assert cold.us["1"]["run"] < cold.us["2"]["run"] < cold.us["4"]["run"]
+    assert [ms for ms, _ in cold.points] == sorted(ms for ms, _ in cold.points) and len(cold.points) == 3
+    # the conv alone, as the sweep times it: a chain of one whose weights add nothing
+    assert cold.points[0] == (pytest.approx(cold.us["1"]["sweep"] / 1e3), 0.0)
     assert all(us >= 0 for _, us in cold.points)
 
 

@@ -23,8 +23,9 @@ runs 20 ms they are not, whatever either touches: the last-level cache is shared
 the machine. On the same VM at one thread, a 512 -> 512 3x3 conv on a 7x7 map (9.4 MB of weights)
 takes 1.50 ms in the sweep, the same inside a chain of such convs that runs 6 ms, 1.05x inside one
 that runs 12 ms and 1.16x inside one that runs 24 ms; inside ResNet-18 (21 ms) 1.15x. A calibrated
-profile states, at a few run times, the microseconds each megabyte of weights adds there; a model's
-convs and matmuls pay it at the model's own estimated run time.
+profile states, at a few run times, the microseconds each megabyte of weights adds there, the first
+being the probe conv's own run time in the sweep, where they add nothing; a model's convs and matmuls
+pay it at the model's own estimated run time.
 """
 
 from __future__ import annotations

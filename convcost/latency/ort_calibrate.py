@@ -345,6 +345,11 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
     cold_mb = cal.cold.weight_mb
     for length, (run_ms, _) in cal.cold.chains.items():
         us = cal.cold.us[length]
+        if length == "1":
+            sources[f"cold_weights.{run_ms:.3g}"] = (
+                f"{where}: the {COLD_CONV[0]}->{COLD_CONV[0]} 3x3 conv on a {COLD_CONV[1]}x{COLD_CONV[1]} map "
+                f"alone, as the sweep times it ({us['sweep']} us a run): its weights add nothing there")
+            continue
         sources[f"cold_weights.{run_ms:.3g}"] = (
             f"{where}: a {COLD_CONV[0]}->{COLD_CONV[0]} 3x3 conv on a {COLD_CONV[1]}x{COLD_CONV[1]} map "
             f"({cold_mb:.3g} MB of weights) inside a chain of {length} such convs that runs {run_ms:.3g} ms: "

@@ -140,9 +140,9 @@ def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_
                          lengths: tuple[int, ...] = COLD_CHAINS, conv: tuple[int, int] = COLD_CONV,
                          sizes: tuple[float, ...] = FOOTPRINT_MB, flush: Session | None = None) -> ColdTimes:
     """Time the weight-heavy conv alone as the sweep does (each visit after a graph touching the
-    largest of `sizes` that fits, as measure_footprint's; `flush` where the caller has it), then inside
-    each chain (medians of at least 5 runs, over the chain's convs); chains needing more than an eighth
-    of the free memory are left out."""
+    largest of `sizes` that fits, as measure_footprint's; `flush` where the caller has it): the point
+    of a chain of 1, where weights add nothing; then inside each chain (medians of at least 5 runs, over
+    the chain's convs); chains needing more than an eighth of the free memory are left out."""
     repeats = max(repeats, 5)
     channels, side = conv
     mb = channels * channels * 9 * 4 / 1e6
@@ -152,6 +152,12 @@ def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_
     sweep = _sampled(_chain_session(1, channels, side, threads, weights), flush, repeats, sampled_run, "Conv",
                      bias)
     out = ColdTimes(weight_mb=mb)
+    # The conv alone is a chain of one whose run is the sweep's: its weights add nothing there by
+    # definition. Below the shortest chain the figure falls from that chain's towards this one (a
+    # model that runs as long as one conv finds its weights where the sweep's probe does).
+    us = round(sweep * 1e3, 2)
+    out.chains["1"] = (sweep, 0.0)
+    out.us["1"] = {"sweep": us, "inside": us, "run": round(sweep * 1e3)}
     for n in fits:
         chain = _chain_session(n, channels, side, threads, weights)
         for _ in range(WARMUP + repeats):
