@@ -487,6 +487,22 @@ def test_calibrate_onnxruntime_writes_a_physical_profile_with_the_fusions_onnxru
     assert "alone" in p.sources[f"cold_weights.{alone_ms:.3g}"]
 
 
+def test_calibrate_names_a_family_whose_probes_took_no_time() -> None:
+    """A family whose every probe measured nothing after the profiler's bias gets no figures: the
+    calibration names it (calibrate prints it) rather than leaving it out in silence."""
+    import subprocess
+    import sys
+
+    code = (
+        "import convcost.latency.ort_calibrate as oc\n"
+        "real = oc._probe_ms\n"
+        "oc._probe_ms = lambda s, w, op=None, bias=0.0: 0.0 if op in ('LSTM', 'GRU') else real(s, w, op, bias)\n"
+        "cal = oc.calibrate_ort('smoke', 1)\n"
+        "print(cal.unfitted, 'recurrent' in cal.families, 'elementwise' in cal.families)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split() == ["['recurrent']", "False", "True"], proc.stderr
+
+
 def test_bench_runs_the_model_in_onnxruntime_and_maps_every_kernel(block: Path, profile: Path) -> None:
     result = run_cli("bench", str(block), "-d", str(profile), "--seconds", "0.5", "-V", "depthwise", "-f", "json",
                      timeout=300)

@@ -143,6 +143,10 @@ def _calibrate_ort(plan: str, threads: int | None, name: str, output: str | None
         fig = cal.families[family]
         print(f"  {family:14s} bandwidth share {fig.memory_efficiency:.3g}  overhead {fig.overhead_us:.3g} us  "
               f"fit: {count} graphs, median |error| {med:.0%}", file=sys.stderr)
+    for family in cal.unfitted:
+        print(f"  {family:14s} not calibrated: its probes took no time after the profiler's bias "
+              f"({cal.profiler_bias_us:.3g} us); its ops take its parent family's figures or the defaults",
+              file=sys.stderr)
     for key, points in cal.footprint.shares.items():
         shares = ", ".join(f"{share:.2f} at {mb:g} MB" for mb, share in points)
         print(f"  footprint {key:14s} {cal.footprint.ops[key]}: {shares} of its sweep time", file=sys.stderr)

@@ -100,7 +100,7 @@ ORT_SWEEPS: dict[str, OrtSweep] = {
     "full": OrtSweep(full_convs, 1, 1, OrtTiming(warmup=3, repeats=9, span_s=60.0, **_VISIT)),
     "quick": OrtSweep(quick_convs, 1, 3, OrtTiming(warmup=2, repeats=5, span_s=12.0, **_VISIT), (8.0, 256.0),
                       (4, 12)),
-    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 6, OrtTiming(warmup=1, repeats=2, **_VISIT), (8.0, 32.0), (2,)),
+    "smoke": OrtSweep(lambda: smoke_convs()[:4], 6, 3, OrtTiming(warmup=1, repeats=2, **_VISIT), (8.0, 32.0), (2,)),
 }
 
 
@@ -130,6 +130,9 @@ class OrtCalibration:
     footprint: FootprintTimes = field(default_factory=FootprintTimes)
     #: What a conv's weights add inside models of a given run time, and the times it comes from.
     cold: ColdTimes = field(default_factory=ColdTimes)
+    #: Families whose probes all measured no time after the profiler's bias: the profile has no
+    #: figures of theirs (their ops take their parent family's, or the defaults).
+    unfitted: list[str] = field(default_factory=list)
 
 
 def _probe_ms(session: Session, warmup: int, op: str | None = None, bias: float = 0.0) -> float:
@@ -299,9 +302,10 @@ def calibrate_ort(sweep: str = "full", threads: int | None = None,
     footprint = measure_footprint(threads, plan.timing.repeats, plan.footprint_mb, bias, rests=rests)
     cold = measure_cold_weights(threads, plan.timing.repeats, bias, lengths=plan.cold_chains,
                                 sizes=plan.footprint_mb, flush=rests[max(rests)])
+    unfitted = sorted({p.family for p in probes if p.family} - set(family_points))
     return OrtCalibration(fit, op_samples, families, quality, checks, applied, peak, bandwidth, gap_us, run * 1e3,
                           threads, machine(), dt.date.today().isoformat(), timed.others, sweep, raised, bias * 1e3,
-                          footprint, cold)
+                          footprint, cold, unfitted)
 
 
 def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<calibrate>") -> DeviceProfile:
