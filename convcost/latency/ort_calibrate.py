@@ -46,6 +46,7 @@ from convcost.latency.kinds import COLD_KINDS, op_kind
 from convcost.latency.layouts import ADDED_OPS
 from convcost.latency.load import cache_start_mb, machine
 from convcost.latency.ort_footprint import (
+    ALONE,
     ColdTimes,
     FootprintTimes,
     measure_cold_weights,
@@ -349,7 +350,7 @@ def ort_profile(cal: OrtCalibration, name: str = "calibrated", path: str = "<cal
     cold_mb = cal.cold.weight_mb
     for length, (run_ms, _) in cal.cold.chains.items():
         us = cal.cold.us[length]
-        if length == "1":
+        if length == ALONE:
             sources[f"cold_weights.{run_ms:.3g}"] = (
                 f"{where}: the {COLD_CONV[0]}->{COLD_CONV[0]} 3x3 conv on a {COLD_CONV[1]}x{COLD_CONV[1]} map "
                 f"alone, as the sweep times it ({us['sweep']} us a run): its weights add nothing there")

@@ -35,6 +35,8 @@ from convcost.latency.ort_run import SAMPLED_RUN, Session, make_session
 
 #: Runs of each session before any is timed (buffers allocated, kernels prepared).
 WARMUP = 2
+#: The ColdTimes key of the probe conv alone (a chain of one, timed as the sweep times it).
+ALONE = "1"
 
 
 @dataclass
@@ -156,8 +158,8 @@ def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_
     # definition. Below the shortest chain the figure falls from that chain's towards this one (a
     # model that runs as long as one conv finds its weights where the sweep's probe does).
     us = round(sweep * 1e3, 2)
-    out.chains["1"] = (sweep, 0.0)
-    out.us["1"] = {"sweep": us, "inside": us, "run": round(sweep * 1e3)}
+    out.chains[ALONE] = (sweep, 0.0)
+    out.us[ALONE] = {"sweep": us, "inside": us, "run": round(sweep * 1e3)}
     for n in fits:
         chain = _chain_session(n, channels, side, threads, weights)
         for _ in range(WARMUP + repeats):
