@@ -168,6 +168,6 @@ def measure_cold_weights(threads: int, repeats: int, bias: float = 0.0, sampled_
                     for name, times in chain.kernel_ms().items() if chain.ops.get(name) == "Conv"]
         inside, run_ms = statistics.median(per_node), sum(per_node)
         out.chains[str(n)] = (run_ms, max(0.0, (inside - sweep) * 1e3 / mb))
-        out.us[str(n)] = {"sweep": round(sweep * 1e3, 2), "inside": round(inside * 1e3, 2), "run": round(run_ms * 1e3)}
+        out.us[str(n)] = {"sweep": us, "inside": round(inside * 1e3, 2), "run": round(run_ms * 1e3)}
         del chain  # its packed weights go before the next chain's are made
     return out
